@@ -1,0 +1,125 @@
+"""The composition root: builds the Store, Bus, broker and the aiohttp app from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from channels.auth import Authenticator
+from channels.broker import Broker
+from channels.bus import make_bus
+from channels.metrics import Metrics
+from channels.settings import Settings
+from channels.store import make_store
+from channels.transport.http import Rest, add_routes, cors_middleware, errors_middleware
+from channels.transport.ws import WebSocketEndpoint
+
+log = logging.getLogger(__name__)
+
+class PublicUrl:
+    """The URL the server listens on, known only once its socket is bound (port 0)."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.ready = asyncio.Event()
+
+    def set(self, url: str) -> None:
+        self.url = url
+        self.ready.set()
+
+
+BROKER = web.AppKey("broker", Broker)
+PUBLIC_URL = web.AppKey("public_url", PublicUrl)
+_STATIC = re.compile(r"^[A-Za-z0-9_\-]+\.(js|css|html|svg|png|ico|webmanifest)$")
+_TYPES = {
+    "js": "text/javascript",
+    "css": "text/css",
+    "html": "text/html",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+    "ico": "image/x-icon",
+    "webmanifest": "application/manifest+json",
+}
+
+
+def web_root() -> Path:
+    """The installed `web/` package directory (works from the source tree and from a wheel)."""
+    import web as web_package
+
+    return Path(next(iter(web_package.__path__)))
+
+
+def build_app(settings: Settings) -> web.Application:
+    """One app per server: nothing global, everything hangs off the app and the broker."""
+    metrics = Metrics()
+    auth = Authenticator(settings.keys)
+    broker = Broker(settings, make_store(settings.db), make_bus(settings.bus), auth, metrics)
+    app = web.Application(middlewares=[cors_middleware, errors_middleware], client_max_size=settings.max_frame_bytes)
+    app["settings"] = settings
+    app[BROKER] = broker
+    app[PUBLIC_URL] = PublicUrl()
+    ws = WebSocketEndpoint(broker)
+    app.router.add_get("/v1/ws", ws.handle)
+    add_routes(app, Rest(broker), settings)
+    root = web_root()
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(root / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def static(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = root / name
+        if not _STATIC.match(name) or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(
+            path, headers={"Content-Type": _TYPES[name.rsplit(".", 1)[1]], "Cache-Control": "no-cache"}
+        )
+
+    app.router.add_get("/", index)
+    app.router.add_get("/{name}", static)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_shutdown)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    broker = app[BROKER]
+    await broker.start()
+    demo: asyncio.Task[Any] | None = None
+    if broker.settings.demo:
+        demo = asyncio.create_task(_run_demo(app), name="agentchat-demo")
+    yield
+    if demo is not None:
+        demo.cancel()
+        await asyncio.gather(demo, return_exceptions=True)
+    if not broker.closing:
+        await broker.close()
+
+
+async def _shutdown(app: web.Application) -> None:
+    await app[BROKER].close()
+
+
+async def _run_demo(app: web.Application) -> None:
+    """Start the example agents in-process, talking to this server over loopback."""
+    from agents.examples import run_demo
+
+    broker = app[BROKER]
+    await app[PUBLIC_URL].ready.wait()
+    url = app[PUBLIC_URL].url
+
+    def mint(client_id: str, kind: str) -> str:
+        return broker.auth.mint(client_id, kind=kind, ttl=3600)[0]
+
+    try:
+        await run_demo(url, mint, broker.settings.demo_channel)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("demo agents stopped")

@@ -1,0 +1,125 @@
+"""Tokens: HS256 JWTs minted from the server's API keys, carrying client_id, kind and capabilities."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from channels.core.capabilities import Capabilities
+from channels.protocol import CLIENT_ID_PATTERN, Code, ProtocolError
+
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+KINDS = ("agent", "human", "system")
+
+
+@dataclass(slots=True)
+class Identity:
+    """Who a connection or request is, as proven by its token."""
+
+    client_id: str
+    kind: str
+    expires_at: int
+    capabilities: Capabilities
+    grants: dict[str, list[str]]
+
+    def can(self, channel: str, operation: str) -> bool:
+        return self.capabilities.can(channel, operation)
+
+    def require(self, channel: str, operation: str) -> None:
+        if not self.capabilities.can(channel, operation):
+            raise ProtocolError(Code.FORBIDDEN, f"token does not allow {operation} on {channel}")
+
+
+class Authenticator:
+    """Mints and verifies tokens with named API keys (`name:secret`)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys: dict[str, str] = {}
+        for entry in keys:
+            name, _, secret = entry.partition(":")
+            self.keys[name] = secret
+        if not self.keys:
+            # No configured key: an ephemeral one, so nothing is reachable without a token we minted.
+            self.keys["ephemeral"] = secrets.token_urlsafe(32)
+        self.default_key = next(iter(self.keys))
+
+    def mint(
+        self,
+        client_id: str,
+        *,
+        kind: str = "human",
+        ttl: int = 3600,
+        capabilities: dict[str, list[str]] | None = None,
+        key_name: str | None = None,
+        now: float | None = None,
+    ) -> tuple[str, int]:
+        """A signed token and its expiry (seconds since the epoch)."""
+        if not _CLIENT_ID.match(client_id):
+            raise ValueError(f"invalid client_id {client_id!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
+        grants = Capabilities.validate(capabilities if capabilities is not None else {"*": ["*"]})
+        name = key_name or self.default_key
+        issued = int(now if now is not None else time.time())
+        expires = issued + ttl
+        claims = {"sub": client_id, "kind": kind, "iat": issued, "exp": expires, "cap": grants}
+        token = jwt.encode(claims, self.keys[name], algorithm="HS256", headers={"kid": name})
+        return token, expires
+
+    def verify(self, token: str, now: float | None = None) -> Identity:
+        """The identity in a token; raises ProtocolError TOKEN_INVALID or TOKEN_EXPIRED."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise ProtocolError(Code.TOKEN_INVALID, "token is malformed") from exc
+        kid = header.get("kid")
+        secret = self.keys.get(kid) if isinstance(kid, str) else None
+        if secret is None:
+            raise ProtocolError(Code.TOKEN_INVALID, "token is signed by an unknown key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                secret,
+                algorithms=["HS256"],
+                options={"require": ["exp", "sub"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise ProtocolError(Code.TOKEN_INVALID, "token signature or claims are invalid") from exc
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float):
+            raise ProtocolError(Code.TOKEN_INVALID, "token expiry is invalid")
+        if exp <= (now if now is not None else time.time()):
+            raise ProtocolError(Code.TOKEN_EXPIRED, "token expired")
+        client_id = claims.get("sub")
+        kind = claims.get("kind", "human")
+        if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
+            raise ProtocolError(Code.TOKEN_INVALID, "token client_id is invalid")
+        if kind not in KINDS:
+            raise ProtocolError(Code.TOKEN_INVALID, "token kind is invalid")
+        try:
+            grants = Capabilities.validate(claims.get("cap", {}))
+        except ValueError as exc:
+            raise ProtocolError(Code.TOKEN_INVALID, f"token capabilities are invalid: {exc}") from exc
+        return Identity(client_id, kind, int(exp), Capabilities(grants), grants)
+
+    def check_basic(self, header: str | None) -> str:
+        """The key name proven by an `Authorization: Basic name:secret` header."""
+        if not header or not header.startswith("Basic "):
+            raise ProtocolError(Code.UNAUTHORIZED, "API key required (Authorization: Basic)")
+        try:
+            raw = base64.b64decode(header[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise ProtocolError(Code.UNAUTHORIZED, "malformed Basic credentials") from exc
+        name, _, secret = raw.partition(":")
+        expected = self.keys.get(name)
+        if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
+            raise ProtocolError(Code.UNAUTHORIZED, "unknown API key")
+        return name

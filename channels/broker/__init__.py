@@ -1,0 +1,630 @@
+"""The broker: the async coordinator of channels, sessions, fan-out, presence and history.
+
+Transports hand it validated frames and identities; it owns the Store, the Bus, the committer
+and every timer. Stream operations live in `channels.broker.streams`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from channels.auth import Authenticator, Identity
+from channels.broker.committer import Committer
+from channels.broker.state import Attachment, ChannelState, Connection, Session
+from channels.broker.streams import StreamOps
+from channels.bus import Bus, BusEvent
+from channels.core.ordering import Cursor, Offer
+from channels.core.presence import Diff
+from channels.core.ratelimit import TokenBucket
+from channels.metrics import Metrics
+from channels.outbox import Encoded, Outbox
+from channels.protocol import (
+    CloseCode,
+    Code,
+    Format,
+    OutgoingMessage,
+    ProtocolError,
+    ResumeToken,
+)
+from channels.settings import Settings
+from channels.store import Append, AppendResult, NewMessage, OpenMarker, Operation, Store, StoredMessage
+
+log = logging.getLogger(__name__)
+
+FILL_PAGE = 500
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class Broker(StreamOps):
+    """Owns every live record of one node. Create, `await start()`, serve, `await close()`."""
+
+    def __init__(self, settings: Settings, store: Store, bus: Bus, auth: Authenticator, metrics: Metrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.auth = auth
+        self.metrics = metrics
+        self.node_id = secrets.token_hex(4)
+        self.channels: dict[str, ChannelState] = {}
+        self._loading: dict[str, asyncio.Future[ChannelState]] = {}
+        self.sessions: dict[str, Session] = {}
+        self.connections: set[Connection] = set()
+        self.per_client: dict[str, int] = {}
+        self.committer = Committer(store, metrics, self._on_committed, settings.commit_batch)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self.closing = False
+        StreamOps.__init__(self)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.bus.start(self._on_bus)
+        self.committer.start()
+        await self.abort_orphan_streams()
+        self._sweeper = asyncio.create_task(self._sweep(), name="agentchat-sweeper")
+
+    async def close(self) -> None:
+        """End open streams as aborted, close connections (1001), commit what is queued."""
+        self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.abort_all_streams("server shutting down")
+        for conn in list(self.connections):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        for session in self.sessions.values():
+            session.cancel_timers()
+        await self.committer.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.bus.stop()
+        await self.store.close()
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """Run a background task the broker owns (cancelled at close; errors logged)."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    # --- connections and sessions --------------------------------------------------------
+
+    def new_connection(
+        self, identity: Identity, fmt: Format, outbox: Outbox, closer: Any, *, sse: bool = False
+    ) -> Connection:
+        """Register a transport; raises ProtocolError when its client has too many connections."""
+        if self.closing:
+            raise ProtocolError(Code.UNAVAILABLE, "server shutting down")
+        count = self.per_client.get(identity.client_id, 0)
+        if count >= self.settings.max_connections_per_client:
+            raise ProtocolError(Code.TOO_MANY_CONNECTIONS, "too many connections for this client_id")
+        now = time.monotonic()
+        s = self.settings
+        conn = Connection(
+            identity,
+            fmt,
+            outbox,
+            closer,
+            TokenBucket(s.publish_rate, s.publish_burst, now),
+            TokenBucket(s.max_bad_frames / 60.0, s.max_bad_frames, now),
+            now,
+            sse=sse,
+        )
+        self.per_client[identity.client_id] = count + 1
+        self.connections.add(conn)
+        self.metrics.connections.labels("sse" if sse else "ws").inc()
+        return conn
+
+    def connect(self, conn: Connection, resume: ResumeToken | None) -> dict[str, Any]:
+        """Bind a session to a new connection (resumed if possible); returns the `connected` frame."""
+        identity = conn.identity
+        reason: dict[str, Any] | None = None
+        session: Session | None = None
+        if resume is not None:
+            found = self.sessions.get(resume.session_id)
+            if (
+                found is not None
+                and secrets.compare_digest(found.key, resume.key)
+                and found.client_id == identity.client_id
+            ):
+                session = found
+                previous = session.connection
+                if previous is not None and previous is not conn:
+                    # The old transport loses the session; its drop must not start grace timers.
+                    previous.session = None
+                    self._drop_attachments(previous)
+                    previous.close(CloseCode.SESSION_TAKEN_OVER, "session resumed elsewhere")
+                session.cancel_timers()
+            else:
+                reason = {"code": Code.SESSION_EXPIRED, "message": "session unknown or expired"}
+        resumed = session is not None
+        if session is None:
+            session = Session(secrets.token_urlsafe(12), secrets.token_urlsafe(24), identity.client_id, identity.kind)
+            self.sessions[session.session_id] = session
+            self.metrics.sessions.set(len(self.sessions))
+        session.connection = conn
+        conn.session = session
+        frame: dict[str, Any] = {
+            "type": "connected",
+            "session_id": session.session_id,
+            "key": session.key,
+            "client_id": identity.client_id,
+            "kind": identity.kind,
+            "resumed": resumed,
+            "channels": sorted(session.channels),
+            "heartbeat_interval": self.settings.heartbeat_interval,
+            "resume_window": self.settings.resume_window,
+            "expires_at": identity.expires_at,
+            "limits": {
+                "max_frame_bytes": self.settings.max_frame_bytes,
+                "max_message_bytes": self.settings.max_message_bytes,
+                "history_max_page": self.settings.history_max_page,
+                "max_channels": self.settings.max_channels,
+                "max_stream_bytes": self.settings.max_stream_bytes,
+            },
+        }
+        if reason is not None:
+            frame["reason"] = reason
+        return frame
+
+    def disconnect(self, conn: Connection, graceful: bool) -> None:
+        """A transport ended. Graceful (client closed with 1000): the session ends now.
+        Otherwise presence and streams wait out their grace and the session its resume window."""
+        if conn not in self.connections:
+            return
+        conn.closed = True
+        self.connections.discard(conn)
+        self.metrics.connections.labels("sse" if conn.sse else "ws").dec()
+        left = self.per_client.get(conn.identity.client_id, 1) - 1
+        if left:
+            self.per_client[conn.identity.client_id] = left
+        else:
+            self.per_client.pop(conn.identity.client_id, None)
+        self._drop_attachments(conn)
+        session = conn.session
+        if session is None or session.connection is not conn:
+            return
+        session.connection = None
+        if graceful or self.closing or conn.sse:
+            self.end_session(session, "left")
+            return
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        if session.presence:
+            session.timers.append(loop.call_later(s.presence_grace, self._presence_timeout, session))
+        if session.streams:
+            session.timers.append(loop.call_later(s.stream_grace, self._stream_timeout, session))
+        session.timers.append(loop.call_later(s.resume_window, self._session_timeout, session))
+
+    def _drop_attachments(self, conn: Connection) -> None:
+        for name, att in list(conn.attachments.items()):
+            if att.fill is not None:
+                att.fill.cancel()
+            ch = self.channels.get(name)
+            if ch is not None:
+                ch.subscribers.pop(conn, None)
+                self._maybe_forget(ch)
+        conn.attachments.clear()
+
+    def _presence_timeout(self, session: Session) -> None:
+        if session.connection is None:
+            self._leave_all(session)
+
+    def _stream_timeout(self, session: Session) -> None:
+        if session.connection is None:
+            self.abort_session_streams(session, "writer lost")
+
+    def _session_timeout(self, session: Session) -> None:
+        if session.connection is None:
+            self.end_session(session, "expired")
+
+    def end_session(self, session: Session, why: str) -> None:
+        session.cancel_timers()
+        self._leave_all(session)
+        self.abort_session_streams(session, f"session {why}")
+        self.sessions.pop(session.session_id, None)
+        self.metrics.sessions.set(len(self.sessions))
+
+    def _leave_all(self, session: Session) -> None:
+        for name in list(session.presence):
+            self._presence_leave(session, name)
+
+    # --- channels ------------------------------------------------------------------------
+
+    async def channel(self, name: str) -> ChannelState:
+        """This node's state of a channel, loading its position from the Store the first time."""
+        ch = self.channels.get(name)
+        if ch is not None:
+            return ch
+        pending = self._loading.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ChannelState] = asyncio.get_running_loop().create_future()
+        self._loading[name] = future
+        try:
+            info = await self.store.channel(name)
+        except BaseException as exc:
+            self._loading.pop(name, None)
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        ch = self.channels.get(name)  # a commit may have created it meanwhile
+        if ch is None:
+            ch = ChannelState(name, info.epoch, info.last_serial, info.first_serial)
+            self.channels[name] = ch
+            self.bus.watch(name)
+            self.metrics.channels.set(len(self.channels))
+        else:
+            ch.head = max(ch.head, info.last_serial)
+            ch.epoch = ch.epoch or info.epoch
+        self._loading.pop(name, None)
+        future.set_result(ch)
+        return ch
+
+    def _maybe_forget(self, ch: ChannelState) -> None:
+        if ch.idle() and self.channels.get(ch.name) is ch:
+            del self.channels[ch.name]
+            self.bus.unwatch(ch.name)
+            self.metrics.channels.set(len(self.channels))
+
+    # --- attach / detach -----------------------------------------------------------------
+
+    async def attach(
+        self, conn: Connection, name: str, position: tuple[int, str | None] | None, presence: bool, ref: int | None
+    ) -> None:
+        """Attach, reply `attached`, replay after `position`, then stream snapshots and presence."""
+        conn.identity.require(name, "subscribe")
+        if name not in conn.attachments and len(conn.attachments) >= self.settings.max_channels:
+            raise ProtocolError(Code.TOO_MANY_CHANNELS, f"at most {self.settings.max_channels} channels per connection")
+        ch = await self.channel(name)
+        if conn.closed:
+            return
+        resumed, reason, start = True, None, ch.head
+        if position is not None:
+            serial, epoch = position
+            if epoch and ch.epoch and epoch != ch.epoch:
+                resumed, reason = False, {"code": Code.EPOCH_CHANGED, "message": "channel history was reset"}
+            elif serial > ch.head:
+                resumed, reason = False, {"code": Code.EPOCH_CHANGED, "message": "position is ahead of the channel"}
+            elif serial + 1 < ch.first_serial:
+                resumed, reason = False, {"code": Code.HISTORY_LOST, "message": "history after the position is gone"}
+            else:
+                start = serial
+        old = conn.attachments.get(name)
+        if old is not None and old.fill is not None:
+            old.fill.cancel()
+        att = Attachment(conn, Cursor(start), presence)
+        conn.attachments[name] = att
+        ch.subscribers[conn] = att
+        if conn.session is not None:
+            conn.session.channels.add(name)
+        if conn.sse:
+            conn.sse_epoch = ch.epoch
+        reply: dict[str, Any] = {
+            "type": "attached",
+            "channel": name,
+            "position": {"serial": ch.head, "epoch": ch.epoch},
+            "resumed": resumed,
+        }
+        if ref is not None:
+            reply["ref"] = ref
+        if reason is not None:
+            reply["reason"] = reason
+        conn.send(reply)
+        if att.cursor.begin_fill(ch.head):
+            att.fill = self.spawn(self._fill(ch, att), f"fill:{name}")
+        for stream in ch.streams.values():
+            conn.send(stream.snapshot_frame())
+        if presence:
+            page_size = self.settings.presence_page_size
+            for members, last in ch.presence.pages(page_size):
+                conn.send(
+                    {"type": "presence_sync", "channel": name, "members": [m.to_wire() for m in members], "last": last}
+                )
+
+    def detach(self, conn: Connection, name: str) -> None:
+        att = conn.attachments.pop(name, None)
+        if att is not None and att.fill is not None:
+            att.fill.cancel()
+        if conn.session is not None:
+            conn.session.channels.discard(name)
+            if name in conn.session.presence:
+                self._presence_leave(conn.session, name)
+        ch = self.channels.get(name)
+        if ch is not None:
+            ch.subscribers.pop(conn, None)
+            self._maybe_forget(ch)
+
+    async def _fill(self, ch: ChannelState, att: Attachment) -> None:
+        """Read a reader's gap from the Store and deliver it; turn it live when caught up."""
+        conn, cursor = att.connection, att.cursor
+        while True:
+            page = await self.store.history(ch.name, before=None, after=cursor.last, limit=FILL_PAGE, forwards=True)
+            if conn.closed or conn.attachments.get(ch.name) is not att:
+                return
+            for message in page:
+                if not cursor.filled(message.serial):
+                    if message.serial > cursor.last + 1:
+                        # Retention removed part of the gap: say so, never skip silently.
+                        conn.send(
+                            {
+                                "type": "attached",
+                                "channel": ch.name,
+                                "position": {"serial": cursor.last, "epoch": ch.epoch},
+                                "resumed": False,
+                                "reason": {"code": Code.HISTORY_LOST, "message": "history in the gap is gone"},
+                            }
+                        )
+                        cursor.last = message.serial
+                    else:
+                        continue
+                conn.deliver(Encoded(message.to_wire()), message.serial, ch.epoch)
+            if len(page) < FILL_PAGE and cursor.fill_done():
+                att.fill = None
+                return
+            if not page and cursor.target > cursor.last:
+                # The Store has not got what the bus announced yet: give the commit a moment.
+                await asyncio.sleep(0.01)
+            while conn.outbox.buffered() > conn.outbox.limit // 2 and not conn.closed:
+                await asyncio.sleep(0.005)  # replay respects the reader's pace (outbox bound)
+
+    # --- publish -------------------------------------------------------------------------
+
+    def prepare_messages(
+        self, identity: Identity, channel: str, messages: Sequence[OutgoingMessage], *, stream_fields: bool = False
+    ) -> list[NewMessage]:
+        """Validate sizes and ids, stamp sender and time; raises ProtocolError."""
+        ts = now_ms()
+        prepared: list[NewMessage] = []
+        seen: set[str] = set()
+        limit = self.settings.max_message_bytes
+        for m in messages:
+            data_json = dumps(m.data)
+            if len(data_json) > limit:
+                raise ProtocolError(Code.MESSAGE_TOO_LARGE, f"message data exceeds {limit} bytes")
+            message_id = m.id or "m_" + secrets.token_urlsafe(12)
+            if message_id in seen:
+                raise ProtocolError(Code.INVALID_VALUE, "two messages of one batch share an id")
+            seen.add(message_id)
+            prepared.append(
+                NewMessage(message_id, m.name, m.data, data_json, identity.client_id, identity.kind, ts, m.reply_to)
+            )
+        return prepared
+
+    def publish(
+        self,
+        identity: Identity,
+        channel: str,
+        messages: Sequence[OutgoingMessage],
+        if_serial: int | None,
+        conn: Connection | None = None,
+    ) -> asyncio.Future[AppendResult | None] | list[None]:
+        """Check rights and limits, then fan out (ephemeral) or queue for commit (durable).
+
+        Returns a future of the commit for durable messages; the caller acks when it resolves."""
+        identity.require(channel, "publish")
+        if conn is not None and not conn.publish_bucket.take(time.monotonic()):
+            raise ProtocolError(
+                Code.RATE_LIMITED, "publish rate exceeded", retry_after=round(conn.publish_bucket.retry_after(), 3)
+            )
+        prepared = self.prepare_messages(identity, channel, messages)
+        if messages[0].ephemeral:
+            for m in prepared:
+                frame = {
+                    "type": "message",
+                    "channel": channel,
+                    "serial": None,
+                    "id": m.id,
+                    "name": m.name,
+                    "data": m.data,
+                    "client_id": m.client_id,
+                    "kind": m.kind,
+                    "ts": m.ts,
+                    "ephemeral": True,
+                }
+                if m.reply_to is not None:
+                    frame["reply_to"] = m.reply_to
+                self.bus.publish(BusEvent(channel, frame=frame, origin=self.node_id))
+            self.metrics.publishes.labels("ephemeral").inc(len(prepared))
+            return [None] * len(prepared)
+        self.metrics.publishes.labels("durable").inc(len(prepared))
+        return self.committer.submit(Append(channel, prepared, if_serial))
+
+    @staticmethod
+    def publish_reply(result: AppendResult | None) -> dict[str, Any]:
+        """The ack fields for a committed publish; raises ProtocolError on an if_serial conflict."""
+        assert result is not None
+        if result.conflict is not None:
+            raise ProtocolError(Code.CONFLICT, "channel moved on (if_serial)", last_serial=result.conflict)
+        return {"serials": result.serials, "duplicates": result.duplicates}
+
+    def _on_committed(self, ops: Sequence[Operation], results: Sequence[AppendResult | None]) -> None:
+        for op, result in zip(ops, results, strict=True):
+            if isinstance(op, OpenMarker) or result is None or not result.stored:
+                continue
+            self.bus.publish(BusEvent(op.channel, messages=result.stored, origin=self.node_id, epoch=result.epoch))
+
+    # --- fan-out -------------------------------------------------------------------------
+
+    def _on_bus(self, event: BusEvent) -> None:
+        ch = self.channels.get(event.channel)
+        if ch is None:
+            return
+        if event.messages is not None:
+            if not ch.epoch:
+                ch.epoch = event.epoch
+            for message in event.messages:
+                self._fan_out_message(ch, message)
+        elif event.frame is not None:
+            self._fan_out_frame(ch, event.frame)
+
+    def _fan_out_message(self, ch: ChannelState, message: StoredMessage) -> None:
+        serial = message.serial
+        if serial > ch.head:
+            ch.head = serial
+        if not ch.subscribers:
+            return
+        encoded = Encoded(message.to_wire())
+        count = 0
+        for conn, att in ch.subscribers.items():
+            cursor = att.cursor
+            # Fast path inline: a live reader right behind this serial.
+            if not cursor.filling and serial == cursor.last + 1:
+                cursor.last = serial
+                conn.deliver(encoded, serial, ch.epoch)
+                count += 1
+                continue
+            if cursor.offer(serial) is Offer.START_FILL and att.fill is None:
+                att.fill = self.spawn(self._fill(ch, att), f"fill:{ch.name}")
+        self.metrics.deliveries.inc(count)
+
+    def _fan_out_frame(self, ch: ChannelState, frame: dict[str, Any], presence_only: bool = False) -> None:
+        if not ch.subscribers:
+            return
+        encoded = Encoded(frame)
+        count = 0
+        for conn, att in ch.subscribers.items():
+            if presence_only and not att.presence:
+                continue
+            conn.deliver(encoded)
+            count += 1
+        self.metrics.deliveries.inc(count)
+
+    # --- history -------------------------------------------------------------------------
+
+    async def history(
+        self,
+        identity: Identity,
+        channel: str,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        forwards: bool,
+    ) -> dict[str, Any]:
+        identity.require(channel, "history")
+        limit = min(limit, self.settings.history_max_page)
+        rows = await self.store.history(channel, before=before, after=after, limit=limit + 1, forwards=forwards)
+        has_more = len(rows) > limit
+        return {"messages": [m.to_wire() for m in rows[:limit]], "has_more": has_more}
+
+    # --- presence ------------------------------------------------------------------------
+
+    def presence(self, conn: Connection, name: str, action: str, data: Any) -> None:
+        conn.identity.require(name, "presence")
+        session = conn.session
+        if session is None or name not in conn.attachments:
+            raise ProtocolError(Code.NOT_ATTACHED, f"attach {name} before entering its presence")
+        if len(dumps(data)) > self.settings.max_message_bytes:
+            raise ProtocolError(Code.MESSAGE_TOO_LARGE, "presence data too large")
+        ch = self.channels[name]
+        if action == "leave":
+            self._presence_leave(session, name)
+            return
+        diff = ch.presence.enter(session.client_id, session.session_id, session.kind, data, now_ms())
+        session.presence.add(name)
+        if diff is not None:
+            self._broadcast_presence(ch, diff)
+
+    def _presence_leave(self, session: Session, name: str) -> None:
+        session.presence.discard(name)
+        ch = self.channels.get(name)
+        if ch is None:
+            return
+        diff = ch.presence.leave(session.session_id, now_ms())
+        if diff is not None:
+            self._broadcast_presence(ch, diff)
+        self._maybe_forget(ch)
+
+    def _broadcast_presence(self, ch: ChannelState, diff: Diff) -> None:
+        frame = {"type": "presence", "channel": ch.name, "action": diff.action, "member": diff.member.to_wire()}
+        self._fan_out_frame(ch, frame, presence_only=True)
+
+    async def presence_members(self, identity: Identity, name: str) -> list[dict[str, Any]]:
+        identity.require(name, "subscribe")
+        ch = self.channels.get(name)
+        return [] if ch is None else [m.to_wire() for m in ch.presence.members()]
+
+    async def occupancy(self, identity: Identity, name: str) -> dict[str, int]:
+        identity.require(name, "subscribe")
+        ch = self.channels.get(name)
+        if ch is None:
+            return {"connections": 0, "subscribers": 0, "publishers": 0, "presence_members": 0}
+        conns = list(ch.subscribers)
+        return {
+            "connections": len(conns),
+            "subscribers": sum(1 for c in conns if c.identity.can(name, "subscribe")),
+            "publishers": sum(1 for c in conns if c.identity.can(name, "publish")),
+            "presence_members": len(ch.presence),
+        }
+
+    # --- auth renewal, heartbeats, dead peers --------------------------------------------
+
+    def renew(self, conn: Connection, token: str) -> int:
+        identity = self.auth.verify(token)
+        if identity.client_id != conn.identity.client_id or identity.kind != conn.identity.kind:
+            raise ProtocolError(Code.TOKEN_INVALID, "a renewed token must be for the same client_id and kind")
+        conn.identity = identity
+        conn.renew_sent = False
+        # Capabilities may have shrunk: detach what the new token no longer allows.
+        for name in list(conn.attachments):
+            if not identity.can(name, "subscribe"):
+                self.detach(conn, name)
+                conn.send({"type": "detached", "channel": name, "code": Code.FORBIDDEN, "message": "capability removed"})
+        return identity.expires_at
+
+    async def _sweep(self) -> None:
+        interval = self.settings.heartbeat_interval
+        period = max(0.05, min(1.0, interval / 3))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self._sweep_once(time.monotonic(), time.time(), interval)
+            except Exception:
+                log.exception("sweep failed")
+
+    def _sweep_once(self, mono: float, wall: float, interval: float) -> None:
+        for conn in list(self.connections):
+            if conn.closed:
+                continue
+            expires = conn.identity.expires_at
+            if wall >= expires:
+                conn.close(CloseCode.TOKEN_EXPIRED, "token expired")
+                continue
+            lifetime_left = expires - wall
+            if not conn.renew_sent and not conn.sse and lifetime_left <= 30:
+                conn.renew_sent = True
+                conn.send({"type": "auth_renew", "expires_at": expires})
+            if not conn.sse and mono - conn.last_recv > 2 * interval:
+                conn.close(CloseCode.HEARTBEAT_TIMEOUT, "no frame from the client within 2 heartbeat intervals")
+                continue
+            sent = conn.outbox.sent_bytes
+            if sent != conn.hb_bytes:
+                conn.hb_bytes = sent
+                conn.hb_since = mono
+            elif mono - conn.hb_since >= interval:
+                conn.hb_since = mono
+                if conn.sse:
+                    conn.outbox.push(b": hb\n\n")
+                else:
+                    conn.send({"type": "heartbeat", "ts": now_ms()})

@@ -1,0 +1,144 @@
+"""The broker's live records: connections, sessions, attachments and per-channel state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.auth import Identity
+from channels.core.ordering import Cursor
+from channels.core.presence import PresenceSet
+from channels.core.ratelimit import TokenBucket
+from channels.core.streams import Stream
+from channels.outbox import Encoded, Outbox
+from channels.protocol import Format
+
+
+class Connection:
+    """One live transport (a WebSocket or an SSE response) of a session."""
+
+    __slots__ = (
+        "attachments",
+        "bad_frames",
+        "closed",
+        "closer",
+        "fmt",
+        "hb_bytes",
+        "hb_since",
+        "identity",
+        "last_recv",
+        "outbox",
+        "publish_bucket",
+        "renew_sent",
+        "session",
+        "sse",
+        "sse_epoch",
+    )
+
+    def __init__(
+        self,
+        identity: Identity,
+        fmt: Format,
+        outbox: Outbox,
+        closer: Callable[[int, str], None],
+        publish_bucket: TokenBucket,
+        bad_frames: TokenBucket,
+        now: float,
+        sse: bool = False,
+    ) -> None:
+        self.identity = identity
+        self.fmt: Format = fmt
+        self.outbox = outbox
+        self.closer = closer
+        self.publish_bucket = publish_bucket
+        self.bad_frames = bad_frames
+        self.session: Session | None = None
+        self.attachments: dict[str, Attachment] = {}
+        self.closed = False
+        self.last_recv = now
+        self.hb_bytes = 0
+        self.hb_since = now
+        self.renew_sent = False
+        self.sse = sse
+        self.sse_epoch = ""
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue one frame for this connection alone."""
+        if self.sse:
+            frame = _sse_translate(frame)  # type: ignore[assignment]
+            if frame is None:
+                return
+        self.deliver(Encoded(frame))
+
+    def deliver(self, event: Encoded, serial: int | None = None, epoch: str = "") -> None:
+        if self.sse:
+            self.outbox.push(event.sse(f"{epoch}:{serial}" if serial is not None else None))
+        else:
+            self.outbox.push(event.ws(self.fmt))
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.closer(code, reason)
+
+
+@dataclass(slots=True)
+class Attachment:
+    """A connection's attachment to one channel: its delivery cursor and presence wish."""
+
+    connection: Connection
+    cursor: Cursor
+    presence: bool
+    fill: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class Session:
+    """A client's identity across reconnects: presence entries and streams belong to it."""
+
+    session_id: str
+    key: str
+    client_id: str
+    kind: str
+    connection: Connection | None = None
+    presence: set[str] = field(default_factory=set)  # channels where it is present
+    streams: set[str] = field(default_factory=set)  # stream ids it writes
+    channels: set[str] = field(default_factory=set)  # channels last attached (a hint on resume)
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+
+@dataclass(slots=True)
+class ChannelState:
+    """What this node knows and serves of one channel."""
+
+    name: str
+    epoch: str
+    head: int  # last serial known committed
+    first_serial: int
+    subscribers: dict[Connection, Attachment] = field(default_factory=dict)
+    presence: PresenceSet = field(default_factory=PresenceSet)
+    streams: dict[str, Stream] = field(default_factory=dict)
+    reserved_ids: set[str] = field(default_factory=set)  # message ids of streams being opened
+
+    def idle(self) -> bool:
+        return not self.subscribers and not len(self.presence) and not self.streams and not self.reserved_ids
+
+
+def _sse_translate(frame: dict[str, Any]) -> dict[str, Any] | None:
+    """SSE has no replies: `attached` becomes a `reset` event when continuity was lost."""
+    kind = frame.get("type")
+    if kind == "attached":
+        if frame.get("resumed", True):
+            return None
+        reason = frame.get("reason") or {}
+        return {"type": "reset", "code": reason.get("code"), "message": reason.get("message"), "position": frame["position"]}
+    if kind in ("connected", "ack", "nack", "auth_renew", "heartbeat"):
+        return None
+    return frame

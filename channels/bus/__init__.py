@@ -1,0 +1,74 @@
+"""The Bus port: carries committed messages and live events to every node serving a channel.
+
+`LocalBus` serves one process. Receivers order durable messages by serial and fill gaps from the
+Store, so an at-most-once bus (Redis pub/sub) still keeps promise 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class BusEvent:
+    """What crosses the bus: `messages` (committed, with serials) or a live `frame`."""
+
+    channel: str
+    messages: list[Any] | None = None
+    frame: dict[str, Any] | None = None
+    origin: str = ""
+    epoch: str = ""
+
+
+Handler = Callable[[BusEvent], None]
+
+
+class Bus(Protocol):
+    async def start(self, handler: Handler) -> None:
+        """Begin delivering events to `handler`, synchronously and in publish order per channel."""
+
+    async def stop(self) -> None: ...
+
+    def publish(self, event: BusEvent) -> None:
+        """Send an event to every node, this one included; never blocks."""
+
+    def watch(self, channel: str) -> None:
+        """This node serves the channel from now on."""
+
+    def unwatch(self, channel: str) -> None: ...
+
+
+class LocalBus:
+    """One process: publish calls the handler directly."""
+
+    def __init__(self) -> None:
+        self._handler: Handler | None = None
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+
+    async def stop(self) -> None:
+        self._handler = None
+
+    def publish(self, event: BusEvent) -> None:
+        if self._handler is not None:
+            self._handler(event)
+
+    def watch(self, channel: str) -> None:
+        pass
+
+    def unwatch(self, channel: str) -> None:
+        pass
+
+
+def make_bus(url: str) -> Bus:
+    """`local` or a `redis://` URL."""
+    if url == "local":
+        return LocalBus()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from channels.bus.redis import RedisBus
+
+        return RedisBus(url)
+    raise ValueError(f"unsupported bus {url!r}: use 'local' or redis://")

@@ -1,0 +1,133 @@
+"""The `agentchat` command: serve, mint a token, run a bot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from channels.settings import Settings
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGINT/SIGTERM; prints the URL it listens on."""
+    from channels.app import PUBLIC_URL, build_app
+
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
+    # The demo needs the URL before startup finishes, so bind first and start the app after.
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://{settings.host}:{port}"
+    app[PUBLIC_URL].set(url)
+    print(f"agentchat listening on {url}", flush=True)
+    if settings.dev:
+        print(f"open {url}/ in your browser (development mode: /v1/dev/token mints tokens for anyone)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _parse_caps(values: list[str] | None) -> dict[str, list[str]]:
+    if not values:
+        return {"*": ["*"]}
+    caps: dict[str, list[str]] = {}
+    for value in values:
+        pattern, sep, ops = value.partition("=")
+        if not sep:
+            raise SystemExit(f"--cap takes PATTERN=op,op (got {value!r})")
+        caps[pattern] = [op for op in ops.split(",") if op]
+    return caps
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="agentchat", description="Realtime group chat for agents and people.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_serve = sub.add_parser("serve", help="run the server (settings also from AGENTCHAT_* variables)")
+    p_serve.add_argument("--db", help="sqlite+aiosqlite:///path or postgresql+asyncpg://...")
+    p_serve.add_argument("--bus", help="'local' or redis://host:port/db")
+    p_serve.add_argument("--host")
+    p_serve.add_argument("--port", type=int)
+    p_serve.add_argument("--keys", help="API keys, comma separated name:secret")
+    p_serve.add_argument("--dev", action="store_true", default=None, help="development mode: /v1/dev/token")
+    p_serve.add_argument("--demo", action="store_true", default=None, help="start the demo agents")
+    p_serve.add_argument("--log-level", default=os.environ.get("AGENTCHAT_LOG_LEVEL", "INFO"))
+
+    p_token = sub.add_parser("token", help="mint a client token with an API key")
+    p_token.add_argument("--client-id", required=True)
+    p_token.add_argument("--kind", default="human", choices=["human", "agent", "system"])
+    p_token.add_argument("--ttl", type=int, default=3600)
+    p_token.add_argument("--cap", action="append", help="PATTERN=op,op (repeatable); default all")
+    p_token.add_argument("--keys", help="name:secret (default AGENTCHAT_KEYS)")
+    p_token.add_argument("--json", action="store_true", help="print token and expiry as JSON")
+
+    p_bot = sub.add_parser("bot", help="run a bot: agentchat bot module:attr")
+    p_bot.add_argument("spec", help="module:attribute of an agents.Bot")
+    p_bot.add_argument("--url", default=os.environ.get("AGENTCHAT_URL", "http://127.0.0.1:8080"))
+    p_bot.add_argument("--token", default=os.environ.get("AGENTCHAT_TOKEN"))
+    p_bot.add_argument("--keys", help="mint tokens locally with name:secret (default AGENTCHAT_KEYS)")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        overrides: dict[str, Any] = {
+            k: v for k, v in vars(args).items() if k in ("db", "bus", "host", "port", "keys", "dev", "demo") and v is not None
+        }
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        settings = Settings(**overrides)
+        _install_uvloop()
+        try:
+            asyncio.run(serve(settings))
+        except KeyboardInterrupt:
+            pass
+    elif args.command == "token":
+        from channels.auth import Authenticator
+
+        keys = Settings(**({"keys": args.keys} if args.keys else {})).keys
+        if not keys:
+            raise SystemExit("no API key: pass --keys name:secret or set AGENTCHAT_KEYS")
+        token, expires = Authenticator(keys).mint(
+            args.client_id, kind=args.kind, ttl=args.ttl, capabilities=_parse_caps(args.cap)
+        )
+        print(json.dumps({"token": token, "expires_at": expires}) if args.json else token)
+    elif args.command == "bot":
+        logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from agents.bot import run_bot_from_spec
+
+        _install_uvloop()
+        try:
+            asyncio.run(run_bot_from_spec(args.spec, args.url, token=args.token, keys=args.keys))
+        except KeyboardInterrupt:
+            pass
+    else:  # pragma: no cover
+        parser.print_help()
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Prometheus metrics of one server instance (its own registry, exposed at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Counters the broker and transports update; `render` gives the text exposition format."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.connections = Gauge("agentchat_connections", "Open client connections", ["transport"], registry=r)
+        self.sessions = Gauge("agentchat_sessions", "Sessions, connected or inside the resume window", registry=r)
+        self.channels = Gauge("agentchat_channels", "Channels with local state on this node", registry=r)
+        self.publishes = Counter("agentchat_publishes_total", "Messages accepted for publish", ["lane"], registry=r)
+        self.deliveries = Counter("agentchat_deliveries_total", "Events queued to subscribers", registry=r)
+        self.bytes_out = Counter("agentchat_bytes_out_total", "Bytes queued to subscribers", registry=r)
+        self.outbox_drops = Counter(
+            "agentchat_outbox_drops_total", "Events dropped because an outbox overflowed", registry=r
+        )
+        self.slow_consumers = Counter(
+            "agentchat_slow_consumer_disconnects_total", "Connections closed as slow consumers", registry=r
+        )
+        self.errors = Counter("agentchat_errors_total", "Error replies sent", ["code"], registry=r)
+        self.commit_seconds = Histogram(
+            "agentchat_commit_seconds",
+            "Store group-commit latency",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.commit_batch = Histogram(
+            "agentchat_commit_batch_size",
+            "Operations per group commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+            registry=r,
+        )
+        self.streams_open = Gauge("agentchat_streams_open", "Open token streams", registry=r)
+        self.streams_ended = Counter("agentchat_streams_ended_total", "Ended token streams", ["status"], registry=r)
+        self.stream_mismatch = Counter(
+            "agentchat_stream_mismatch_total",
+            "Streams whose declared final content differed from the assembled chunks",
+            registry=r,
+        )
+        self.store_writes = Counter("agentchat_store_writes_total", "Store write operations", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

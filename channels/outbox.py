@@ -1,0 +1,115 @@
+"""Outboxes: bounded per-connection send buffers that write coalesced bytes once per loop tick.
+
+Every subscriber of an event gets the same bytes (`Encoded`), built once per wire format.
+Overflow policy: when queued bytes (ours plus the transport's) pass the limit, the outbox
+closes its connection as a slow consumer; it never blocks the publisher or the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from channels.protocol import Format, encode
+
+_OP_TEXT = 0x1
+_OP_BINARY = 0x2
+
+
+def ws_frame(payload: bytes, opcode: int) -> bytes:
+    """A complete, unmasked (server-to-client) WebSocket frame with FIN set."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | opcode, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
+
+
+class Encoded:
+    """One outgoing event, encoded lazily at most once per wire shape and shared by all receivers."""
+
+    __slots__ = ("_json", "_msgpack", "_sse", "frame")
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        self.frame = frame
+        self._json: bytes | None = None
+        self._msgpack: bytes | None = None
+        self._sse: bytes | None = None
+
+    def ws(self, fmt: Format) -> bytes:
+        if fmt == "json":
+            if self._json is None:
+                self._json = ws_frame(encode(self.frame, "json"), _OP_TEXT)
+            return self._json
+        if self._msgpack is None:
+            self._msgpack = ws_frame(encode(self.frame, "msgpack"), _OP_BINARY)
+        return self._msgpack
+
+    def sse(self, event_id: str | None) -> bytes:
+        if self._sse is None:
+            self._sse = encode(self.frame, "json")
+        head = f"event: {self.frame['type']}\n"
+        if event_id is not None:
+            head += f"id: {event_id}\n"
+        return head.encode() + b"data: " + self._sse + b"\n\n"
+
+
+class Outbox:
+    """Queue of bytes for one transport; `push` is synchronous and never waits."""
+
+    __slots__ = ("_loop", "_on_overflow", "_pending", "_queued", "_scheduled", "closed", "limit", "sent_bytes", "transport")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport | Any,
+        limit: int,
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self.transport = transport
+        self.limit = limit
+        self._on_overflow = on_overflow
+        self._pending: list[bytes] = []
+        self._queued = 0
+        self._scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self.closed = False
+        self.sent_bytes = 0
+
+    def push(self, data: bytes) -> bool:
+        """Queue bytes for the next flush; False (and the connection closes) on overflow."""
+        if self.closed:
+            return False
+        self._queued += len(data)
+        if self._queued + self.transport.get_write_buffer_size() > self.limit:
+            self.closed = True
+            self._pending.clear()
+            self._queued = 0
+            self._on_overflow()
+            return False
+        self._pending.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+        return True
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._queued = 0
+        if self.closed or self.transport.is_closing():
+            return
+        self.sent_bytes += len(data)
+        self.transport.write(data)
+
+    def flush_now(self) -> None:
+        """Write what is queued at once (before a close frame, so nothing is reordered)."""
+        self._flush()
+
+    def buffered(self) -> int:
+        return self._queued + self.transport.get_write_buffer_size()

@@ -1,0 +1,453 @@
+"""SqlStore: the Store on SQLAlchemy Core, for SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+Serials are assigned inside the commit transaction from `channels.last_serial`, under a row lock
+on PostgreSQL (`SELECT ... FOR UPDATE`) and the single-writer lock on SQLite; the unique
+(channel, serial) and (channel, id) keys make any violation fail the transaction, never corrupt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from channels.store import (
+    Append,
+    AppendResult,
+    ChannelInfo,
+    OpenMarker,
+    Operation,
+    StoredMessage,
+    StoreStats,
+    StreamMarker,
+)
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+schema_version = Table("agentchat_schema", metadata, Column("version", BigInteger, nullable=False))
+
+channels_table = Table(
+    "channels",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("epoch", String(32), nullable=False),
+    Column("last_serial", BigInteger, nullable=False),
+    Column("first_serial", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+messages_table = Table(
+    "messages",
+    metadata,
+    Column("channel", String(200), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("id", String(128), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("reply_to", BigInteger),
+    Column("stream_id", String(64)),
+    Column("status", String(16)),
+    Column("meta", Text),
+    PrimaryKeyConstraint("channel", "serial"),
+    UniqueConstraint("channel", "id", name="uq_messages_channel_id"),
+    Index("ix_messages_ts", "ts"),
+)
+
+streams_table = Table(
+    "stream_markers",
+    metadata,
+    Column("stream_id", String(64), primary_key=True),
+    Column("channel", String(200), nullable=False),
+    Column("message_id", String(128), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("reply_to", BigInteger),
+    Column("meta", Text),
+    Column("format", String(8), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+)
+
+
+def _migration_1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[channels_table, messages_table, streams_table])
+
+
+# Schema migrations in order; the Nth entry takes the schema from version N-1 to N. Append only.
+MIGRATIONS = [_migration_1]
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+class SqlStore:
+    """Store adapter over an SQLAlchemy async engine; one URL, one instance."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {url!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.stats = StoreStats()
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("store is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        if self.dialect == "sqlite":
+            engine = create_async_engine(self.url, connect_args={"timeout": 30})
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                # Let the "begin" hook below own transactions instead of pysqlite.
+                dbapi_conn.isolation_level = None
+                cursor = dbapi_conn.cursor()
+                # WAL lets history reads run beside the committer; FULL syncs each group commit.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=FULL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+            @event.listens_for(engine.sync_engine, "begin")
+            def _begin(conn: Any) -> None:
+                # Take the write lock up front; pysqlite's deferred BEGIN would otherwise
+                # let two writers deadlock on lock upgrade.
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+            self._engine = engine
+        else:
+            self._engine = create_async_engine(self.url, pool_size=10, max_overflow=10)
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        async with self._write() as conn:
+            await conn.run_sync(lambda c: metadata.create_all(c, tables=[schema_version]))
+            current = (await conn.execute(select(func.max(schema_version.c.version)))).scalar() or 0
+            for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+                await conn.run_sync(step)
+                await conn.execute(insert(schema_version).values(version=version))
+                log.info("database schema migrated to version %d", version)
+
+    def _write(self) -> Any:
+        return _WriteTransaction(self.engine, self.dialect)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+        async with self._write() as conn:
+            results = await _Batch(conn, self.dialect).run(operations)
+        stats = self.stats
+        stats.transactions += 1
+        for op, result in zip(operations, results, strict=True):
+            stats.writes += 1
+            if isinstance(op, OpenMarker):
+                stream_id = op.marker.stream_id
+                stats.writes_by_stream[stream_id] = stats.writes_by_stream.get(stream_id, 0) + 1
+            elif result is not None:
+                stats.messages += len(result.stored)
+                for message in result.stored:
+                    if message.stream_id is not None:
+                        sid = message.stream_id
+                        stats.writes_by_stream[sid] = stats.writes_by_stream.get(sid, 0) + 1
+        return results
+
+    async def history(
+        self, channel: str, *, before: int | None, after: int | None, limit: int, forwards: bool
+    ) -> list[StoredMessage]:
+        m = messages_table.c
+        query = select(messages_table).where(m.channel == channel)
+        if before is not None:
+            query = query.where(m.serial < before)
+        if after is not None:
+            query = query.where(m.serial > after)
+        query = query.order_by(m.serial.asc() if forwards else m.serial.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_row_to_message(row) for row in rows]
+
+    async def channel(self, channel: str) -> ChannelInfo:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(channels_table).where(channels_table.c.name == channel))).first()
+        if row is None:
+            return ChannelInfo(channel, "", 0, 1)
+        return ChannelInfo(channel, row.epoch, row.last_serial, row.first_serial)
+
+    async def find_message(self, channel: str, message_id: str) -> StoredMessage | None:
+        m = messages_table.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(messages_table).where(m.channel == channel, m.id == message_id))
+            ).first()
+        return None if row is None else _row_to_message(row)
+
+    async def open_markers(self) -> list[StreamMarker]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(streams_table).order_by(streams_table.c.ts))).all()
+        return [
+            StreamMarker(
+                r.stream_id, r.channel, r.message_id, r.client_id, r.kind, r.name, r.reply_to, r.meta,
+                r.format, r.ts,
+            )
+            for r in rows
+        ]
+
+    async def prune(self, older_than_ms: int) -> int:
+        m = messages_table.c
+        async with self._write() as conn:
+            # Move each channel's first_serial past what is deleted, so readers learn of the loss.
+            cut = (
+                select(m.channel, func.max(m.serial).label("top"))
+                .where(m.ts < older_than_ms)
+                .group_by(m.channel)
+            )
+            tops = (await conn.execute(cut)).all()
+            for channel, top in tops:
+                await conn.execute(
+                    update(channels_table)
+                    .where(channels_table.c.name == channel)
+                    .values(first_serial=top + 1)
+                )
+                await conn.execute(delete(messages_table).where(m.channel == channel, m.serial <= top))
+        return sum(1 for _ in tops)
+
+
+class _WriteTransaction:
+    """A write transaction: BEGIN IMMEDIATE on SQLite, a normal one on PostgreSQL."""
+
+    def __init__(self, engine: AsyncEngine, dialect: str) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self._ctx: Any = None
+
+    async def __aenter__(self) -> AsyncConnection:
+        conn = await self.engine.connect()
+        self._conn = conn
+        if self.dialect == "sqlite":
+            conn.sync_connection.info["write"] = True  # type: ignore[union-attr]
+        self._ctx = conn.begin()
+        await self._ctx.__aenter__()
+        return conn
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._ctx.__aexit__(*exc)
+        finally:
+            if self.dialect == "sqlite":
+                self._conn.sync_connection.info.pop("write", None)  # type: ignore[union-attr]
+            await self._conn.close()
+
+
+class _Batch:
+    """One group-commit transaction: assigns serials, dedupes ids, checks if_serial, writes rows."""
+
+    def __init__(self, conn: AsyncConnection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.channels: dict[str, list[Any]] = {}  # name -> [epoch, last_serial, dirty]
+        self.ids: dict[tuple[str, str], int] = {}  # ids written in this transaction
+        self.rows: list[dict[str, Any]] = []
+        self.markers: list[dict[str, Any]] = []
+        self.ended_streams: list[str] = []
+
+    async def run(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+        results: list[AppendResult | None] = []
+        for op in operations:
+            if isinstance(op, OpenMarker):
+                self.markers.append(_marker_row(op.marker))
+                results.append(None)
+            else:
+                results.append(await self._append(op))
+        if self.rows:
+            await self.conn.execute(insert(messages_table), self.rows)
+        for name, (_epoch, last, dirty) in self.channels.items():
+            if dirty:
+                await self.conn.execute(
+                    update(channels_table).where(channels_table.c.name == name).values(last_serial=last)
+                )
+        if self.markers:
+            await self.conn.execute(insert(streams_table), self.markers)
+        if self.ended_streams:
+            await self.conn.execute(
+                delete(streams_table).where(streams_table.c.stream_id.in_(self.ended_streams))
+            )
+        return results
+
+    async def _channel(self, name: str) -> list[Any]:
+        state = self.channels.get(name)
+        if state is not None:
+            return state
+        c = channels_table.c
+        query = select(c.epoch, c.last_serial).where(c.name == name)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).first()
+        if row is None:
+            epoch = new_epoch()
+            if self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                await self.conn.execute(
+                    pg_insert(channels_table)
+                    .values(name=name, epoch=epoch, last_serial=0, first_serial=1, created_at=0)
+                    .on_conflict_do_nothing()
+                )
+                row = (await self.conn.execute(query)).one()
+            else:
+                await self.conn.execute(
+                    insert(channels_table).values(
+                        name=name, epoch=epoch, last_serial=0, first_serial=1, created_at=0
+                    )
+                )
+                row = (epoch, 0)
+        state = [row[0], row[1], False]
+        self.channels[name] = state
+        return state
+
+    async def _append(self, op: Append) -> AppendResult:
+        state = await self._channel(op.channel)
+        epoch, last = state[0], state[1]
+        existing = await self._existing_ids(op)
+        serials: list[int] = []
+        duplicates: list[int] = []
+        fresh: list[int] = []
+        for index, message in enumerate(op.messages):
+            known = existing.get(message.id)
+            if known is not None:
+                serials.append(known)
+                duplicates.append(index)
+                if message.stream_id is not None:
+                    self.ended_streams.append(message.stream_id)
+            else:
+                serials.append(0)
+                fresh.append(index)
+        if fresh and op.if_serial is not None and op.if_serial != last:
+            return AppendResult([], [], [], conflict=last, epoch=epoch)
+        stored: list[StoredMessage] = []
+        for index in fresh:
+            message = op.messages[index]
+            last += 1
+            serials[index] = last
+            self.ids[(op.channel, message.id)] = last
+            self.rows.append(
+                {
+                    "channel": op.channel,
+                    "serial": last,
+                    "id": message.id,
+                    "name": message.name,
+                    "data": message.data_json,
+                    "client_id": message.client_id,
+                    "kind": message.kind,
+                    "ts": message.ts,
+                    "reply_to": message.reply_to,
+                    "stream_id": message.stream_id,
+                    "status": message.status,
+                    "meta": message.meta_json,
+                }
+            )
+            if message.stream_id is not None:
+                self.ended_streams.append(message.stream_id)
+            stored.append(
+                StoredMessage(
+                    op.channel, last, message.id, message.name, message.data, message.client_id,
+                    message.kind, message.ts, message.reply_to, message.stream_id, message.status,
+                    None if message.meta_json is None else json.loads(message.meta_json),
+                )
+            )
+        if fresh:
+            state[1] = last
+            state[2] = True
+        return AppendResult(serials, duplicates, stored, epoch=epoch)
+
+    async def _existing_ids(self, op: Append) -> dict[str, int]:
+        found: dict[str, int] = {}
+        lookup: list[str] = []
+        for message in op.messages:
+            known = self.ids.get((op.channel, message.id))
+            if known is not None:
+                found[message.id] = known
+            else:
+                lookup.append(message.id)
+        if lookup:
+            m = messages_table.c
+            rows = await self.conn.execute(
+                select(m.id, m.serial).where(m.channel == op.channel, m.id.in_(lookup))
+            )
+            for message_id, serial in rows:
+                found[message_id] = serial
+        return found
+
+
+def _marker_row(marker: StreamMarker) -> dict[str, Any]:
+    return {
+        "stream_id": marker.stream_id,
+        "channel": marker.channel,
+        "message_id": marker.message_id,
+        "client_id": marker.client_id,
+        "kind": marker.kind,
+        "name": marker.name,
+        "reply_to": marker.reply_to,
+        "meta": marker.meta_json,
+        "format": marker.format,
+        "ts": marker.ts,
+    }
+
+
+def _row_to_message(row: Any) -> StoredMessage:
+    return StoredMessage(
+        row.channel,
+        row.serial,
+        row.id,
+        row.name,
+        json.loads(row.data),
+        row.client_id,
+        row.kind,
+        row.ts,
+        row.reply_to,
+        row.stream_id,
+        row.status,
+        None if row.meta is None else json.loads(row.meta),
+    )

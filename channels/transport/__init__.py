@@ -1,0 +1,1 @@
+"""Transports: WebSocket, REST, Server-Sent Events and the static web app, on aiohttp."""
