@@ -35,6 +35,7 @@ class PublicUrl:
 
 
 BROKER = web.AppKey("broker", Broker)
+SETTINGS = web.AppKey("settings", Settings)
 PUBLIC_URL = web.AppKey("public_url", PublicUrl)
 _STATIC = re.compile(r"^[A-Za-z0-9_\-]+\.(js|css|html|svg|png|ico|webmanifest)$")
 _TYPES = {
@@ -61,7 +62,7 @@ def build_app(settings: Settings) -> web.Application:
     auth = Authenticator(settings.keys)
     broker = Broker(settings, make_store(settings.db), make_bus(settings.bus), auth, metrics)
     app = web.Application(middlewares=[cors_middleware, errors_middleware], client_max_size=settings.max_frame_bytes)
-    app["settings"] = settings
+    app[SETTINGS] = settings
     app[BROKER] = broker
     app[PUBLIC_URL] = PublicUrl()
     ws = WebSocketEndpoint(broker)

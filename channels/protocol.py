@@ -350,7 +350,7 @@ def decode(payload: bytes | str, fmt: Format) -> Any:
             return json.loads(payload, parse_constant=_reject_constant)
         if isinstance(payload, str):
             raise ProtocolError(Code.MALFORMED_FRAME, "msgpack connections send binary frames")
-        return msgpack.unpackb(payload, raw=False, strict_map_key=True, max_buffer_size=len(payload) + 1)
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except ProtocolError:
         raise
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:

@@ -62,7 +62,9 @@ def check_origin(request: web.Request, settings: Settings) -> None:
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    settings: Settings = request.app["settings"]
+    from channels.app import SETTINGS
+
+    settings = request.app[SETTINGS]
     origin = request.headers.get("Origin")
     allowed = origin is not None and ("*" in settings.allowed_origins or origin in settings.allowed_origins)
     if request.method == "OPTIONS" and allowed:

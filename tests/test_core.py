@@ -1,0 +1,149 @@
+"""Pure core: cursors, presence sets, streams, token buckets, capabilities. No event loop."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from channels.core.capabilities import Capabilities
+from channels.core.ordering import Cursor, Offer
+from channels.core.presence import PresenceSet
+from channels.core.ratelimit import TokenBucket
+from channels.core.streams import Stream
+from channels.protocol import Code, ProtocolError
+
+
+def test_cursor_delivers_in_order_and_drops_duplicates() -> None:
+    """Serials right after `last` deliver; repeats are skipped."""
+    c = Cursor(0)
+    assert c.offer(1) is Offer.DELIVER
+    assert c.offer(2) is Offer.DELIVER
+    assert c.offer(2) is Offer.SKIP
+    assert c.offer(1) is Offer.SKIP
+    assert c.last == 2
+
+
+def test_cursor_gap_starts_a_fill_and_ends_only_when_caught_up() -> None:
+    """A gap turns the cursor FILLING; live serials during the fill raise the target."""
+    c = Cursor(3)
+    assert c.offer(6) is Offer.START_FILL
+    assert c.offer(7) is Offer.SKIP  # filling: the Store will provide it
+    for serial in (4, 5, 6):
+        assert c.filled(serial)
+    assert not c.fill_done()  # 7 is known to exist
+    assert c.filled(7)
+    assert c.fill_done()
+    assert c.offer(8) is Offer.DELIVER
+
+
+def test_cursor_random_interleaving_yields_exact_sequence() -> None:
+    """Whatever order live and filled serials come in, the reader sees 1..N once each."""
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(1, 60)
+        c = Cursor(0)
+        seen: list[int] = []
+        live = list(range(1, n + 1))
+        rng.shuffle(live)
+        store = 0  # serials up to `store` are committed
+        for serial in sorted(live):
+            store = serial
+            # deliver live in random small reorderings
+            if rng.random() < 0.3:
+                continue  # lost on the bus
+            verdict = c.offer(serial)
+            if verdict is Offer.DELIVER:
+                seen.append(serial)
+            if c.filling:
+                for s in range(c.last + 1, store + 1):
+                    if c.filled(s):
+                        seen.append(s)
+                assert c.fill_done()
+        for s in range(c.last + 1, n + 1):
+            assert c.filled(s)
+            seen.append(s)
+        assert seen == list(range(1, n + 1))
+
+
+def test_presence_enter_update_leave_diffs() -> None:
+    """Enter, same data again (nothing), new data (update), leave; absent leave is silent."""
+    p = PresenceSet()
+    d = p.enter("ana", "c1", "human", {"s": 1}, 1)
+    assert d is not None and d.action == "enter"
+    assert p.enter("ana", "c1", "human", {"s": 1}, 2) is None
+    d = p.enter("ana", "c1", "human", {"s": 2}, 3)
+    assert d is not None and d.action == "update" and d.member.data == {"s": 2}
+    d = p.leave("c1", 4)
+    assert d is not None and d.action == "leave"
+    assert p.leave("c1", 5) is None
+
+
+def test_presence_two_connections_are_two_entries() -> None:
+    """One client on two tabs is two members."""
+    p = PresenceSet()
+    p.enter("ana", "c1", "human", None, 1)
+    p.enter("ana", "c2", "human", None, 1)
+    assert len(p) == 2 and p.client_ids() == {"ana"}
+
+
+def test_presence_pages_cover_everyone_once() -> None:
+    """Snapshot pages hold every member once and the last page is flagged."""
+    p = PresenceSet()
+    for i in range(1000):
+        p.enter(f"u{i}", f"c{i}", "human", i, 1)
+    pages = list(p.pages(100))
+    assert len(pages) == 10 and pages[-1][1] and not any(last for _, last in pages[:-1])
+    assert sorted(m.connection_id for page, _ in pages for m in page) == sorted(f"c{i}" for i in range(1000))
+    assert list(PresenceSet().pages(100)) == [([], True)]
+
+
+def _stream(fmt: str = "text", max_bytes: int = 100) -> Stream:
+    return Stream("s1", "room:a", "sess", "bot", "agent", "answer", "m1", None, None, fmt, 0, max_bytes)
+
+
+def test_stream_chunks_in_order_duplicates_ignored() -> None:
+    """Indexes grow by one; a resent index is ignored; skipping ahead is refused."""
+    s = _stream()
+    assert s.append(0, "He", 2)
+    assert s.append(1, "llo", 3)
+    assert not s.append(1, "llo", 3)
+    with pytest.raises(ProtocolError) as err:
+        s.append(5, "x", 1)
+    assert err.value.code == Code.CHUNK_OUT_OF_ORDER and err.value.details["next"] == 2
+    assert s.content() == "Hello" and s.snapshot_frame()["next"] == 2
+
+
+def test_stream_bounds_and_types() -> None:
+    """Text streams refuse non-strings; the size bound is enforced."""
+    s = _stream(max_bytes=4)
+    with pytest.raises(ProtocolError) as err:
+        s.append(0, {"a": 1}, 7)
+    assert err.value.code == Code.INVALID_VALUE
+    s.append(0, "abcd", 4)
+    with pytest.raises(ProtocolError) as err:
+        s.append(1, "e", 1)
+    assert err.value.code == Code.STREAM_TOO_LARGE
+    j = _stream("json")
+    j.append(0, {"delta": 1}, 11)
+    assert j.content() == [{"delta": 1}]
+
+
+def test_token_bucket_refills_with_time() -> None:
+    """Burst is spent, then tokens come back at the rate."""
+    b = TokenBucket(rate=10, burst=2, now=0.0)
+    assert b.take(0.0) and b.take(0.0) and not b.take(0.0)
+    assert b.retry_after() == pytest.approx(0.1)
+    assert b.take(0.1)
+
+
+def test_capabilities_most_specific_pattern_wins() -> None:
+    """room:* grants, admin:* denies, exact names override prefixes."""
+    caps = Capabilities({"room:*": ["subscribe", "publish"], "admin:*": [], "room:secret": ["subscribe"], "*": ["history"]})
+    assert caps.can("room:lobby", "publish")
+    assert not caps.can("room:secret", "publish")
+    assert not caps.can("admin:x", "subscribe")
+    assert caps.can("other", "history") and not caps.can("other", "publish")
+    assert Capabilities({"*": ["*"]}).can("anything", "cancel")
+    with pytest.raises(ValueError):
+        Capabilities.validate({"room:*": ["fly"]})

@@ -1,0 +1,107 @@
+"""The Store contract, run on every adapter: SQLite always, PostgreSQL where present (always in CI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from channels.store import Append, NewMessage, OpenMarker, Store, StreamMarker, make_store
+
+
+def msg(i: int | str, *, mid: str | None = None, stream_id: str | None = None, status: str | None = None) -> NewMessage:
+    data = {"i": i}
+    return NewMessage(mid or f"id-{i}", "chat", data, json.dumps(data), "ana", "human", 1000 + (i if isinstance(i, int) else 0),
+                      None, stream_id, status)
+
+
+@pytest_asyncio.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = make_store(db_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_serials_start_at_one_and_have_no_gaps(store: Store) -> None:
+    """Serials per channel are 1, 2, 3 … across batches and channels are independent."""
+    r = await store.commit([Append("room:a", [msg(1), msg(2)]), Append("room:b", [msg(3)]), Append("room:a", [msg(4)])])
+    assert [x.serials for x in r if x] == [[1, 2], [1], [3]]
+    info = await store.channel("room:a")
+    assert info.last_serial == 3 and info.epoch and info.first_serial == 1
+    assert (await store.channel("room:new")).last_serial == 0
+
+
+async def test_idempotent_ids_return_the_original_serial(store: Store) -> None:
+    """Retrying an id, within one transaction or later, stores nothing new."""
+    first = await store.commit([Append("room:a", [msg(1)]), Append("room:a", [msg(1)])])
+    assert first[0] and first[1]
+    assert first[0].serials == [1] and first[1].serials == [1] and first[1].duplicates == [0]
+    again = await store.commit([Append("room:a", [msg(1), msg(2)])])
+    assert again[0] and again[0].serials == [1, 2] and again[0].duplicates == [0]
+    assert [m.serial for m in await store.history("room:a", before=None, after=None, limit=10, forwards=True)] == [1, 2]
+
+
+async def test_if_serial_conflict_writes_nothing(store: Store) -> None:
+    """if_serial appends only on a match; a conflict reports the last serial."""
+    await store.commit([Append("room:a", [msg(1)])])
+    ok, bad = await store.commit([Append("room:a", [msg(2)], if_serial=1), Append("room:a", [msg(3)], if_serial=1)])
+    assert ok and ok.serials == [2]
+    assert bad and bad.conflict == 2 and bad.serials == []
+    assert (await store.channel("room:a")).last_serial == 2
+
+
+async def test_history_pages_both_ways(store: Store) -> None:
+    """before/after are exclusive; backwards gives newest first."""
+    await store.commit([Append("room:a", [msg(i) for i in range(1, 11)])])
+    back = await store.history("room:a", before=8, after=None, limit=3, forwards=False)
+    assert [m.serial for m in back] == [7, 6, 5]
+    fwd = await store.history("room:a", before=None, after=8, limit=5, forwards=True)
+    assert [m.serial for m in fwd] == [9, 10]
+    assert fwd[0].data == {"i": 9} and fwd[0].client_id == "ana"
+    found = await store.find_message("room:a", "id-3")
+    assert found and found.serial == 3
+
+
+async def test_stream_marker_removed_with_final_message(store: Store) -> None:
+    """A start marker lives until the stream's message is stored, in the same transaction."""
+    marker = StreamMarker("s1", "room:a", "answer-1", "bot", "agent", "answer", None, None, "text", 1)
+    await store.commit([OpenMarker(marker)])
+    assert [m.stream_id for m in await store.open_markers()] == ["s1"]
+    await store.commit([Append("room:a", [msg("x", mid="answer-1", stream_id="s1", status="complete")])])
+    assert await store.open_markers() == []
+    assert store.stats.writes_by_stream["s1"] == 2
+
+
+async def test_concurrent_commits_keep_serials_dense(store: Store) -> None:
+    """Commits racing from several tasks still give 1..N without gaps."""
+    async def writer(k: int) -> None:
+        for j in range(10):
+            await store.commit([Append("room:race", [msg(f"{k}-{j}", mid=f"{k}-{j}")])])
+
+    await asyncio.gather(*(writer(k) for k in range(5)))
+    rows = await store.history("room:race", before=None, after=None, limit=100, forwards=True)
+    assert [m.serial for m in rows] == list(range(1, 51))
+
+
+async def test_prune_moves_first_serial(store: Store) -> None:
+    """Retention deletes old messages and records where history now starts."""
+    await store.commit([Append("room:a", [msg(i) for i in range(1, 6)])])
+    await store.prune(older_than_ms=1004)  # ts are 1001..1005
+    info = await store.channel("room:a")
+    assert info.first_serial == 4
+    assert [m.serial for m in await store.history("room:a", before=None, after=None, limit=10, forwards=True)] == [4, 5]
+
+
+async def test_reopen_keeps_everything(db_url: str) -> None:
+    """Closing and reopening the Store (migrations already applied) keeps history."""
+    s = make_store(db_url)
+    await s.open()
+    await s.commit([Append("room:a", [msg(1)])])
+    await s.close()
+    s = make_store(db_url)
+    await s.open()
+    assert (await s.channel("room:a")).last_serial == 1
+    await s.close()
