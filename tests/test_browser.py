@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ except ImportError as exc:  # the server is part of this repository: never a rea
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -85,7 +86,7 @@ async def server(tmp_path: Path, server_settings: dict[str, Any]) -> AsyncIterat
 async def browser() -> AsyncIterator[Browser]:
     """Debian's Chromium, headless; never a downloaded browser."""
     _require(async_playwright is not None, "the Python package playwright is not installed")
-    _require(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    _require(HAVE_CHROMIUM, f"{CHROMIUM} is missing (apt-get install chromium)")
     async with async_playwright() as pw:
         launched = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -107,20 +108,40 @@ class Visitors:
         self.browser = browser
         self.server = server
         self.urls: list[str] = []
+        self.problems: list[str] = []
         self.contexts: list[BrowserContext] = []
 
     async def open(
-        self, name: str, room: str = LOBBY, viewport: dict[str, int] | None = None, **options: Any
+        self,
+        name: str,
+        room: str = LOBBY,
+        viewport: dict[str, int] | None = None,
+        base: str | None = None,
+        setup: Callable[[Page], Awaitable[None]] | None = None,
+        typed: str | None = None,
+        **options: Any,
     ) -> Page:
-        """A new person opens the app in `room`, types `name` in the welcome dialog, and is connected."""
-        context = await self.browser.new_context(viewport=viewport or {"width": 1280, "height": 800}, **options)
+        """A new person opens the app in `room`, types `name` (or `typed`, which the app turns into
+        `name`) in the welcome dialog, and is connected."""
+        context = await self.browser.new_context(
+            viewport=viewport or {"width": 1280, "height": 800}, **options
+        )
         self.contexts.append(context)
         context.set_default_timeout(TIMEOUT_MS)
         context.on("request", lambda req: self.urls.append(req.url))
         page = await context.new_page()
         page.on("websocket", lambda ws: self.urls.append(ws.url))
-        await page.goto(f"{self.server.url}/#{room}")
-        await page.locator("#name-input").fill(name)
+        page.on("pageerror", lambda err: self.problems.append(f"{name}: uncaught {err}"))
+        page.on(
+            "console",
+            lambda msg: (
+                msg.type in ("error", "warning") and self.problems.append(f"{name}: {msg.type} {msg.text}")
+            ),
+        )
+        if setup is not None:
+            await setup(page)
+        await page.goto(f"{base or self.server.url}/#{room}")
+        await page.locator("#name-input").fill(typed or name)
         await page.locator("#name-submit").click()
         await expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
         await expect(page.locator("#me-name")).to_have_text(name)
@@ -138,7 +159,7 @@ class Visitors:
 
 @pytest.fixture
 async def visitors(browser: Browser, server: Any) -> AsyncIterator[Visitors]:
-    """Opens pages; after the test, asserts that no page requested anything beyond 127.0.0.1."""
+    """Opens pages; afterwards asserts no page requested anything beyond 127.0.0.1 or logged an error."""
     people = Visitors(browser, server)
     try:
         yield people
@@ -146,6 +167,7 @@ async def visitors(browser: Browser, server: Any) -> AsyncIterator[Visitors]:
         await people.close()
     assert people.urls, "no request was recorded"
     assert people.outside() == [], f"requests left 127.0.0.1: {people.outside()}"
+    assert people.problems == [], f"the pages logged errors or warnings: {people.problems}"
 
 
 class Agent:
@@ -249,7 +271,51 @@ async def agents(http: aiohttp.ClientSession, server: Any) -> AsyncIterator[Call
         await agent.close()
 
 
-async def rest_history(http: aiohttp.ClientSession, server: Any, channel: str = LOBBY) -> list[dict[str, Any]]:
+class Link:
+    """A TCP proxy on 127.0.0.1 the test can cut: the browser's connections drop like on a network failure."""
+
+    def __init__(self, target: str) -> None:
+        self.host, port = target.rsplit("//", 1)[1].split(":")
+        self.port = int(port.rstrip("/"))
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> Link:
+        self.listener = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.listener.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        self.listener.close()
+
+    def cut(self) -> None:
+        """Resets every open connection (the browser sees an abnormal close, 1006)."""
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        self.writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers.discard(writer)
+        self.writers.discard(up_writer)
+
+
+async def rest_history(
+    http: aiohttp.ClientSession, server: Any, channel: str = LOBBY
+) -> list[dict[str, Any]]:
     """The channel's newest messages through REST, oldest first."""
     headers = {"Authorization": f"Bearer {server.token('inspector')}"}
     url = f"{server.url}/v1/channels/{channel}/messages"
@@ -334,11 +400,14 @@ async def test_reload_mid_stream_shows_every_token_once(
         await expect(page.locator(live)).to_contain_text("w029")
         await expect(page.locator(f"{live} .reply-to")).to_contain_text("count for us")
 
-    # The reload and the next chunks race: the new page must pick the stream up without a gap or a doubled chunk.
+    # The reload races the next chunks: the new page must pick the stream up with no gap and no double.
+    session = await bob.evaluate("window.agentchatApp.client.session.session_id")
     reload = asyncio.create_task(bob.reload())
     await writer.append(stream_id, 30, during)
     await reload
     await expect(bob.locator("#conn")).to_have_attribute("data-state", "connected")
+    assert await bob.evaluate("window.agentchatApp.client.resumed") is True
+    assert await bob.evaluate("window.agentchatApp.client.session.session_id") == session
     await expect(bob.locator(live)).to_contain_text("w059")
     await writer.append(stream_id, 60, after)
     for page in (ana, bob):
@@ -387,8 +456,10 @@ async def test_stop_button_cancels_a_live_stream(
     assert [(m["status"], m["data"]) for m in stored] == [("cancelled", "It all began a long time ago, ")]
 
 
-async def test_scrolling_up_loads_older_history_pages(visitors: Visitors, http: aiohttp.ClientSession) -> None:
-    """A long room shows its newest page first; scrolling up brings older pages, each message once, in order."""
+async def test_scrolling_up_loads_older_history_pages(
+    visitors: Visitors, http: aiohttp.ClientSession
+) -> None:
+    """A long room shows its newest page first; scrolling up brings older pages, each message once."""
     await rest_publish(http, visitors.server, "archivist", [f"note {n:03d}" for n in range(1, 131)])
     ana = await visitors.open("ana")
     await expect(message(ana, "note 130")).to_have_count(1)
@@ -402,65 +473,187 @@ async def test_scrolling_up_loads_older_history_pages(visitors: Visitors, http: 
         await timeline.evaluate("e => { e.scrollTop = 0; }")
         await ana.wait_for_function("n => document.querySelectorAll('#messages .msg').length > n", arg=shown)
     await expect(ana.locator("#timeline-top")).to_have_attribute("data-state", "start")
-    serials = await ana.locator("#messages .msg").evaluate_all("els => els.map(e => Number(e.dataset.serial))")
+    serials = await ana.locator("#messages .msg").evaluate_all(
+        "els => els.map(e => Number(e.dataset.serial))"
+    )
     assert serials == list(range(1, 131))
 
 
 async def test_reconnect_resumes_without_missing_a_message(visitors: Visitors) -> None:
     """After its connection drops, the page shows reconnecting, comes back and shows what it missed, once."""
-    ana = await visitors.open("ana")
-    bob = await visitors.open("bob")
-    release = asyncio.Event()
+    async with Link(visitors.server.url) as link:
+        ana = await visitors.open("ana", base=link.url)
+        bob = await visitors.open("bob")
+        release = asyncio.Event()
 
-    async def hold_token(route: Any) -> None:
-        await release.wait()  # keeps ana offline until bob has spoken
-        await route.continue_()
+        async def hold_token(route: Any) -> None:
+            await release.wait()  # keeps ana away until bob has spoken
+            await route.continue_()
 
-    await ana.route("**/v1/dev/token", hold_token)
-    await ana.context.set_offline(True)
-    await expect(ana.locator("#conn")).to_have_attribute("data-state", "reconnecting")
-    await send(bob, "said while ana was away")
-    await expect(message(bob, "said while ana was away")).to_have_count(1)
-    release.set()
-    await ana.context.set_offline(False)
-    await expect(ana.locator("#conn")).to_have_attribute("data-state", "connected")
-    await expect(message(ana, "said while ana was away")).to_have_count(1)
-    await send(ana, "back again")
-    await expect(message(bob, "back again")).to_have_count(1)
-    await expect(message(ana, "back again")).to_have_count(1)
+        await ana.route("**/v1/dev/token", hold_token)
+        link.cut()
+        await expect(ana.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+        await send(bob, "said while ana was away")
+        await expect(message(bob, "said while ana was away")).to_have_count(1)
+        release.set()
+        await expect(ana.locator("#conn")).to_have_attribute("data-state", "connected")
+        await expect(message(ana, "said while ana was away")).to_have_count(1)
+        await send(ana, "back again")
+        await expect(message(bob, "back again")).to_have_count(1)
+        await expect(message(ana, "back again")).to_have_count(1)
 
 
-async def test_screenshots_of_the_app_in_use(
-    visitors: Visitors, agents: Callable[..., Any], http: aiohttp.ClientSession
-) -> None:
+async def test_screenshots_of_the_app_in_use(visitors: Visitors, agents: Callable[..., Any]) -> None:
     """Saves wide and phone screenshots of a room with people, agents and a live answer (for the README)."""
-    planner = await agents("planner", status="streaming")
-    await agents("echo", status="idle")
+    planner = await agents("planner", status="idle")
+    echo = await agents("echo", status="idle")
     ana = await visitors.open("ana")
     bob = await visitors.open("bob", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    await send(bob, "Morning! The demo is on Friday, the release notes are still open.")
+
+    await send(bob, "@echo are you awake?")
+    ping = await echo.next_event(lambda f: f["type"] == "message" and "awake" in str(f["data"]))
+    reply = await echo.request(
+        type="publish", channel=LOBBY, data="are you awake? (echo)", reply_to=ping["serial"], id="echo-1"
+    )
+    assert reply["type"] == "ack", reply
+    await send(bob, "Morning! The demo is on Friday and the release notes are still open.")
     await expect(message(ana, "release notes")).to_have_count(1)
     await send(ana, "@planner can you sketch a plan for the launch checklist? @bob takes the notes.")
-    question = await planner.next_event(lambda f: f["type"] == "message" and "launch checklist" in str(f["data"]))
+    question = await planner.next_event(
+        lambda f: f["type"] == "message" and "launch checklist" in str(f["data"])
+    )
+    await planner.presence(LOBBY, "streaming")
     stream_id = await planner.open_stream(reply_to=question["serial"])
     answer = (
         "Here is a plan for Friday:\n"
         "1. Freeze the main branch on Wednesday evening.\n"
         "2. @bob drafts the release notes from the merged pull requests.\n"
-        "3. Run the full test suite and the load test on the staging server.\n"
+        "3. Run the full test suite and the load test on staging.\n"
         "4. Dry-run the demo on Thursday"
     )
-    words = re.findall(r"\S+\s*", answer)
-    await planner.append(stream_id, 0, words)
+    await planner.append(stream_id, 0, re.findall(r"\S+\s*", answer))
     for page in (ana, bob):
         await expect(page.locator(f'[data-stream-id="{stream_id}"]')).to_contain_text("Dry-run the demo")
-    await expect(bob.locator(".mention.me").first).to_be_visible()
+        await expect(page.locator('#people-list [data-client="planner"] .agent-status')).to_have_text(
+            "streaming"
+        )
+    await expect(bob.locator(f'[data-stream-id="{stream_id}"] .mention.me')).to_have_text("@bob")
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await ana.locator("#composer-input").fill("Thanks! I will book the room for the dry run.")
     await ana.screenshot(path=str(ARTIFACTS / "screenshot.png"))
     await bob.screenshot(path=str(ARTIFACTS / "screenshot-phone.png"))
     await bob.locator("#people-toggle").click()
     await expect(bob.locator("#people")).to_be_in_viewport(ratio=1)
-    await expect(bob.locator('#people-list [data-client="planner"] .agent-status')).to_have_text("streaming")
     await bob.screenshot(path=str(ARTIFACTS / "screenshot-phone-people.png"))
     assert (ARTIFACTS / "screenshot.png").stat().st_size > 10_000
+
+
+async def test_token_renewal_keeps_the_page_connected(visitors: Visitors) -> None:
+    """With a short-lived token the page answers auth_renew with a fresh token, which the server accepts."""
+    fetched: list[str] = []
+    renewed = asyncio.Event()
+    auth_refs: set[int] = set()
+
+    async def short_tokens(route: Any) -> None:
+        body = json.loads(route.request.post_data or "{}")
+        fetched.append(body["client_id"])
+        await route.continue_(post_data=json.dumps({**body, "ttl": 10}))
+
+    def watch(ws: Any) -> None:
+        def sent(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("type") == "auth":
+                auth_refs.add(frame["ref"])
+
+        def received(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("type") == "ack" and frame.get("ref") in auth_refs:
+                renewed.set()
+
+        ws.on("framesent", sent)
+        ws.on("framereceived", received)
+
+    async def setup(page: Page) -> None:
+        await page.route("**/v1/dev/token", short_tokens)
+        page.on("websocket", watch)
+
+    ana = await visitors.open("ana", setup=setup)
+    await asyncio.wait_for(renewed.wait(), 2 * TIMEOUT)  # auth_renew comes at half the token's 10 s life
+    assert fetched == ["ana", "ana"]
+    await expect(ana.locator("#conn")).to_have_attribute("data-state", "connected")
+    await send(ana, "still here")
+    await expect(message(ana, "still here")).to_have_count(1)
+
+
+async def test_continuity_loss_reloads_the_room_and_says_so(visitors: Visitors) -> None:
+    """When an attach cannot continue (e.g. the epoch changed) the page shows it and reloads the room."""
+    ana = await visitors.open("ana")
+    bob = await visitors.open("bob")
+    for n in range(3):
+        await send(bob, f"line {n}")
+    await expect(message(ana, "line 2")).to_have_count(1)
+    # The server reports this on an attach when history was reset; the test hands the page that frame.
+    await ana.evaluate(
+        """() => {
+            const channel = window.agentchatApp.channel;
+            channel._onFrame({type: "attached", channel: channel.name, resumed: false,
+                              position: {serial: channel.position.serial, epoch: "new-epoch"},
+                              reason: {code: 80003, message: "channel epoch changed"}});
+        }"""
+    )
+    await expect(ana.locator("#conn")).to_have_attribute("data-state", "lost")
+    await expect(ana.locator("#conn-text")).to_have_text("continuity lost")
+    await expect(ana.locator("#messages .notice")).to_contain_text("channel epoch changed")
+    for n in range(3):
+        await expect(message(ana, f"line {n}")).to_have_count(1)
+    await send(bob, "after the loss")
+    await expect(message(ana, "after the loss")).to_have_count(1)
+
+
+@pytest.mark.parametrize("server_settings", [{"demo": True}], ids=["demo"])
+async def test_demo_agents_answer_in_the_lobby(visitors: Visitors, http: aiohttp.ClientSession) -> None:
+    """In demo mode the planner streams an answer into the page and echo replies to its mentions."""
+    ana = await visitors.open("ana")
+    for agent in ("planner", "echo"):
+        await expect(ana.locator(f'#people-list [data-client="{agent}"][data-kind="agent"]')).to_have_count(1)
+
+    await send(ana, "hello everyone, what should we do first?")
+    answer = ana.locator('.msg[data-client="planner"]')
+    await expect(answer.locator(".reply-to")).to_contain_text("what should we do first")
+    await expect(answer).to_have_attribute("data-status", "complete", timeout=3 * TIMEOUT_MS)
+    serial = int(await answer.get_attribute("data-serial") or 0)
+    stored = next(m for m in await rest_history(http, visitors.server) if m["serial"] == serial)
+    assert stored["client_id"] == "planner" and stored["stream_id"]
+    assert await answer.locator(".text").text_content() == stored["data"]
+
+    await send(ana, "@echo ping")
+    await expect(ana.locator('.msg[data-client="echo"]')).to_have_count(1)
+    await expect(ana.locator('#people-list [data-client="planner"] .agent-status')).to_have_text("idle")
+
+
+async def test_rooms_are_separate_and_remembered(visitors: Visitors) -> None:
+    """A typed name becomes a valid client id; a new room starts empty, keeps its talk, survives reload."""
+    zoe = await visitors.open("Zoe-Li", typed="  Zoë Li!  ")
+    bob = await visitors.open("bob")
+    await zoe.locator("#room-input").fill("design review")
+    await zoe.locator("#room-input").press("Enter")
+    await expect(zoe.locator("#room-title")).to_have_text("room:design-review")
+    await expect(zoe.locator("#timeline-top")).to_have_attribute("data-state", "start")
+    assert zoe.url.endswith("#room%3Adesign-review")
+    await expect(zoe.locator('#people-list [data-client="bob"]')).to_have_count(0)
+    await expect(bob.locator('#people-list [data-client="Zoe-Li"]')).to_have_count(0)
+
+    await send(zoe, "only for designers")
+    await expect(message(zoe, "only for designers")).to_have_count(1)
+    await send(bob, "lobby talk")
+    await expect(message(bob, "lobby talk")).to_have_count(1)
+
+    await zoe.reload()
+    await expect(zoe.locator("#room-title")).to_have_text("room:design-review")
+    await expect(message(zoe, "only for designers")).to_have_count(1)
+    await expect(zoe.locator("#room-list a")).to_have_text(["room:design-review", "room:lobby"])
+    await zoe.locator("#room-list a", has_text="room:lobby").click()
+    await expect(message(zoe, "lobby talk")).to_have_count(1)
+    assert await message(zoe, "only for designers").count() == 0
+    assert await message(bob, "only for designers").count() == 0

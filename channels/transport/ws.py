@@ -80,6 +80,7 @@ class WebSocketEndpoint:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.settings = broker.settings
+        self._close_codes: dict[int, tuple[int, str]] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         fmt_param = request.query.get("format", "json")
@@ -103,8 +104,9 @@ class WebSocketEndpoint:
             if conn is not None:
                 graceful = not conn.closed and ws.close_code == CloseCode.NORMAL
                 self.broker.disconnect(conn, graceful)
+            code, reason = self._close_codes.pop(id(ws), (CloseCode.NORMAL, ""))
             if not ws.closed:
-                await ws.close()
+                await ws.close(code=code, message=reason.encode()[:120])
         return ws
 
     async def _handshake(self, ws: web.WebSocketResponse, transport: Any, fmt: Format) -> Connection | None:
@@ -151,6 +153,8 @@ class WebSocketEndpoint:
         def close(code: int, reason: str) -> None:
             outbox.flush_now()
             outbox.closed = True
+            # Whichever close runs first (this task or the handler's exit) must carry our code.
+            self._close_codes[id(ws)] = (code, reason)
             self.broker.spawn(ws.close(code=code, message=reason.encode()[:120]), "ws-close")
 
         return close
