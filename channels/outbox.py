@@ -60,15 +60,17 @@ class Encoded:
 class Outbox:
     """Queue of bytes for one transport; `push` is synchronous and never waits."""
 
-    __slots__ = ("_loop", "_on_overflow", "_pending", "_queued", "_scheduled", "closed", "limit", "sent_bytes", "transport")
+    __slots__ = ("_loop", "_on_overflow", "_pending", "_queued", "_scheduled", "chunked", "closed", "limit", "sent_bytes", "transport")
 
     def __init__(
         self,
         transport: asyncio.Transport | Any,
         limit: int,
         on_overflow: Callable[[], None],
+        chunked: bool = False,
     ) -> None:
         self.transport = transport
+        self.chunked = chunked  # HTTP/1.1 chunked framing (SSE responses), one chunk per flush
         self.limit = limit
         self._on_overflow = on_overflow
         self._pending: list[bytes] = []
@@ -105,6 +107,8 @@ class Outbox:
         if self.closed or self.transport.is_closing():
             return
         self.sent_bytes += len(data)
+        if self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
         self.transport.write(data)
 
     def flush_now(self) -> None:

@@ -7,6 +7,7 @@ with plain values. `docs/protocol.md` is the prose contract for this module.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal, Union
 
 import msgpack
@@ -91,7 +92,8 @@ class ProtocolError(Exception):
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "8" is not a ref and true is not 1; a wrong type is an error, never a guess.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Position(_Frame):
@@ -108,7 +110,7 @@ class ResumeToken(_Frame):
 
 class ConnectFrame(_Frame):
     type: Literal["connect"]
-    token: str = Field(min_length=1, max_length=8192)
+    token: str | None = Field(default=None, min_length=1, max_length=8192)
     resume: ResumeToken | None = None
     version: int = PROTOCOL_VERSION
 
@@ -347,7 +349,13 @@ def decode(payload: bytes | str, fmt: Format) -> Any:
     """Decode one wire frame to plain values; raises ProtocolError(MALFORMED_FRAME) on garbage."""
     try:
         if fmt == "json":
-            return json.loads(payload, parse_constant=_reject_constant)
+            value = json.loads(payload, parse_constant=_reject_constant)
+            # Only a \\u escape can smuggle a lone surrogate into a JSON string.
+            if ("\\ud" in payload or "\\uD" in payload) if isinstance(payload, str) else (
+                b"\\ud" in payload or b"\\uD" in payload
+            ):
+                _check_unicode(value)
+            return value
         if isinstance(payload, str):
             raise ProtocolError(Code.MALFORMED_FRAME, "msgpack connections send binary frames")
         return msgpack.unpackb(payload, raw=False, strict_map_key=True)
@@ -361,3 +369,42 @@ def decode(payload: bytes | str, fmt: Format) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _check_unicode(value: Any) -> None:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        ref = value.get("ref") if isinstance(value, dict) else None
+        details = {"ref": ref} if type(ref) is int and 0 <= ref <= MAX_SERIAL else {}
+        raise ProtocolError(Code.INVALID_VALUE, "strings must be valid unicode (lone surrogate)", **details) from exc
+
+
+_LONG_INT = re.compile(r"\d{19,}")
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+
+def encode_value(value: Any) -> str:
+    """JSON text of client-supplied data, refused (INVALID_VALUE) unless it is portable:
+    finite numbers, integers that fit in 64 bits, valid unicode."""
+    try:
+        text = _json_encoder.encode(value)
+    except ValueError as exc:
+        raise ProtocolError(Code.INVALID_VALUE, "numbers must be finite (no NaN or Infinity)") from exc
+    if _LONG_INT.search(text) is not None:
+        _check_ints(value)
+    return text
+
+
+def _check_ints(value: Any) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise ProtocolError(Code.INVALID_VALUE, "integers must fit in 64 bits")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_ints(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_ints(item)

@@ -7,7 +7,6 @@ and every timer. Stream operations live in `channels.broker.streams`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -31,6 +30,7 @@ from channels.protocol import (
     OutgoingMessage,
     ProtocolError,
     ResumeToken,
+    encode_value,
 )
 from channels.settings import Settings
 from channels.store import Append, AppendResult, NewMessage, OpenMarker, Operation, Store, StoredMessage
@@ -45,7 +45,8 @@ def now_ms() -> int:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """JSON text of client data; ProtocolError(INVALID_VALUE) for NaN, huge ints, bad unicode."""
+    return encode_value(value)
 
 
 class Broker(StreamOps):
@@ -606,6 +607,9 @@ class Broker(StreamOps):
     def _sweep_once(self, mono: float, wall: float, interval: float) -> None:
         for conn in list(self.connections):
             if conn.closed:
+                continue
+            if conn.outbox.transport.is_closing():
+                conn.close(CloseCode.GOING_AWAY, "transport closed")
                 continue
             expires = conn.identity.expires_at
             if wall >= expires:

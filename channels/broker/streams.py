@@ -7,13 +7,12 @@ its final message (which deletes the marker in the same transaction).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from channels.core.streams import Stream
-from channels.protocol import Code, ProtocolError
+from channels.protocol import Code, ProtocolError, encode_value
 from channels.store import Append, AppendResult, NewMessage, OpenMarker, StreamMarker
 
 if TYPE_CHECKING:
@@ -24,12 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return encode_value(value)
 
 
 def _chunk_bytes(chunk: Any) -> int:
     if isinstance(chunk, str):
-        return len(chunk.encode())
+        try:
+            return len(chunk.encode())
+        except UnicodeEncodeError:
+            raise ProtocolError(Code.INVALID_VALUE, "strings must be valid unicode") from None
     return len(_dumps(chunk))
 
 
@@ -111,6 +113,7 @@ class StreamOps:
 
     def stream_append(self: Broker, conn: Connection, stream_id: str, index: int, chunk: Any) -> None:
         stream = self._writer_stream(conn, stream_id)
+        conn.identity.require(stream.channel, "stream")
         if not stream.append(index, chunk, _chunk_bytes(chunk)):
             return  # a resent chunk: accepted before
         ch = self.channels.get(stream.channel)
@@ -124,6 +127,9 @@ class StreamOps:
     ) -> asyncio.Future[int]:
         """End the writer's stream now (later appends are refused); the future gives the serial."""
         stream = self._writer_stream(conn, stream_id)
+        conn.identity.require(stream.channel, "stream")
+        if data is not None:
+            _dumps(data)  # refuse what could not be stored or sent
         if chunks is not None and chunks != stream.next:
             raise ProtocolError(
                 Code.CHUNK_OUT_OF_ORDER, "chunk count differs from what the server received", next=stream.next

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from typing import Any
@@ -15,7 +14,7 @@ from channels.auth import Identity
 from channels.broker import Broker
 from channels.broker.state import Connection
 from channels.outbox import Outbox
-from channels.protocol import CHANNEL_PATTERN, Code, ProtocolError, RestPublish, TokenRequest
+from channels.protocol import CHANNEL_PATTERN, Code, ProtocolError, RestPublish, TokenRequest, decode
 from channels.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,10 +108,7 @@ class Rest:
         raw = await request.content.read(limit + 1)
         if len(raw) > limit:
             raise ProtocolError(Code.FRAME_TOO_LARGE, f"body exceeds {limit} bytes")
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ProtocolError(Code.MALFORMED_FRAME, "body is not JSON") from None
+        return decode(raw, "json")
 
     async def healthz(self, request: web.Request) -> web.Response:
         try:
@@ -235,16 +231,15 @@ class Rest:
             if not done.done():
                 done.set_result(None)
 
-        outbox = Outbox(transport, self.settings.max_outbox_bytes, lambda: closer(0, "slow"))
+        # aiohttp framed the response as chunked; the outbox writes each flush as one chunk.
+        outbox = Outbox(transport, self.settings.max_outbox_bytes, lambda: closer(0, "slow"), chunked=True)
         conn = self.broker.new_connection(identity, "json", outbox, closer, sse=True)
         self.broker.connect(conn, None)
         try:
             outbox.push(b"retry: 1000\n\n")
             await self._sse_attach(conn, channel, position)
-            # The client never writes; wait until it goes away or we close it.
-            reader = asyncio.ensure_future(request.content.read())
-            await asyncio.wait([reader, done], return_when=asyncio.FIRST_COMPLETED)
-            reader.cancel()
+            # The client never writes: the broker's sweep notices its transport closing.
+            await done
         finally:
             self.broker.disconnect(conn, graceful=True)
         return response

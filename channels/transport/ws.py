@@ -54,6 +54,13 @@ def validation_message(exc: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
 
 
+def frame_size(data: str | bytes, limit: int) -> int:
+    """Size in bytes on the wire; text is only encoded when it could be over the limit."""
+    if isinstance(data, str) and len(data) * 4 > limit:
+        return len(data.encode("utf-8", "surrogatepass"))
+    return len(data)
+
+
 def parse_frame(raw: Any) -> Any:
     """Validate a decoded frame; raises ProtocolError with the right code."""
     if not isinstance(raw, dict):
@@ -119,11 +126,13 @@ class WebSocketEndpoint:
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
         try:
-            if len(msg.data) > self.settings.max_frame_bytes:
+            if frame_size(msg.data, self.settings.max_frame_bytes) > self.settings.max_frame_bytes:
                 raise ProtocolError(Code.FRAME_TOO_LARGE, "frame too large")
             frame = parse_frame(decode(msg.data, fmt))
             if not isinstance(frame, ConnectFrame):
                 raise ProtocolError(Code.UNAUTHORIZED, "the first frame must be connect")
+            if frame.token is None:
+                raise ProtocolError(Code.UNAUTHORIZED, "connect needs a token")
             identity = self.broker.auth.verify(frame.token)
             outbox_holder: list[Connection] = []
             outbox = Outbox(transport, self.settings.max_outbox_bytes, lambda: self._slow(outbox_holder))
@@ -167,7 +176,7 @@ class WebSocketEndpoint:
                 conn.last_recv = time.monotonic()
                 ref: int | None = None
                 try:
-                    if len(msg.data) > max_frame:
+                    if frame_size(msg.data, max_frame) > max_frame:
                         raise ProtocolError(Code.FRAME_TOO_LARGE, f"frame exceeds {max_frame} bytes")
                     if (msg.type is WSMsgType.TEXT) != (fmt == "json"):
                         raise ProtocolError(Code.MALFORMED_FRAME, f"this connection speaks {fmt}")

@@ -1,0 +1,109 @@
+"""Exceptions the SDK raises: refused requests, lost continuity, ended streams, a closed client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.protocol import Code
+
+
+class AgentChatError(Exception):
+    """Base of every SDK error."""
+
+
+class RequestError(AgentChatError):
+    """The server refused a request with a `nack`; `code` is the wire code, `details` its extra fields."""
+
+    def __init__(self, code: int, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        # True when the request was sent again after a reconnect: an "exists" reply may be our own.
+        self.resent = False
+
+
+class ConflictError(RequestError):
+    """`if_serial` did not match: the channel moved on to `last_serial`."""
+
+    @property
+    def last_serial(self) -> int | None:
+        value = self.details.get("last_serial")
+        return value if isinstance(value, int) else None
+
+
+class AlreadyExistsError(RequestError):
+    """A message (`serial`) or an open stream (`stream_id`) with this id exists: do not answer again."""
+
+    @property
+    def serial(self) -> int | None:
+        value = self.details.get("serial")
+        return value if isinstance(value, int) else None
+
+    @property
+    def stream_id(self) -> str | None:
+        value = self.details.get("stream_id")
+        return value if isinstance(value, str) else None
+
+
+class RateLimitedError(RequestError):
+    """Too many publishes; retry after `retry_after` seconds."""
+
+    @property
+    def retry_after(self) -> float:
+        value = self.details.get("retry_after")
+        return float(value) if isinstance(value, int | float) else 1.0
+
+
+def request_error(frame: dict[str, Any]) -> RequestError:
+    """Build the most specific RequestError for a `nack` or `error` frame."""
+    code = int(frame.get("code", Code.INTERNAL))
+    message = str(frame.get("message", ""))
+    details = {k: v for k, v in frame.items() if k not in ("type", "ref", "code", "message")}
+    cls: type[RequestError] = {
+        Code.CONFLICT: ConflictError,
+        Code.ALREADY_EXISTS: AlreadyExistsError,
+        Code.RATE_LIMITED: RateLimitedError,
+    }.get(code, RequestError)
+    return cls(code, message, details)
+
+
+class ConnectionClosed(AgentChatError):
+    """The client stopped for good: closed by the user, or by the server with a code that forbids retry."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"connection closed ({code}): {reason}" if code else f"connection closed: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class TooManyPending(AgentChatError):
+    """More requests wait for replies (or for a connection) than the client's `max_pending` bound."""
+
+
+class ContinuityLost(AgentChatError):
+    """Raised by a subscription when messages may have been missed (retention, epoch change).
+
+    Delivery continues live after `position`; reload history to fill the view, then keep iterating
+    the same subscription.
+    """
+
+    def __init__(self, channel: str, code: int, reason: str, position: Any) -> None:
+        super().__init__(f"continuity lost in {channel} ({code}): {reason}")
+        self.channel = channel
+        self.code = code
+        self.reason = reason
+        self.position = position
+
+
+class StreamCancelled(AgentChatError):
+    """The stream was cancelled (by a member with `cancel`); the writer should stop producing."""
+
+    def __init__(self, stream_id: str, by: str | None) -> None:
+        super().__init__(f"stream {stream_id} cancelled by {by or 'unknown'}")
+        self.stream_id = stream_id
+        self.by = by
+
+
+class StreamLost(AgentChatError):
+    """The stream cannot be continued (its session expired or the server ended it as aborted)."""

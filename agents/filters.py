@@ -1,0 +1,38 @@
+"""Which messages a bot handler takes: addressing (@mentions), sender kind, channel, event name."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from agents.models import Message
+
+Addressed = Literal["any", "me", "me_or_nobody"]
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which messages a handler takes. The bot's own messages never match."""
+
+    addressed: Addressed = "any"
+    kinds: frozenset[str] | None = None
+    channel: str | None = None
+    names: frozenset[str] | None = None
+    when: Callable[[Message], bool] | None = None
+
+    def matches(self, message: Message, me: str) -> bool:
+        if message.client_id == me or message.serial is None:
+            return False
+        if self.addressed == "me" and me not in message.mentions:
+            return False
+        if self.addressed == "me_or_nobody" and message.mentions and me not in message.mentions:
+            return False
+        if self.kinds is not None and message.kind not in self.kinds:
+            return False
+        if self.channel is not None and not fnmatch.fnmatchcase(message.channel, self.channel):
+            return False
+        if self.names is not None and message.name not in self.names:
+            return False
+        return self.when is None or self.when(message)
