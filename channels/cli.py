@@ -37,7 +37,7 @@ async def serve(settings: Settings) -> None:
     await site.start()
     server = site._server
     assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     url = f"http://{settings.host}:{port}"
     app[PUBLIC_URL].set(url)
     print(f"agentchat listening on {url}", flush=True)

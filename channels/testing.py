@@ -51,7 +51,7 @@ class TestServer:
         await site.start()
         server = site._server
         assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self.url = f"http://{self.settings.host}:{port}"
         self.ws_url = f"ws://{self.settings.host}:{port}/v1/ws"
         self.app[PUBLIC_URL].set(self.url)

@@ -16,7 +16,7 @@ from typing import Any
 from channels.auth import Authenticator, Identity
 from channels.broker.committer import Committer
 from channels.broker.state import Attachment, ChannelState, Connection, Session
-from channels.broker.streams import StreamOps
+from channels.broker.streams import StreamManager
 from channels.bus import Bus, BusEvent
 from channels.core.ordering import Cursor, Offer
 from channels.core.presence import Diff
@@ -49,7 +49,7 @@ def dumps(value: Any) -> str:
     return encode_value(value)
 
 
-class Broker(StreamOps):
+class Broker:
     """Owns every live record of one node. Create, `await start()`, serve, `await close()`."""
 
     def __init__(self, settings: Settings, store: Store, bus: Bus, auth: Authenticator, metrics: Metrics) -> None:
@@ -68,7 +68,7 @@ class Broker(StreamOps):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.closing = False
-        StreamOps.__init__(self)
+        self.streams = StreamManager(self)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ class Broker(StreamOps):
         await self.store.open()
         await self.bus.start(self._on_bus)
         self.committer.start()
-        await self.abort_orphan_streams()
+        await self.streams.abort_orphans()
         self._sweeper = asyncio.create_task(self._sweep(), name="agentchat-sweeper")
 
     async def close(self) -> None:
@@ -84,7 +84,7 @@ class Broker(StreamOps):
         self.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
-        await self.abort_all_streams("server shutting down")
+        await self.streams.abort_all("server shutting down")
         for conn in list(self.connections):
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
         for session in self.sessions.values():
@@ -233,7 +233,7 @@ class Broker(StreamOps):
 
     def _stream_timeout(self, session: Session) -> None:
         if session.connection is None:
-            self.abort_session_streams(session, "writer lost")
+            self.streams.abort_session(session, "writer lost")
 
     def _session_timeout(self, session: Session) -> None:
         if session.connection is None:
@@ -242,7 +242,7 @@ class Broker(StreamOps):
     def end_session(self, session: Session, why: str) -> None:
         session.cancel_timers()
         self._leave_all(session)
-        self.abort_session_streams(session, f"session {why}")
+        self.streams.abort_session(session, f"session {why}")
         self.sessions.pop(session.session_id, None)
         self.metrics.sessions.set(len(self.sessions))
 
@@ -263,6 +263,9 @@ class Broker(StreamOps):
         future: asyncio.Future[ChannelState] = asyncio.get_running_loop().create_future()
         self._loading[name] = future
         try:
+            # Subscribe before reading the position, so nothing committed elsewhere falls between.
+            self.bus.watch(name)
+            await self.bus.ready(name)
             info = await self.store.channel(name)
         except BaseException as exc:
             self._loading.pop(name, None)
@@ -273,7 +276,6 @@ class Broker(StreamOps):
         if ch is None:
             ch = ChannelState(name, info.epoch, info.last_serial, info.first_serial)
             self.channels[name] = ch
-            self.bus.watch(name)
             self.metrics.channels.set(len(self.channels))
         else:
             ch.head = max(ch.head, info.last_serial)
@@ -477,7 +479,7 @@ class Broker(StreamOps):
             for message in event.messages:
                 self._fan_out_message(ch, message)
         elif event.frame is not None:
-            self._fan_out_frame(ch, event.frame)
+            self.fan_out_frame(ch, event.frame, presence_only=event.presence)
 
     def _fan_out_message(self, ch: ChannelState, message: StoredMessage) -> None:
         serial = message.serial
@@ -499,7 +501,7 @@ class Broker(StreamOps):
                 att.fill = self.spawn(self._fill(ch, att), f"fill:{ch.name}")
         self.metrics.deliveries.inc(count)
 
-    def _fan_out_frame(self, ch: ChannelState, frame: dict[str, Any], presence_only: bool = False) -> None:
+    def fan_out_frame(self, ch: ChannelState, frame: dict[str, Any], presence_only: bool = False) -> None:
         if not ch.subscribers:
             return
         encoded = Encoded(frame)
@@ -559,7 +561,7 @@ class Broker(StreamOps):
 
     def _broadcast_presence(self, ch: ChannelState, diff: Diff) -> None:
         frame = {"type": "presence", "channel": ch.name, "action": diff.action, "member": diff.member.to_wire()}
-        self._fan_out_frame(ch, frame, presence_only=True)
+        self.bus.publish(BusEvent(ch.name, frame=frame, origin=self.node_id, presence=True))
 
     async def presence_members(self, identity: Identity, name: str) -> list[dict[str, Any]]:
         identity.require(name, "subscribe")

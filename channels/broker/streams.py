@@ -11,6 +11,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from channels.bus import BusEvent
 from channels.core.streams import Stream
 from channels.protocol import Code, ProtocolError, encode_value
 from channels.store import Append, AppendResult, NewMessage, OpenMarker, StreamMarker
@@ -35,14 +36,15 @@ def _chunk_bytes(chunk: Any) -> int:
     return len(_dumps(chunk))
 
 
-class StreamOps:
-    """Stream operations of the Broker (mixed in; uses its channels, committer and fan-out)."""
+class StreamManager:
+    """The open streams of one broker; uses its channels, committer and fan-out."""
 
-    def __init__(self) -> None:
-        self.streams: dict[str, Stream] = {}
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.live: dict[str, Stream] = {}
 
-    async def stream_open(
-        self: Broker,
+    async def open(
+        self,
         conn: Connection,
         name: str,
         *,
@@ -56,13 +58,13 @@ class StreamOps:
         conn.identity.require(name, "stream")
         session = conn.session
         assert session is not None
-        s = self.settings
+        s = self.broker.settings
         if len(session.streams) >= s.max_streams_per_connection:
             raise ProtocolError(Code.TOO_MANY_STREAMS, f"at most {s.max_streams_per_connection} open streams per connection")
         meta_json = None if meta is None else _dumps(meta)
         if meta_json is not None and len(meta_json) > s.max_message_bytes:
             raise ProtocolError(Code.MESSAGE_TOO_LARGE, "stream meta too large")
-        ch = await self.channel(name)
+        ch = await self.broker.channel(name)
         if len(ch.streams) + len(ch.reserved_ids) >= s.max_streams_per_channel:
             raise ProtocolError(Code.TOO_MANY_STREAMS, f"at most {s.max_streams_per_channel} open streams per channel")
         stream_id = "s_" + secrets.token_urlsafe(12)
@@ -70,7 +72,7 @@ class StreamOps:
         self._refuse_existing_stream(ch.streams.values(), ch.reserved_ids, message_id)
         ch.reserved_ids.add(message_id)
         try:
-            existing = await self.store.find_message(name, message_id)
+            existing = await self.broker.store.find_message(name, message_id)
             if existing is not None:
                 raise ProtocolError(
                     Code.ALREADY_EXISTS, "a message with this id exists already", serial=existing.serial
@@ -85,14 +87,14 @@ class StreamOps:
                 stream_id, name, message_id, session.client_id, session.kind, event_name, reply_to, meta_json,
                 fmt, stream.ts,
             )
-            await self.committer.submit(OpenMarker(marker))
+            await self.broker.committer.submit(OpenMarker(marker))
         finally:
             ch.reserved_ids.discard(message_id)
         ch.streams[stream_id] = stream
-        self.streams[stream_id] = stream
+        self.live[stream_id] = stream
         session.streams.add(stream_id)
-        self.metrics.streams_open.set(len(self.streams))
-        self._fan_out_frame(ch, stream.open_frame())
+        self.broker.metrics.streams_open.set(len(self.live))
+        self.broker.bus.publish(BusEvent(name, frame=stream.open_frame()))
         return stream_id
 
     @staticmethod
@@ -103,27 +105,29 @@ class StreamOps:
         if message_id in reserved:
             raise ProtocolError(Code.ALREADY_EXISTS, "a stream with this id is being opened")
 
-    def _writer_stream(self: Broker, conn: Connection, stream_id: str) -> Stream:
-        stream = self.streams.get(stream_id)
+    def _writer_stream(self, conn: Connection, stream_id: str) -> Stream:
+        stream = self.live.get(stream_id)
         if stream is None:
             raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found or already ended")
         if conn.session is None or stream.writer != conn.session.session_id:
             raise ProtocolError(Code.NOT_STREAM_WRITER, "only the connection that opened a stream may write to it")
         return stream
 
-    def stream_append(self: Broker, conn: Connection, stream_id: str, index: int, chunk: Any) -> None:
+    def append(self, conn: Connection, stream_id: str, index: int, chunk: Any) -> None:
         stream = self._writer_stream(conn, stream_id)
         conn.identity.require(stream.channel, "stream")
         if not stream.append(index, chunk, _chunk_bytes(chunk)):
             return  # a resent chunk: accepted before
-        ch = self.channels.get(stream.channel)
-        if ch is not None:
-            self._fan_out_frame(
-                ch, {"type": "stream_chunk", "channel": stream.channel, "stream_id": stream_id, "i": index, "d": chunk}
+        self.broker.bus.publish(
+            BusEvent(
+                stream.channel,
+                frame={"type": "stream_chunk", "channel": stream.channel, "stream_id": stream_id, "i": index, "d": chunk},
             )
+        )
 
-    def stream_end(
-        self: Broker, conn: Connection, stream_id: str, status: str, data: Any, chunks: int | None
+    def end(
+        self,
+        conn: Connection, stream_id: str, status: str, data: Any, chunks: int | None
     ) -> asyncio.Future[int]:
         """End the writer's stream now (later appends are refused); the future gives the serial."""
         stream = self._writer_stream(conn, stream_id)
@@ -136,7 +140,7 @@ class StreamOps:
             )
         content = stream.content()
         if data is not None and data != content:
-            self.metrics.stream_mismatch.inc()
+            self.broker.metrics.stream_mismatch.inc()
             log.warning(
                 "stream %s: declared content differs from the %d chunks received; storing the declared one",
                 stream_id,
@@ -145,16 +149,16 @@ class StreamOps:
             content = data
         return self._finish(stream, status, content)
 
-    def stream_cancel(self: Broker, conn: Connection, stream_id: str) -> asyncio.Future[int]:
+    def cancel(self, conn: Connection, stream_id: str) -> asyncio.Future[int]:
         """Cancel an open stream (writer, or anyone with `cancel`); the writer is told."""
-        stream = self.streams.get(stream_id)
+        stream = self.live.get(stream_id)
         if stream is None:
             raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found or already ended")
         is_writer = conn.session is not None and stream.writer == conn.session.session_id
         if not is_writer:
             conn.identity.require(stream.channel, "cancel")
         future = self._finish(stream, "cancelled", stream.content())
-        writer = self.sessions.get(stream.writer)
+        writer = self.broker.sessions.get(stream.writer)
         if writer is not None and writer.connection is not None:
             writer.connection.send(
                 {
@@ -166,7 +170,7 @@ class StreamOps:
             )
         return future
 
-    def _finish(self: Broker, stream: Stream, status: str, content: Any) -> asyncio.Future[int]:
+    def _finish(self, stream: Stream, status: str, content: Any) -> asyncio.Future[int]:
         """Forget the stream and queue its one durable message; the future gives its serial."""
         self._forget_stream(stream)
         message = NewMessage(
@@ -174,9 +178,9 @@ class StreamOps:
             _now_ms(), stream.reply_to, stream.stream_id, status,
             None if stream.meta is None else _dumps(stream.meta),
         )
-        committed = self.committer.submit(Append(stream.channel, [message]))
+        committed = self.broker.committer.submit(Append(stream.channel, [message]))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        metrics = self.metrics
+        metrics = self.broker.metrics
 
         def _settle(fut: asyncio.Future[AppendResult | None]) -> None:
             if done.done():
@@ -194,35 +198,35 @@ class StreamOps:
         committed.add_done_callback(_settle)
         return done
 
-    def _forget_stream(self: Broker, stream: Stream) -> None:
-        self.streams.pop(stream.stream_id, None)
-        ch = self.channels.get(stream.channel)
+    def _forget_stream(self, stream: Stream) -> None:
+        self.live.pop(stream.stream_id, None)
+        ch = self.broker.channels.get(stream.channel)
         if ch is not None:
             ch.streams.pop(stream.stream_id, None)
-        session = self.sessions.get(stream.writer)
+        session = self.broker.sessions.get(stream.writer)
         if session is not None:
             session.streams.discard(stream.stream_id)
-        self.metrics.streams_open.set(len(self.streams))
+        self.broker.metrics.streams_open.set(len(self.live))
 
-    def abort_session_streams(self: Broker, session: Session, why: str) -> None:
+    def abort_session(self, session: Session, why: str) -> None:
         for stream_id in list(session.streams):
-            stream = self.streams.get(stream_id)
+            stream = self.live.get(stream_id)
             if stream is not None:
                 log.info("stream %s aborted: %s", stream_id, why)
                 self._finish(stream, "aborted", stream.content()).add_done_callback(_quiet)
         session.streams.clear()
 
-    async def abort_all_streams(self: Broker, why: str) -> None:
+    async def abort_all(self, why: str) -> None:
         pending = []
-        for stream in list(self.streams.values()):
+        for stream in list(self.live.values()):
             log.info("stream %s aborted: %s", stream.stream_id, why)
             pending.append(self._finish(stream, "aborted", stream.content()))
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def abort_orphan_streams(self: Broker) -> None:
+    async def abort_orphans(self) -> None:
         """End streams left open by a previous run (its chunks are gone) as aborted, empty."""
-        markers = await self.store.open_markers()
+        markers = await self.broker.store.open_markers()
         for marker in markers:
             content: Any = "" if marker.format == "text" else []
             message = NewMessage(
@@ -230,7 +234,7 @@ class StreamOps:
                 _now_ms(), marker.reply_to, marker.stream_id, "aborted", marker.meta_json,
             )
             try:
-                await self.committer.submit(Append(marker.channel, [message]))
+                await self.broker.committer.submit(Append(marker.channel, [message]))
                 log.info("stream %s left open by the previous run ended as aborted", marker.stream_id)
             except Exception:
                 log.exception("could not end orphan stream %s", marker.stream_id)

@@ -20,6 +20,7 @@ class BusEvent:
     frame: dict[str, Any] | None = None
     origin: str = ""
     epoch: str = ""
+    presence: bool = False  # a presence diff: only for readers that asked for presence
 
 
 Handler = Callable[[BusEvent], None]
@@ -36,6 +37,9 @@ class Bus(Protocol):
 
     def watch(self, channel: str) -> None:
         """This node serves the channel from now on."""
+
+    async def ready(self, channel: str) -> None:
+        """Return once events of a watched channel are sure to reach this node."""
 
     def unwatch(self, channel: str) -> None: ...
 
@@ -59,6 +63,9 @@ class LocalBus:
     def watch(self, channel: str) -> None:
         pass
 
+    async def ready(self, channel: str) -> None:
+        pass
+
     def unwatch(self, channel: str) -> None:
         pass
 
@@ -70,5 +77,6 @@ def make_bus(url: str) -> Bus:
     if url.startswith(("redis://", "rediss://", "unix://")):
         from channels.bus.redis import RedisBus
 
-        return RedisBus(url)
+        bus: Bus = RedisBus(url)
+        return bus
     raise ValueError(f"unsupported bus {url!r}: use 'local' or redis://")

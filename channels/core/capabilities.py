@@ -38,7 +38,7 @@ class Capabilities:
             unknown = set(ops) - OPERATIONS - {"*"}
             if unknown:
                 raise ValueError(f"unknown operations {sorted(unknown)}")
-        return grants  # type: ignore[return-value]
+        return grants
 
     def allowed(self, channel: str) -> frozenset[str]:
         found = self._cache.get(channel)

@@ -324,8 +324,11 @@ class _Batch:
         query = select(c.epoch, c.last_serial).where(c.name == name)
         if self.dialect == "postgresql":
             query = query.with_for_update()
-        row = (await self.conn.execute(query)).first()
-        if row is None:
+        found = (await self.conn.execute(query)).first()
+        row: tuple[str, int]
+        if found is not None:
+            row = (found[0], found[1])
+        else:
             epoch = new_epoch()
             if self.dialect == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -335,7 +338,8 @@ class _Batch:
                     .values(name=name, epoch=epoch, last_serial=0, first_serial=1, created_at=0)
                     .on_conflict_do_nothing()
                 )
-                row = (await self.conn.execute(query)).one()
+                again = (await self.conn.execute(query)).one()
+                row = (again[0], again[1])
             else:
                 await self.conn.execute(
                     insert(channels_table).values(

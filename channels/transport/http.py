@@ -36,7 +36,8 @@ def error_response(code: int, message: str, **details: Any) -> web.Response:
 async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Map ProtocolError to its JSON body; never leak a traceback to the client."""
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except ProtocolError as exc:
         return error_response(exc.code, exc.message, **exc.details)
     except web.HTTPException:

@@ -217,7 +217,7 @@ class WebSocketEndpoint:
             else:
                 self._reply_later(conn, frame.ref, result, broker.publish_reply)
         elif isinstance(frame, StreamAppendFrame):
-            broker.stream_append(conn, frame.stream_id, frame.i, frame.d)
+            broker.streams.append(conn, frame.stream_id, frame.i, frame.d)
             if frame.ref is not None:
                 conn.send({"type": "ack", "ref": frame.ref})
         elif isinstance(frame, AttachFrame):
@@ -241,7 +241,7 @@ class WebSocketEndpoint:
             occupancy = await broker.occupancy(conn.identity, frame.channel)
             conn.send({"type": "ack", "ref": frame.ref, "occupancy": occupancy})
         elif isinstance(frame, StreamOpenFrame):
-            stream_id = await broker.stream_open(
+            stream_id = await broker.streams.open(
                 conn,
                 frame.channel,
                 event_name=frame.name,
@@ -252,10 +252,10 @@ class WebSocketEndpoint:
             )
             conn.send({"type": "ack", "ref": frame.ref, "stream_id": stream_id})
         elif isinstance(frame, StreamEndFrame):
-            future = broker.stream_end(conn, frame.stream_id, frame.status, frame.data, frame.chunks)
+            future = broker.streams.end(conn, frame.stream_id, frame.status, frame.data, frame.chunks)
             self._reply_later(conn, frame.ref, future, lambda serial: {"serial": serial})
         elif isinstance(frame, StreamCancelFrame):
-            future = broker.stream_cancel(conn, frame.stream_id)
+            future = broker.streams.cancel(conn, frame.stream_id)
             self._reply_later(conn, frame.ref, future, lambda serial: {"serial": serial})
         elif isinstance(frame, AuthFrame):
             expires = broker.renew(conn, frame.token)
