@@ -22,6 +22,7 @@ from channels.transport.ws import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
 
+
 class PublicUrl:
     """The URL the server listens on, known only once its socket is bound (port 0)."""
 
@@ -61,7 +62,9 @@ def build_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     auth = Authenticator(settings.keys)
     broker = Broker(settings, make_store(settings.db), make_bus(settings.bus), auth, metrics)
-    app = web.Application(middlewares=[cors_middleware, errors_middleware], client_max_size=settings.max_frame_bytes)
+    app = web.Application(
+        middlewares=[cors_middleware, errors_middleware], client_max_size=settings.max_frame_bytes
+    )
     app[SETTINGS] = settings
     app[BROKER] = broker
     app[PUBLIC_URL] = PublicUrl()

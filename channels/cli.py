@@ -42,7 +42,10 @@ async def serve(settings: Settings) -> None:
     app[PUBLIC_URL].set(url)
     print(f"agentchat listening on {url}", flush=True)
     if settings.dev:
-        print(f"open {url}/ in your browser (development mode: /v1/dev/token mints tokens for anyone)", flush=True)
+        print(
+            f"open {url}/ in your browser (development mode: /v1/dev/token mints tokens for anyone)",
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -66,7 +69,9 @@ def _parse_caps(values: list[str] | None) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="agentchat", description="Realtime group chat for agents and people.")
+    parser = argparse.ArgumentParser(
+        prog="agentchat", description="Realtime group chat for agents and people."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_serve = sub.add_parser("serve", help="run the server (settings also from AGENTCHAT_* variables)")
@@ -96,9 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "serve":
         overrides: dict[str, Any] = {
-            k: v for k, v in vars(args).items() if k in ("db", "bus", "host", "port", "keys", "dev", "demo") and v is not None
+            k: v
+            for k, v in vars(args).items()
+            if k in ("db", "bus", "host", "port", "keys", "dev", "demo") and v is not None
         }
-        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         settings = Settings(**overrides)
         _install_uvloop()
         try:

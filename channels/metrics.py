@@ -10,10 +10,16 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.connections = Gauge("agentchat_connections", "Open client connections", ["transport"], registry=r)
-        self.sessions = Gauge("agentchat_sessions", "Sessions, connected or inside the resume window", registry=r)
+        self.connections = Gauge(
+            "agentchat_connections", "Open client connections", ["transport"], registry=r
+        )
+        self.sessions = Gauge(
+            "agentchat_sessions", "Sessions, connected or inside the resume window", registry=r
+        )
         self.channels = Gauge("agentchat_channels", "Channels with local state on this node", registry=r)
-        self.publishes = Counter("agentchat_publishes_total", "Messages accepted for publish", ["lane"], registry=r)
+        self.publishes = Counter(
+            "agentchat_publishes_total", "Messages accepted for publish", ["lane"], registry=r
+        )
         self.deliveries = Counter("agentchat_deliveries_total", "Events queued to subscribers", registry=r)
         self.bytes_out = Counter("agentchat_bytes_out_total", "Bytes queued to subscribers", registry=r)
         self.outbox_drops = Counter(
@@ -36,7 +42,9 @@ class Metrics:
             registry=r,
         )
         self.streams_open = Gauge("agentchat_streams_open", "Open token streams", registry=r)
-        self.streams_ended = Counter("agentchat_streams_ended_total", "Ended token streams", ["status"], registry=r)
+        self.streams_ended = Counter(
+            "agentchat_streams_ended_total", "Ended token streams", ["status"], registry=r
+        )
         self.stream_mismatch = Counter(
             "agentchat_stream_mismatch_total",
             "Streams whose declared final content differed from the assembled chunks",

@@ -60,7 +60,18 @@ class Encoded:
 class Outbox:
     """Queue of bytes for one transport; `push` is synchronous and never waits."""
 
-    __slots__ = ("_loop", "_on_overflow", "_pending", "_queued", "_scheduled", "chunked", "closed", "limit", "sent_bytes", "transport")
+    __slots__ = (
+        "_loop",
+        "_on_overflow",
+        "_pending",
+        "_queued",
+        "_scheduled",
+        "chunked",
+        "closed",
+        "limit",
+        "sent_bytes",
+        "transport",
+    )
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, model_validator
@@ -243,22 +243,22 @@ class PingFrame(_Frame):
 
 
 ClientFrame = Annotated[
-    Union[
-        ConnectFrame,
-        AttachFrame,
-        DetachFrame,
-        PublishFrame,
-        HistoryFrame,
-        PresenceFrame,
-        PresenceGetFrame,
-        OccupancyFrame,
-        StreamOpenFrame,
-        StreamAppendFrame,
-        StreamEndFrame,
-        StreamCancelFrame,
-        AuthFrame,
-        PingFrame,
-    ],
+    (
+        ConnectFrame
+        | AttachFrame
+        | DetachFrame
+        | PublishFrame
+        | HistoryFrame
+        | PresenceFrame
+        | PresenceGetFrame
+        | OccupancyFrame
+        | StreamOpenFrame
+        | StreamAppendFrame
+        | StreamEndFrame
+        | StreamCancelFrame
+        | AuthFrame
+        | PingFrame
+    ),
     Field(discriminator="type"),
 ]
 CLIENT_FRAME_TYPES = frozenset(
@@ -351,8 +351,10 @@ def decode(payload: bytes | str, fmt: Format) -> Any:
         if fmt == "json":
             value = json.loads(payload, parse_constant=_reject_constant)
             # Only a \\u escape can smuggle a lone surrogate into a JSON string.
-            if ("\\ud" in payload or "\\uD" in payload) if isinstance(payload, str) else (
-                b"\\ud" in payload or b"\\uD" in payload
+            if (
+                ("\\ud" in payload or "\\uD" in payload)
+                if isinstance(payload, str)
+                else (b"\\ud" in payload or b"\\uD" in payload)
             ):
                 _check_unicode(value)
             return value
@@ -377,7 +379,9 @@ def _check_unicode(value: Any) -> None:
     except UnicodeEncodeError as exc:
         ref = value.get("ref") if isinstance(value, dict) else None
         details = {"ref": ref} if type(ref) is int and 0 <= ref <= MAX_SERIAL else {}
-        raise ProtocolError(Code.INVALID_VALUE, "strings must be valid unicode (lone surrogate)", **details) from exc
+        raise ProtocolError(
+            Code.INVALID_VALUE, "strings must be valid unicode (lone surrogate)", **details
+        ) from exc
 
 
 _LONG_INT = re.compile(r"\d{19,}")

@@ -114,7 +114,9 @@ async def connect(server: TestServer) -> AsyncIterator[Callable[..., Any]]:
     """Open Wire clients to the `server` fixture; all are closed at the end."""
     wires: list[Wire] = []
 
-    async def open_wire(client_id: str = "ana", *, fmt: str = "json", srv: TestServer | None = None, **kw: Any) -> Wire:
+    async def open_wire(
+        client_id: str = "ana", *, fmt: str = "json", srv: TestServer | None = None, **kw: Any
+    ) -> Wire:
         target = srv or server
         token = kw.pop("token", None) or target.token(client_id, **kw)
         wire = await Wire.open(target.ws_url, token, fmt=fmt)  # type: ignore[arg-type]

@@ -34,8 +34,18 @@ class ServerProcess:
     async def start(self) -> None:
         env = {**os.environ, **self.env, "AGENTCHAT_KEYS": self.key}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "channels", "serve", "--port", "0", "--db", self.db, "--log-level", "WARNING",
-            stdout=asyncio.subprocess.PIPE, env=env,
+            sys.executable,
+            "-m",
+            "channels",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            self.db,
+            "--log-level",
+            "WARNING",
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
         )
         assert self.proc.stdout is not None
         async with asyncio.timeout(UNIT * 6):

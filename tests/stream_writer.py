@@ -1,4 +1,7 @@
-"""A stream writer in its own process, to be killed mid-stream: python -m tests.stream_writer URL TOKEN CHANNEL N."""
+"""A stream writer in its own process, to be killed mid-stream.
+
+python -m tests.stream_writer URL TOKEN CHANNEL N
+"""
 
 from __future__ import annotations
 

@@ -21,13 +21,14 @@ def message(serial: int) -> StoredMessage:
 
 
 @pytest_asyncio.fixture(params=["local", "redis"])
-async def bus_pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Bus, list[BusEvent], list[BusEvent]]]:
+async def bus_pair(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[Bus, Bus, list[BusEvent], list[BusEvent]]]:
     """Two nodes' buses (the same LocalBus twice for local) and what each received."""
-    got_a: list[BusEvent] = []
-    got_b: list[BusEvent] = []
+    got_a, got_b = Received(), Received()
     if request.param == "local":
         bus = LocalBus()
-        await bus.start(lambda e: (got_a.append(e), got_b.append(e)))
+        await bus.start(lambda e: (got_a(e), got_b(e)))
         yield bus, bus, got_a, got_b
         await bus.stop()
         return
@@ -36,21 +37,33 @@ async def bus_pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, B
 
     prefix = f"test{secrets.token_hex(4)}"
     a, b = RedisBus(f"{url}?prefix={prefix}"), RedisBus(f"{url}?prefix={prefix}")
-    await a.start(got_a.append)
-    await b.start(got_b.append)
+    await a.start(got_a)
+    await b.start(got_b)
     yield a, b, got_a, got_b
     await a.stop()
     await b.stop()
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(UNIT):
-        while not condition():
-            await asyncio.sleep(0.005)
+class Received(list[BusEvent]):
+    """A bus handler that records events and wakes waiters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def __call__(self, event: BusEvent) -> None:
+        self.append(event)
+        self.changed.set()
+
+    async def until(self, count: int) -> None:
+        async with asyncio.timeout(UNIT):
+            while len(self) < count:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 async def test_events_reach_every_watching_node_in_order(bus_pair: Any) -> None:
-    """Messages and frames published on one node reach the other in publish order, and the publisher at once."""
+    """Events from one node reach the other in publish order, and the publisher at once."""
     a, b, got_a, got_b = bus_pair
     for bus in (a, b):
         bus.watch("room:bus")
@@ -59,7 +72,7 @@ async def test_events_reach_every_watching_node_in_order(bus_pair: Any) -> None:
         a.publish(BusEvent("room:bus", messages=[message(serial)], epoch="e1"))
     a.publish(BusEvent("room:bus", frame={"type": "stream_chunk", "i": 0}, presence=False))
     assert len(got_a) == 51  # local delivery does not wait for the network
-    await _until(lambda: len(got_b) >= 51)
+    await got_b.until(51)
     serials = [e.messages[0].serial for e in got_b if e.messages]
     assert serials == list(range(1, 51))
     assert got_b[0].messages[0].data == {"n": 1} and got_b[0].epoch == "e1"
@@ -72,20 +85,22 @@ async def test_unwatched_channels_are_not_delivered_across_nodes(redis_url: str)
 
     prefix = f"test{secrets.token_hex(4)}"
     a, b = RedisBus(f"{redis_url}?prefix={prefix}"), RedisBus(f"{redis_url}?prefix={prefix}")
-    got_b: list[BusEvent] = []
+    got_b = Received()
     await a.start(lambda e: None)
-    await b.start(got_b.append)
+    await b.start(got_b)
     b.watch("room:yes")
     await b.ready("room:yes")
     a.publish(BusEvent("room:no", frame={"n": 1}))
     a.publish(BusEvent("room:yes", frame={"n": 2}))
-    await _until(lambda: len(got_b) >= 1)
+    await got_b.until(1)
     assert [e.frame for e in got_b] == [{"n": 2}]
     await a.stop()
     await b.stop()
 
 
-async def test_two_servers_share_postgres_and_redis(make_server: Callable[..., Any], pg_url: str, redis_url: str) -> None:
+async def test_two_servers_share_postgres_and_redis(
+    make_server: Callable[..., Any], pg_url: str, redis_url: str
+) -> None:
     """A reader on node B gets, in order, durable and ephemeral messages published on node A."""
     prefix = f"test{secrets.token_hex(4)}"
     key = f"shared:{secrets.token_urlsafe(24)}"
@@ -97,7 +112,9 @@ async def test_two_servers_share_postgres_and_redis(make_server: Callable[..., A
         await reader.request({"type": "attach", "channel": "room:multi"})
         for i in range(100):
             await writer.send({"type": "publish", "channel": "room:multi", "data": i})
-        await writer.request({"type": "publish", "channel": "room:multi", "data": "typing", "ephemeral": True})
+        await writer.request(
+            {"type": "publish", "channel": "room:multi", "data": "typing", "ephemeral": True}
+        )
         # The lanes are not ordered with each other: collect both kinds as they come.
         durable: list[dict[str, Any]] = []
         ephemeral: list[dict[str, Any]] = []

@@ -139,7 +139,9 @@ def test_token_bucket_refills_with_time() -> None:
 
 def test_capabilities_most_specific_pattern_wins() -> None:
     """room:* grants, admin:* denies, exact names override prefixes."""
-    caps = Capabilities({"room:*": ["subscribe", "publish"], "admin:*": [], "room:secret": ["subscribe"], "*": ["history"]})
+    caps = Capabilities(
+        {"room:*": ["subscribe", "publish"], "admin:*": [], "room:secret": ["subscribe"], "*": ["history"]}
+    )
     assert caps.can("room:lobby", "publish")
     assert not caps.can("room:secret", "publish")
     assert not caps.can("admin:x", "subscribe")

@@ -18,7 +18,9 @@ async def test_acked_messages_survive_sigkill(db_url: str) -> None:
 
         async def publish(w: Wire, n: int) -> None:
             for k in range(50):
-                reply = await w.request({"type": "publish", "channel": "room:crash", "data": f"{n}-{k}", "id": f"{n}-{k}"})
+                reply = await w.request(
+                    {"type": "publish", "channel": "room:crash", "data": f"{n}-{k}", "id": f"{n}-{k}"}
+                )
                 acked[reply["serials"][0]] = f"{n}-{k}"
 
         await asyncio.gather(*(publish(w, n) for n, w in enumerate(wires)))

@@ -28,7 +28,9 @@ async def test_three_clients_two_channels_get_exactly_their_channels_in_order(
     for i in range(30):
         channel = "room:x" if i % 3 else "room:y"
         publisher = (a, b, c)[i % 3]
-        sends.append(publisher.request({"type": "publish", "channel": channel, "data": {"i": i}, "name": "chat"}))
+        sends.append(
+            publisher.request({"type": "publish", "channel": channel, "data": {"i": i}, "name": "chat"})
+        )
     acks = await asyncio.gather(*sends)
     assert all(ack["type"] == "ack" for ack in acks)
     expected_x = [i for i in range(30) if i % 3]
@@ -38,7 +40,12 @@ async def test_three_clients_two_channels_get_exactly_their_channels_in_order(
     got_c = await c.messages(30)
     assert {m["channel"] for m in got_a} == {"room:x"}
     assert {m["channel"] for m in got_b} == {"room:y"}
-    for got in (got_a, got_b, [m for m in got_c if m["channel"] == "room:x"], [m for m in got_c if m["channel"] == "room:y"]):
+    for got in (
+        got_a,
+        got_b,
+        [m for m in got_c if m["channel"] == "room:x"],
+        [m for m in got_c if m["channel"] == "room:y"],
+    ):
         serials = [m["serial"] for m in got]
         assert serials == list(range(1, len(got) + 1))
     assert sorted(m["data"]["i"] for m in got_a) == expected_x
@@ -48,15 +55,23 @@ async def test_three_clients_two_channels_get_exactly_their_channels_in_order(
 async def test_hundred_subscribers_five_publishers_match_history(make_server: Callable[..., Any]) -> None:
     """100 subscribers, 1,000 messages from 5 concurrent publishers: every sequence equals history."""
     srv: TestServer = await make_server(publish_burst=1000)
-    subs = [await Wire.open(srv.ws_url, srv.token(f"s{i}"), fmt="msgpack" if i % 2 else "json") for i in range(100)]
+    subs = [
+        await Wire.open(srv.ws_url, srv.token(f"s{i}"), fmt="msgpack" if i % 2 else "json")
+        for i in range(100)
+    ]
     pubs = [await Wire.open(srv.ws_url, srv.token(f"p{i}")) for i in range(5)]
     try:
-        await asyncio.gather(*(s.request({"type": "attach", "channel": "room:big", "presence": False}) for s in subs))
+        await asyncio.gather(
+            *(s.request({"type": "attach", "channel": "room:big", "presence": False}) for s in subs)
+        )
 
         async def publish(pub: Wire, n: int) -> None:
             for k in range(0, 200, 20):
                 await asyncio.gather(
-                    *(pub.request({"type": "publish", "channel": "room:big", "data": f"{n}-{j}"}) for j in range(k, k + 20))
+                    *(
+                        pub.request({"type": "publish", "channel": "room:big", "data": f"{n}-{j}"})
+                        for j in range(k, k + 20)
+                    )
                 )
 
         await asyncio.gather(*(publish(p, n) for n, p in enumerate(pubs)))
@@ -81,11 +96,15 @@ async def test_rest_publish_history_and_health(server: TestServer, connect: Call
     headers = {"Authorization": f"Bearer {server.token('rest')}"}
     async with aiohttp.ClientSession() as http:
         for i in range(12):
-            async with http.post(f"{server.url}/v1/channels/room:r/messages", json={"data": i}, headers=headers) as r:
+            async with http.post(
+                f"{server.url}/v1/channels/room:r/messages", json={"data": i}, headers=headers
+            ) as r:
                 assert r.status == 201
                 assert (await r.json())["serials"] == [i + 1]
         async with http.post(
-            f"{server.url}/v1/channels/room:r/messages", json={"messages": [{"data": "a"}, {"data": "b"}]}, headers=headers
+            f"{server.url}/v1/channels/room:r/messages",
+            json={"messages": [{"data": "a"}, {"data": "b"}]},
+            headers=headers,
         ) as r:
             assert (await r.json())["serials"] == [13, 14]
         url = f"{server.url}/v1/channels/room:r/messages"
@@ -110,7 +129,9 @@ async def test_history_limit_is_capped(make_server: Callable[..., Any]) -> None:
     srv: TestServer = await make_server(history_max_page=10)
     w = await Wire.open(srv.ws_url, srv.token("a"))
     try:
-        await w.request({"type": "publish", "channel": "room:h", "messages": [{"data": i} for i in range(30)]})
+        await w.request(
+            {"type": "publish", "channel": "room:h", "messages": [{"data": i} for i in range(30)]}
+        )
         page = await w.request({"type": "history", "channel": "room:h", "limit": 500})
         assert len(page["messages"]) == 10 and page["has_more"]
     finally:

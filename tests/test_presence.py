@@ -61,7 +61,9 @@ class Observer:
                 self.view[m["connection_id"]] = (m["client_id"], m["data"])
 
 
-async def test_random_enters_updates_leaves_drops_and_resumes_match_a_model(make_server: Callable[..., Any]) -> None:
+async def test_random_enters_updates_leaves_drops_and_resumes_match_a_model(
+    make_server: Callable[..., Any],
+) -> None:
     """400 random steps across 10 clients: every observer's view equals the model after each step."""
     srv: TestServer = await make_server(presence_grace=600)
     rng = random.Random(11)
@@ -97,7 +99,9 @@ async def test_random_enters_updates_leaves_drops_and_resumes_match_a_model(make
                 await wire.request({"type": "presence", "channel": ROOM, "action": action, "data": data})
                 model[cid] = (f"c{k % 7}", data)
             elif action == "same" and cid in model:
-                await wire.request({"type": "presence", "channel": ROOM, "action": "enter", "data": model[cid][1]})
+                await wire.request(
+                    {"type": "presence", "channel": ROOM, "action": "enter", "data": model[cid][1]}
+                )
             elif action == "leave":
                 await wire.request({"type": "presence", "channel": ROOM, "action": "leave"})
                 model.pop(cid, None)
@@ -113,12 +117,15 @@ async def test_random_enters_updates_leaves_drops_and_resumes_match_a_model(make
                 assert obs.view == model, f"step {step} ({action} by {k})"
         async with aiohttp.ClientSession() as http:
             async with http.get(
-                f"{srv.url}/v1/channels/{ROOM}/presence", headers={"Authorization": f"Bearer {srv.token('r')}"}
+                f"{srv.url}/v1/channels/{ROOM}/presence",
+                headers={"Authorization": f"Bearer {srv.token('r')}"},
             ) as resp:
                 members = (await resp.json())["members"]
         assert {m["connection_id"]: (m["client_id"], m["data"]) for m in members} == model
     finally:
-        await asyncio.gather(*(w.close() for w in clients.values() if w), *(o.wire.close() for o in observers))
+        await asyncio.gather(
+            *(w.close() for w in clients.values() if w), *(o.wire.close() for o in observers)
+        )
 
 
 async def test_drop_and_resume_inside_grace_shows_no_leave(make_server: Callable[..., Any]) -> None:
@@ -136,7 +143,9 @@ async def test_drop_and_resume_inside_grace_shows_no_leave(make_server: Callable
     try:
         assert back.connected["resumed"] is True
         await back.request({"type": "attach", "channel": ROOM})
-        await back.request({"type": "presence", "channel": ROOM, "action": "enter", "data": {"status": "idle"}})
+        await back.request(
+            {"type": "presence", "channel": ROOM, "action": "enter", "data": {"status": "idle"}}
+        )
         await obs.drain()
         assert [e["action"] for e in obs.events] == ["enter"]
         assert list(obs.view.values()) == [("planner", {"status": "idle"})]

@@ -11,10 +11,22 @@ import pytest_asyncio
 from channels.store import Append, NewMessage, OpenMarker, Store, StreamMarker, make_store
 
 
-def msg(i: int | str, *, mid: str | None = None, stream_id: str | None = None, status: str | None = None) -> NewMessage:
+def msg(
+    i: int | str, *, mid: str | None = None, stream_id: str | None = None, status: str | None = None
+) -> NewMessage:
     data = {"i": i}
-    return NewMessage(mid or f"id-{i}", "chat", data, json.dumps(data), "ana", "human", 1000 + (i if isinstance(i, int) else 0),
-                      None, stream_id, status)
+    return NewMessage(
+        mid or f"id-{i}",
+        "chat",
+        data,
+        json.dumps(data),
+        "ana",
+        "human",
+        1000 + (i if isinstance(i, int) else 0),
+        None,
+        stream_id,
+        status,
+    )
 
 
 @pytest_asyncio.fixture
@@ -27,7 +39,9 @@ async def store(db_url: str) -> AsyncIterator[Store]:
 
 async def test_serials_start_at_one_and_have_no_gaps(store: Store) -> None:
     """Serials per channel are 1, 2, 3 … across batches and channels are independent."""
-    r = await store.commit([Append("room:a", [msg(1), msg(2)]), Append("room:b", [msg(3)]), Append("room:a", [msg(4)])])
+    r = await store.commit(
+        [Append("room:a", [msg(1), msg(2)]), Append("room:b", [msg(3)]), Append("room:a", [msg(4)])]
+    )
     assert [x.serials for x in r if x] == [[1, 2], [1], [3]]
     info = await store.channel("room:a")
     assert info.last_serial == 3 and info.epoch and info.first_serial == 1
@@ -41,13 +55,17 @@ async def test_idempotent_ids_return_the_original_serial(store: Store) -> None:
     assert first[0].serials == [1] and first[1].serials == [1] and first[1].duplicates == [0]
     again = await store.commit([Append("room:a", [msg(1), msg(2)])])
     assert again[0] and again[0].serials == [1, 2] and again[0].duplicates == [0]
-    assert [m.serial for m in await store.history("room:a", before=None, after=None, limit=10, forwards=True)] == [1, 2]
+    assert [
+        m.serial for m in await store.history("room:a", before=None, after=None, limit=10, forwards=True)
+    ] == [1, 2]
 
 
 async def test_if_serial_conflict_writes_nothing(store: Store) -> None:
     """if_serial appends only on a match; a conflict reports the last serial."""
     await store.commit([Append("room:a", [msg(1)])])
-    ok, bad = await store.commit([Append("room:a", [msg(2)], if_serial=1), Append("room:a", [msg(3)], if_serial=1)])
+    ok, bad = await store.commit(
+        [Append("room:a", [msg(2)], if_serial=1), Append("room:a", [msg(3)], if_serial=1)]
+    )
     assert ok and ok.serials == [2]
     assert bad and bad.conflict == 2 and bad.serials == []
     assert (await store.channel("room:a")).last_serial == 2
@@ -77,6 +95,7 @@ async def test_stream_marker_removed_with_final_message(store: Store) -> None:
 
 async def test_concurrent_commits_keep_serials_dense(store: Store) -> None:
     """Commits racing from several tasks still give 1..N without gaps."""
+
     async def writer(k: int) -> None:
         for j in range(10):
             await store.commit([Append("room:race", [msg(f"{k}-{j}", mid=f"{k}-{j}")])])
@@ -92,7 +111,9 @@ async def test_prune_moves_first_serial(store: Store) -> None:
     await store.prune(older_than_ms=1004)  # ts are 1001..1005
     info = await store.channel("room:a")
     assert info.first_serial == 4
-    assert [m.serial for m in await store.history("room:a", before=None, after=None, limit=10, forwards=True)] == [4, 5]
+    assert [
+        m.serial for m in await store.history("room:a", before=None, after=None, limit=10, forwards=True)
+    ] == [4, 5]
 
 
 async def test_reopen_keeps_everything(db_url: str) -> None:

@@ -63,7 +63,7 @@ async def append_all(wire: Wire, stream_id: str, chunks: list[str], start: int =
 
 
 async def test_reader_reconnecting_five_times_sees_every_chunk_once(make_server: Callable[..., Any]) -> None:
-    """3 readers of a 2,000-chunk stream, one reconnecting 5 times: all equal the final message, no duplicates."""
+    """3 readers of 2,000 chunks, one reconnecting 5 times: all equal the final message, no duplicate."""
     srv: TestServer = await make_server()
     rng = random.Random(5)
     writer = await Wire.open(srv.ws_url, srv.token("planner", kind="agent"))
@@ -95,8 +95,14 @@ async def test_reader_reconnecting_five_times_sees_every_chunk_once(make_server:
                     # Alternate: a session resume, and a brand-new connection (a page reload).
                     resume = wire.resume_token if len(cut_at) % 2 else None
                     fresh = await Wire.open(srv.ws_url, srv.token("r2"), resume=resume)
-                    await fresh.request({"type": "attach", "channel": ROOM, "presence": False,
-                                         "position": {"serial": 0, "epoch": None}})
+                    await fresh.request(
+                        {
+                            "type": "attach",
+                            "channel": ROOM,
+                            "presence": False,
+                            "position": {"serial": 0, "epoch": None},
+                        }
+                    )
                     flaky["wire"] = fresh
                     await wire.close()
 
@@ -106,8 +112,12 @@ async def test_reader_reconnecting_five_times_sees_every_chunk_once(make_server:
         assert reply["type"] == "ack"
 
     async with asyncio.timeout(UNIT * 12):
-        await asyncio.gather(write(), read_steady(readers[0], views[0]), read_steady(readers[1], views[1]),
-                             read_flaky(views[2]))
+        await asyncio.gather(
+            write(),
+            read_steady(readers[0], views[0]),
+            read_steady(readers[1], views[1]),
+            read_flaky(views[2]),
+        )
     expected = "".join(chunks)
     for view in views:
         assert view.final[sid]["data"] == expected and view.final[sid]["status"] == "complete"
@@ -144,7 +154,13 @@ async def test_writer_killed_ends_stream_aborted_after_grace(tmp_path: Any) -> N
         reader = await Wire.open(server.ws_url, server.token("reader"))
         await reader.request({"type": "attach", "channel": ROOM})
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.stream_writer", server.ws_url, server.token("bot", kind="agent"), ROOM, "40",
+            sys.executable,
+            "-m",
+            "tests.stream_writer",
+            server.ws_url,
+            server.token("bot", kind="agent"),
+            ROOM,
+            "40",
             stdout=asyncio.subprocess.PIPE,
         )
         assert proc.stdout is not None
@@ -177,7 +193,9 @@ async def test_open_stream_is_aborted_when_server_restarts(tmp_path: Any) -> Non
         await server.start()
         reader = await Wire.open(server.ws_url, server.token("reader"))
         page = await reader.request({"type": "history", "channel": ROOM})
-        assert [(m["id"], m["stream_id"], m["status"]) for m in page["messages"]] == [("reply-to-1", sid, "aborted")]
+        assert [(m["id"], m["stream_id"], m["status"]) for m in page["messages"]] == [
+            ("reply-to-1", sid, "aborted")
+        ]
         await reader.close()
     finally:
         await server.stop()
@@ -210,7 +228,9 @@ async def test_fifty_concurrent_streams_interleave(make_server: Callable[..., An
         await asyncio.gather(reader.close(), *(w.close() for w in writers))
 
 
-async def test_ten_thousand_chunks_cost_at_most_two_store_writes(server: TestServer, connect: Callable[..., Any]) -> None:
+async def test_ten_thousand_chunks_cost_at_most_two_store_writes(
+    server: TestServer, connect: Callable[..., Any]
+) -> None:
     """Chunks never reach the Store: a 10,000-chunk stream is one marker and one message."""
     writer = await connect("bot", kind="agent")
     before = server.broker.store.stats.writes
@@ -225,7 +245,7 @@ async def test_ten_thousand_chunks_cost_at_most_two_store_writes(server: TestSer
 
 
 async def test_cancel_by_a_member_stops_the_writer(connect: Callable[..., Any]) -> None:
-    """A member cancels: the writer is told, later appends are refused, the message is cancelled with the text so far."""
+    """A member cancels: the writer is told, appends are refused, the message is cancelled with the text."""
     writer = await connect("bot", kind="agent")
     human = await connect("ana")
     await human.request({"type": "attach", "channel": ROOM})
@@ -282,7 +302,9 @@ async def test_stream_id_already_answered_is_refused(connect: Callable[..., Any]
     assert twin["code"] == Code.ALREADY_EXISTS and twin["stream_id"] == open_one
 
 
-async def test_declared_content_wins_and_mismatch_is_counted(server: TestServer, connect: Callable[..., Any]) -> None:
+async def test_declared_content_wins_and_mismatch_is_counted(
+    server: TestServer, connect: Callable[..., Any]
+) -> None:
     """The writer's declared final content is stored even if chunks differed; the mismatch is counted."""
     w = await connect("bot", kind="agent")
     sid = await writer_stream(w)
@@ -313,7 +335,9 @@ async def test_ephemeral_messages_are_live_only(connect: Callable[..., Any]) -> 
     a = await connect("a")
     b = await connect("b")
     await b.request({"type": "attach", "channel": ROOM})
-    reply = await a.request({"type": "publish", "channel": ROOM, "name": "typing", "data": True, "ephemeral": True})
+    reply = await a.request(
+        {"type": "publish", "channel": ROOM, "name": "typing", "data": True, "ephemeral": True}
+    )
     assert reply["serials"] == [None]
     live = await b.expect("message")
     assert live["ephemeral"] is True and live["serial"] is None and live["name"] == "typing"

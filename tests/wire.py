@@ -58,8 +58,10 @@ class Wire:
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     frame = decode(msg.data, self.fmt)
                     ref = frame.get("ref")
-                    if ref is not None and ref in self.pending and frame["type"] in (
-                        "ack", "nack", "attached", "detached"
+                    if (
+                        ref is not None
+                        and ref in self.pending
+                        and frame["type"] in ("ack", "nack", "attached", "detached")
                     ):
                         future = self.pending.pop(ref)
                         if not future.done():
@@ -110,7 +112,9 @@ class Wire:
                 if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
                     return frame
 
-    async def messages(self, count: int, channel: str | None = None, timeout: float = UNIT * 6) -> list[dict[str, Any]]:
+    async def messages(
+        self, count: int, channel: str | None = None, timeout: float = UNIT * 6
+    ) -> list[dict[str, Any]]:
         """The next `count` durable messages (of one channel, if given)."""
         found: list[dict[str, Any]] = []
         async with asyncio.timeout(timeout):

@@ -52,7 +52,9 @@ def dumps(value: Any) -> str:
 class Broker:
     """Owns every live record of one node. Create, `await start()`, serve, `await close()`."""
 
-    def __init__(self, settings: Settings, store: Store, bus: Bus, auth: Authenticator, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, bus: Bus, auth: Authenticator, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
@@ -160,7 +162,9 @@ class Broker:
                 reason = {"code": Code.SESSION_EXPIRED, "message": "session unknown or expired"}
         resumed = session is not None
         if session is None:
-            session = Session(secrets.token_urlsafe(12), secrets.token_urlsafe(24), identity.client_id, identity.kind)
+            session = Session(
+                secrets.token_urlsafe(12), secrets.token_urlsafe(24), identity.client_id, identity.kind
+            )
             self.sessions[session.session_id] = session
             self.metrics.sessions.set(len(self.sessions))
         session.connection = conn
@@ -293,12 +297,19 @@ class Broker:
     # --- attach / detach -----------------------------------------------------------------
 
     async def attach(
-        self, conn: Connection, name: str, position: tuple[int, str | None] | None, presence: bool, ref: int | None
+        self,
+        conn: Connection,
+        name: str,
+        position: tuple[int, str | None] | None,
+        presence: bool,
+        ref: int | None,
     ) -> None:
         """Attach, reply `attached`, replay after `position`, then stream snapshots and presence."""
         conn.identity.require(name, "subscribe")
         if name not in conn.attachments and len(conn.attachments) >= self.settings.max_channels:
-            raise ProtocolError(Code.TOO_MANY_CHANNELS, f"at most {self.settings.max_channels} channels per connection")
+            raise ProtocolError(
+                Code.TOO_MANY_CHANNELS, f"at most {self.settings.max_channels} channels per connection"
+            )
         ch = await self.channel(name)
         if conn.closed:
             return
@@ -308,9 +319,15 @@ class Broker:
             if epoch and ch.epoch and epoch != ch.epoch:
                 resumed, reason = False, {"code": Code.EPOCH_CHANGED, "message": "channel history was reset"}
             elif serial > ch.head:
-                resumed, reason = False, {"code": Code.EPOCH_CHANGED, "message": "position is ahead of the channel"}
+                resumed, reason = (
+                    False,
+                    {"code": Code.EPOCH_CHANGED, "message": "position is ahead of the channel"},
+                )
             elif serial + 1 < ch.first_serial:
-                resumed, reason = False, {"code": Code.HISTORY_LOST, "message": "history after the position is gone"}
+                resumed, reason = (
+                    False,
+                    {"code": Code.HISTORY_LOST, "message": "history after the position is gone"},
+                )
             else:
                 start = serial
         old = conn.attachments.get(name)
@@ -342,7 +359,12 @@ class Broker:
             page_size = self.settings.presence_page_size
             for members, last in ch.presence.pages(page_size):
                 conn.send(
-                    {"type": "presence_sync", "channel": name, "members": [m.to_wire() for m in members], "last": last}
+                    {
+                        "type": "presence_sync",
+                        "channel": name,
+                        "members": [m.to_wire() for m in members],
+                        "last": last,
+                    }
                 )
 
     def detach(self, conn: Connection, name: str) -> None:
@@ -362,7 +384,9 @@ class Broker:
         """Read a reader's gap from the Store and deliver it; turn it live when caught up."""
         conn, cursor = att.connection, att.cursor
         while True:
-            page = await self.store.history(ch.name, before=None, after=cursor.last, limit=FILL_PAGE, forwards=True)
+            page = await self.store.history(
+                ch.name, before=None, after=cursor.last, limit=FILL_PAGE, forwards=True
+            )
             if conn.closed or conn.attachments.get(ch.name) is not att:
                 return
             for message in page:
@@ -375,7 +399,10 @@ class Broker:
                                 "channel": ch.name,
                                 "position": {"serial": cursor.last, "epoch": ch.epoch},
                                 "resumed": False,
-                                "reason": {"code": Code.HISTORY_LOST, "message": "history in the gap is gone"},
+                                "reason": {
+                                    "code": Code.HISTORY_LOST,
+                                    "message": "history in the gap is gone",
+                                },
                             }
                         )
                         cursor.last = message.serial
@@ -388,13 +415,19 @@ class Broker:
             if not page and cursor.target > cursor.last:
                 # The Store has not got what the bus announced yet: give the commit a moment.
                 await asyncio.sleep(0.01)
-            while conn.outbox.buffered() > conn.outbox.limit // 2 and not conn.closed:
-                await asyncio.sleep(0.005)  # replay respects the reader's pace (outbox bound)
+            # Replay follows the reader's pace; the transport offers no drain event to await here.
+            while conn.outbox.buffered() > conn.outbox.limit // 2 and not conn.closed:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
 
     # --- publish -------------------------------------------------------------------------
 
     def prepare_messages(
-        self, identity: Identity, channel: str, messages: Sequence[OutgoingMessage], *, stream_fields: bool = False
+        self,
+        identity: Identity,
+        channel: str,
+        messages: Sequence[OutgoingMessage],
+        *,
+        stream_fields: bool = False,
     ) -> list[NewMessage]:
         """Validate sizes and ids, stamp sender and time; raises ProtocolError."""
         ts = now_ms()
@@ -410,7 +443,9 @@ class Broker:
                 raise ProtocolError(Code.INVALID_VALUE, "two messages of one batch share an id")
             seen.add(message_id)
             prepared.append(
-                NewMessage(message_id, m.name, m.data, data_json, identity.client_id, identity.kind, ts, m.reply_to)
+                NewMessage(
+                    message_id, m.name, m.data, data_json, identity.client_id, identity.kind, ts, m.reply_to
+                )
             )
         return prepared
 
@@ -428,7 +463,9 @@ class Broker:
         identity.require(channel, "publish")
         if conn is not None and not conn.publish_bucket.take(time.monotonic()):
             raise ProtocolError(
-                Code.RATE_LIMITED, "publish rate exceeded", retry_after=round(conn.publish_bucket.retry_after(), 3)
+                Code.RATE_LIMITED,
+                "publish rate exceeded",
+                retry_after=round(conn.publish_bucket.retry_after(), 3),
             )
         prepared = self.prepare_messages(identity, channel, messages)
         if messages[0].ephemeral:
@@ -465,7 +502,9 @@ class Broker:
         for op, result in zip(ops, results, strict=True):
             if isinstance(op, OpenMarker) or result is None or not result.stored:
                 continue
-            self.bus.publish(BusEvent(op.channel, messages=result.stored, origin=self.node_id, epoch=result.epoch))
+            self.bus.publish(
+                BusEvent(op.channel, messages=result.stored, origin=self.node_id, epoch=result.epoch)
+            )
 
     # --- fan-out -------------------------------------------------------------------------
 
@@ -527,7 +566,9 @@ class Broker:
     ) -> dict[str, Any]:
         identity.require(channel, "history")
         limit = min(limit, self.settings.history_max_page)
-        rows = await self.store.history(channel, before=before, after=after, limit=limit + 1, forwards=forwards)
+        rows = await self.store.history(
+            channel, before=before, after=after, limit=limit + 1, forwards=forwards
+        )
         has_more = len(rows) > limit
         return {"messages": [m.to_wire() for m in rows[:limit]], "has_more": has_more}
 
@@ -560,7 +601,12 @@ class Broker:
         self._maybe_forget(ch)
 
     def _broadcast_presence(self, ch: ChannelState, diff: Diff) -> None:
-        frame = {"type": "presence", "channel": ch.name, "action": diff.action, "member": diff.member.to_wire()}
+        frame = {
+            "type": "presence",
+            "channel": ch.name,
+            "action": diff.action,
+            "member": diff.member.to_wire(),
+        }
         self.bus.publish(BusEvent(ch.name, frame=frame, origin=self.node_id, presence=True))
 
     async def presence_members(self, identity: Identity, name: str) -> list[dict[str, Any]]:
@@ -593,7 +639,14 @@ class Broker:
         for name in list(conn.attachments):
             if not identity.can(name, "subscribe"):
                 self.detach(conn, name)
-                conn.send({"type": "detached", "channel": name, "code": Code.FORBIDDEN, "message": "capability removed"})
+                conn.send(
+                    {
+                        "type": "detached",
+                        "channel": name,
+                        "code": Code.FORBIDDEN,
+                        "message": "capability removed",
+                    }
+                )
         return identity.expires_at
 
     async def _sweep(self) -> None:
@@ -622,7 +675,9 @@ class Broker:
                 conn.renew_sent = True
                 conn.send({"type": "auth_renew", "expires_at": expires})
             if not conn.sse and mono - conn.last_recv > 2 * interval:
-                conn.close(CloseCode.HEARTBEAT_TIMEOUT, "no frame from the client within 2 heartbeat intervals")
+                conn.close(
+                    CloseCode.HEARTBEAT_TIMEOUT, "no frame from the client within 2 heartbeat intervals"
+                )
                 continue
             sent = conn.outbox.sent_bytes
             if sent != conn.hb_bytes:

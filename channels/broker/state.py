@@ -138,7 +138,12 @@ def _sse_translate(frame: dict[str, Any]) -> dict[str, Any] | None:
         if frame.get("resumed", True):
             return None
         reason = frame.get("reason") or {}
-        return {"type": "reset", "code": reason.get("code"), "message": reason.get("message"), "position": frame["position"]}
+        return {
+            "type": "reset",
+            "code": reason.get("code"),
+            "message": reason.get("message"),
+            "position": frame["position"],
+        }
     if kind in ("connected", "ack", "nack", "auth_renew", "heartbeat"):
         return None
     return frame

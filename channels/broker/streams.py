@@ -60,13 +60,17 @@ class StreamManager:
         assert session is not None
         s = self.broker.settings
         if len(session.streams) >= s.max_streams_per_connection:
-            raise ProtocolError(Code.TOO_MANY_STREAMS, f"at most {s.max_streams_per_connection} open streams per connection")
+            raise ProtocolError(
+                Code.TOO_MANY_STREAMS, f"at most {s.max_streams_per_connection} open streams per connection"
+            )
         meta_json = None if meta is None else _dumps(meta)
         if meta_json is not None and len(meta_json) > s.max_message_bytes:
             raise ProtocolError(Code.MESSAGE_TOO_LARGE, "stream meta too large")
         ch = await self.broker.channel(name)
         if len(ch.streams) + len(ch.reserved_ids) >= s.max_streams_per_channel:
-            raise ProtocolError(Code.TOO_MANY_STREAMS, f"at most {s.max_streams_per_channel} open streams per channel")
+            raise ProtocolError(
+                Code.TOO_MANY_STREAMS, f"at most {s.max_streams_per_channel} open streams per channel"
+            )
         stream_id = "s_" + secrets.token_urlsafe(12)
         message_id = message_id or stream_id
         self._refuse_existing_stream(ch.streams.values(), ch.reserved_ids, message_id)
@@ -80,12 +84,30 @@ class StreamManager:
             from channels.broker import now_ms
 
             stream = Stream(
-                stream_id, name, session.session_id, session.client_id, session.kind, event_name, message_id,
-                reply_to, meta, fmt, now_ms(), s.max_stream_bytes,
+                stream_id,
+                name,
+                session.session_id,
+                session.client_id,
+                session.kind,
+                event_name,
+                message_id,
+                reply_to,
+                meta,
+                fmt,
+                now_ms(),
+                s.max_stream_bytes,
             )
             marker = StreamMarker(
-                stream_id, name, message_id, session.client_id, session.kind, event_name, reply_to, meta_json,
-                fmt, stream.ts,
+                stream_id,
+                name,
+                message_id,
+                session.client_id,
+                session.kind,
+                event_name,
+                reply_to,
+                meta_json,
+                fmt,
+                stream.ts,
             )
             await self.broker.committer.submit(OpenMarker(marker))
         finally:
@@ -101,7 +123,9 @@ class StreamManager:
     def _refuse_existing_stream(open_streams: Any, reserved: set[str], message_id: str) -> None:
         for other in open_streams:
             if other.message_id == message_id:
-                raise ProtocolError(Code.ALREADY_EXISTS, "a stream with this id is open", stream_id=other.stream_id)
+                raise ProtocolError(
+                    Code.ALREADY_EXISTS, "a stream with this id is open", stream_id=other.stream_id
+                )
         if message_id in reserved:
             raise ProtocolError(Code.ALREADY_EXISTS, "a stream with this id is being opened")
 
@@ -110,7 +134,9 @@ class StreamManager:
         if stream is None:
             raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found or already ended")
         if conn.session is None or stream.writer != conn.session.session_id:
-            raise ProtocolError(Code.NOT_STREAM_WRITER, "only the connection that opened a stream may write to it")
+            raise ProtocolError(
+                Code.NOT_STREAM_WRITER, "only the connection that opened a stream may write to it"
+            )
         return stream
 
     def append(self, conn: Connection, stream_id: str, index: int, chunk: Any) -> None:
@@ -121,13 +147,18 @@ class StreamManager:
         self.broker.bus.publish(
             BusEvent(
                 stream.channel,
-                frame={"type": "stream_chunk", "channel": stream.channel, "stream_id": stream_id, "i": index, "d": chunk},
+                frame={
+                    "type": "stream_chunk",
+                    "channel": stream.channel,
+                    "stream_id": stream_id,
+                    "i": index,
+                    "d": chunk,
+                },
             )
         )
 
     def end(
-        self,
-        conn: Connection, stream_id: str, status: str, data: Any, chunks: int | None
+        self, conn: Connection, stream_id: str, status: str, data: Any, chunks: int | None
     ) -> asyncio.Future[int]:
         """End the writer's stream now (later appends are refused); the future gives the serial."""
         stream = self._writer_stream(conn, stream_id)
@@ -174,8 +205,16 @@ class StreamManager:
         """Forget the stream and queue its one durable message; the future gives its serial."""
         self._forget_stream(stream)
         message = NewMessage(
-            stream.message_id, stream.name, content, _dumps(content), stream.client_id, stream.kind,
-            _now_ms(), stream.reply_to, stream.stream_id, status,
+            stream.message_id,
+            stream.name,
+            content,
+            _dumps(content),
+            stream.client_id,
+            stream.kind,
+            _now_ms(),
+            stream.reply_to,
+            stream.stream_id,
+            status,
             None if stream.meta is None else _dumps(stream.meta),
         )
         committed = self.broker.committer.submit(Append(stream.channel, [message]))
@@ -230,8 +269,17 @@ class StreamManager:
         for marker in markers:
             content: Any = "" if marker.format == "text" else []
             message = NewMessage(
-                marker.message_id, marker.name, content, _dumps(content), marker.client_id, marker.kind,
-                _now_ms(), marker.reply_to, marker.stream_id, "aborted", marker.meta_json,
+                marker.message_id,
+                marker.name,
+                content,
+                _dumps(content),
+                marker.client_id,
+                marker.kind,
+                _now_ms(),
+                marker.reply_to,
+                marker.stream_id,
+                "aborted",
+                marker.meta_json,
             )
             try:
                 await self.broker.committer.submit(Append(marker.channel, [message]))

@@ -105,8 +105,9 @@ class RedisBus:
             return
         key = self._key(channel).encode()
         async with asyncio.timeout(5.0):
-            while key not in self._pubsub.channels:
-                await asyncio.sleep(0.002)  # redis-py exposes no confirmation event
+            # redis-py records the confirmation but offers no event for it.
+            while key not in self._pubsub.channels:  # noqa: ASYNC110
+                await asyncio.sleep(0.002)
 
     async def _write(self) -> None:
         assert self._redis is not None
@@ -166,10 +167,26 @@ def _unpack(data: bytes) -> BusEvent:
     if "m" in body:
         messages = [
             StoredMessage(
-                m["channel"], m["serial"], m["id"], m["name"], m["data"], m["client_id"], m["kind"], m["ts"],
-                m.get("reply_to"), m.get("stream_id"), m.get("status"), m.get("meta"),
+                m["channel"],
+                m["serial"],
+                m["id"],
+                m["name"],
+                m["data"],
+                m["client_id"],
+                m["kind"],
+                m["ts"],
+                m.get("reply_to"),
+                m.get("stream_id"),
+                m.get("status"),
+                m.get("meta"),
             )
             for m in body["m"]
         ]
-    return BusEvent(body["c"], messages=messages, frame=body.get("f"), origin=body["o"], epoch=body.get("e", ""),
-                    presence=bool(body.get("p")))
+    return BusEvent(
+        body["c"],
+        messages=messages,
+        frame=body.get("f"),
+        origin=body["o"],
+        epoch=body.get("e", ""),
+        presence=bool(body.get("p")),
+    )

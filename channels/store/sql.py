@@ -118,7 +118,9 @@ class SqlStore:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"unsupported database {url!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://")
+            raise ValueError(
+                f"unsupported database {url!r}: use sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.stats = StoreStats()
@@ -229,8 +231,16 @@ class SqlStore:
             rows = (await conn.execute(select(streams_table).order_by(streams_table.c.ts))).all()
         return [
             StreamMarker(
-                r.stream_id, r.channel, r.message_id, r.client_id, r.kind, r.name, r.reply_to, r.meta,
-                r.format, r.ts,
+                r.stream_id,
+                r.channel,
+                r.message_id,
+                r.client_id,
+                r.kind,
+                r.name,
+                r.reply_to,
+                r.meta,
+                r.format,
+                r.ts,
             )
             for r in rows
         ]
@@ -396,8 +406,17 @@ class _Batch:
                 self.ended_streams.append(message.stream_id)
             stored.append(
                 StoredMessage(
-                    op.channel, last, message.id, message.name, message.data, message.client_id,
-                    message.kind, message.ts, message.reply_to, message.stream_id, message.status,
+                    op.channel,
+                    last,
+                    message.id,
+                    message.name,
+                    message.data,
+                    message.client_id,
+                    message.kind,
+                    message.ts,
+                    message.reply_to,
+                    message.stream_id,
+                    message.status,
                     None if message.meta_json is None else json.loads(message.meta_json),
                 )
             )

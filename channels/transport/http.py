@@ -162,7 +162,11 @@ class Rest:
         if direction not in ("backwards", "forwards"):
             raise ProtocolError(Code.INVALID_VALUE, "direction is backwards or forwards")
         page = await self.broker.history(
-            identity, channel, before=serial("before"), after=serial("after"), limit=max(1, limit),
+            identity,
+            channel,
+            before=serial("before"),
+            after=serial("after"),
+            limit=max(1, limit),
             forwards=direction == "forwards",
         )
         return web.json_response({"channel": channel, **page})
@@ -170,12 +174,16 @@ class Rest:
     async def presence(self, request: web.Request) -> web.Response:
         identity = self.identity(request)
         channel = self.channel_of(request)
-        return web.json_response({"channel": channel, "members": await self.broker.presence_members(identity, channel)})
+        return web.json_response(
+            {"channel": channel, "members": await self.broker.presence_members(identity, channel)}
+        )
 
     async def occupancy(self, request: web.Request) -> web.Response:
         identity = self.identity(request)
         channel = self.channel_of(request)
-        return web.json_response({"channel": channel, "occupancy": await self.broker.occupancy(identity, channel)})
+        return web.json_response(
+            {"channel": channel, "occupancy": await self.broker.occupancy(identity, channel)}
+        )
 
     async def tokens(self, request: web.Request) -> web.Response:
         key_name = self.broker.auth.check_basic(request.headers.get("Authorization"))
@@ -188,7 +196,11 @@ class Rest:
         body = await self.json_body(request, 16 * 1024)
         try:
             if dev and isinstance(body, dict):
-                body = {"client_id": body.get("client_id"), "kind": body.get("kind", "human"), "ttl": body.get("ttl", 3600)}
+                body = {
+                    "client_id": body.get("client_id"),
+                    "kind": body.get("kind", "human"),
+                    "ttl": body.get("ttl", 3600),
+                }
             req = TokenRequest.model_validate(body)
         except ValidationError as exc:
             from channels.transport.ws import validation_message
@@ -221,7 +233,11 @@ class Rest:
                 raise ProtocolError(Code.INVALID_VALUE, "after must be a serial")
             position = (int(after), None)
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
         )
         await response.prepare(request)
         transport = request.transport
@@ -245,7 +261,9 @@ class Rest:
             self.broker.disconnect(conn, graceful=True)
         return response
 
-    async def _sse_attach(self, conn: Connection, channel: str, position: tuple[int, str | None] | None) -> None:
+    async def _sse_attach(
+        self, conn: Connection, channel: str, position: tuple[int, str | None] | None
+    ) -> None:
         await self.broker.attach(conn, channel, position, True, None)
 
 

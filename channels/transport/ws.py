@@ -142,7 +142,11 @@ class WebSocketEndpoint:
             await ws.send_bytes(_error_bytes(exc, fmt)) if fmt == "msgpack" else await ws.send_str(
                 _error_bytes(exc, fmt).decode()
             )
-            code = CloseCode.TOO_MANY_CONNECTIONS if exc.code == Code.TOO_MANY_CONNECTIONS else CloseCode.UNAUTHORIZED
+            code = (
+                CloseCode.TOO_MANY_CONNECTIONS
+                if exc.code == Code.TOO_MANY_CONNECTIONS
+                else CloseCode.UNAUTHORIZED
+            )
             if exc.code == Code.UNAVAILABLE:
                 code = CloseCode.GOING_AWAY
             await ws.close(code=code, message=exc.message.encode()[:120])
@@ -197,7 +201,11 @@ class WebSocketEndpoint:
 
     def _refuse(self, conn: Connection, ref: int | None, exc: ProtocolError) -> None:
         self.broker.metrics.errors.labels(str(exc.code)).inc()
-        frame: dict[str, Any] = {"type": "nack" if ref is not None else "error", "code": exc.code, "message": exc.message}
+        frame: dict[str, Any] = {
+            "type": "nack" if ref is not None else "error",
+            "code": exc.code,
+            "message": exc.message,
+        }
         if ref is not None:
             frame["ref"] = ref
         frame.update(exc.details)
@@ -288,7 +296,11 @@ class WebSocketEndpoint:
             self._refuse(conn, frame.ref, ProtocolError(Code.UNAVAILABLE, "history unavailable"))
 
     def _reply_later(
-        self, conn: Connection, ref: int | None, future: asyncio.Future[Any], fields: Callable[[Any], dict[str, Any]]
+        self,
+        conn: Connection,
+        ref: int | None,
+        future: asyncio.Future[Any],
+        fields: Callable[[Any], dict[str, Any]],
     ) -> None:
         def done(fut: asyncio.Future[Any]) -> None:
             if conn.closed:
