@@ -387,3 +387,22 @@ async def test_sse_resumes_with_last_event_id(server: TestServer, connect: Calla
             second = await read_events(resp, 4)
     assert [e["data"] for _, e in first + second] == list(range(9))
     assert [int(i.split(":")[1]) for i, _ in first + second] == list(range(1, 10))
+
+
+async def test_retention_prunes_and_readers_learn_of_it(make_server: Callable[..., Any]) -> None:
+    """With retention set, old messages go; an attach from before them says history is lost."""
+    srv: TestServer = await make_server(retention_days=1e-9)  # everything older than ~0.1 ms
+    w = await Wire.open(srv.ws_url, srv.token("a"))
+    try:
+        await w.request({"type": "attach", "channel": "room:ret"})
+        await w.request({"type": "publish", "channel": "room:ret", "messages": [{"data": i} for i in range(3)]})
+        await w.messages(3)
+        assert await srv.broker.prune_now() == 1
+        page = await w.request({"type": "history", "channel": "room:ret"})
+        assert page["messages"] == []
+        reply = await w.request({"type": "attach", "channel": "room:ret", "position": {"serial": 1, "epoch": None}})
+        assert reply["resumed"] is False and reply["reason"]["code"] == Code.HISTORY_LOST
+        ok = await w.request({"type": "attach", "channel": "room:ret", "position": {"serial": 3, "epoch": None}})
+        assert ok["resumed"] is True
+    finally:
+        await w.close()

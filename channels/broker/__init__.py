@@ -80,6 +80,8 @@ class Broker:
         self.committer.start()
         await self.streams.abort_orphans()
         self._sweeper = asyncio.create_task(self._sweep(), name="agentchat-sweeper")
+        if self.settings.retention_days is not None:
+            self.spawn(self._retention(), "agentchat-retention")
 
     async def close(self) -> None:
         """End open streams as aborted, close connections (1001), commit what is queued."""
@@ -626,6 +628,29 @@ class Broker:
             "publishers": sum(1 for c in conns if c.identity.can(name, "publish")),
             "presence_members": len(ch.presence),
         }
+
+    # --- retention -----------------------------------------------------------------------
+
+    async def prune_now(self) -> int:
+        """Delete messages older than the retention; readers before the new start learn of it (80002)."""
+        days = self.settings.retention_days
+        if days is None:
+            return 0
+        pruned = await self.store.prune(now_ms() - int(days * 86_400_000))
+        for ch in list(self.channels.values()):
+            info = await self.store.channel(ch.name)
+            ch.first_serial = max(ch.first_serial, info.first_serial)
+        return pruned
+
+    async def _retention(self) -> None:
+        assert self.settings.retention_days is not None
+        period = max(1.0, min(3600.0, self.settings.retention_days * 86_400 / 2))
+        while True:
+            try:
+                await self.prune_now()
+            except Exception:
+                log.exception("retention prune failed")
+            await asyncio.sleep(period)
 
     # --- auth renewal, heartbeats, dead peers --------------------------------------------
 

@@ -150,7 +150,7 @@ class Store(Protocol):
         """Markers of streams that never ended (read at start to end them as aborted)."""
 
     async def prune(self, older_than_ms: int) -> int:
-        """Delete messages older than the timestamp (retention); returns how many."""
+        """Delete messages older than the timestamp (retention); returns how many channels lost some."""
 
     async def ping(self) -> None: ...
 
