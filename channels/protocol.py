@@ -139,23 +139,27 @@ class OutgoingMessage(_Frame):
     ephemeral: bool = False
 
 
-class PublishFrame(_Frame):
-    type: Literal["publish"]
-    ref: Ref | None = None
-    channel: ChannelName
-    messages: list[OutgoingMessage] = Field(min_length=1, max_length=100)
-    if_serial: Serial | None = None
+class _Publish(_Frame):
+    """Publish bodies may carry one message inline (data/name/id/...) instead of `messages`."""
 
     @model_validator(mode="before")
     @classmethod
     def _single_message(cls, value: Any) -> Any:
-        # A frame may carry one message inline (data/name/id/...) instead of a list.
         if isinstance(value, dict) and "messages" not in value:
             inline = {k: value[k] for k in ("data", "name", "id", "reply_to", "ephemeral") if k in value}
             rest = {k: v for k, v in value.items() if k not in inline}
             rest["messages"] = [inline]
             return rest
         return value
+
+
+class PublishFrame(_Publish):
+    type: Literal["publish"]
+    ref: Ref | None = None
+    channel: ChannelName
+    messages: list[OutgoingMessage] = Field(min_length=1, max_length=100)
+    if_serial: Serial | None = None
+
 
     @model_validator(mode="after")
     def _ephemeral_rules(self) -> PublishFrame:
@@ -304,21 +308,12 @@ client_frame_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 # --- REST bodies ---------------------------------------------------------------------------
 
 
-class RestPublish(_Frame):
+class RestPublish(_Publish):
     """Body of `POST /v1/channels/{channel}/messages`: one message inline, or `messages`."""
 
     messages: list[OutgoingMessage] = Field(min_length=1, max_length=100)
     if_serial: Serial | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _single_message(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "messages" not in value:
-            inline = {k: value[k] for k in ("data", "name", "id", "reply_to", "ephemeral") if k in value}
-            rest = {k: v for k, v in value.items() if k not in inline}
-            rest["messages"] = [inline]
-            return rest
-        return value
 
 
 class TokenRequest(_Frame):
