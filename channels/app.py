@@ -17,7 +17,7 @@ from channels.bus import make_bus
 from channels.metrics import Metrics
 from channels.settings import Settings
 from channels.store import make_store
-from channels.transport.http import Rest, add_routes, cors_middleware, errors_middleware
+from channels.transport.http import Rest, add_routes
 from channels.transport.ws import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,7 @@ def build_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     auth = Authenticator(settings.keys)
     broker = Broker(settings, make_store(settings.db), make_bus(settings.bus), auth, metrics)
-    app = web.Application(
-        middlewares=[cors_middleware, errors_middleware], client_max_size=settings.max_frame_bytes
-    )
+    app = web.Application(client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
     app[BROKER] = broker
     app[PUBLIC_URL] = PublicUrl()

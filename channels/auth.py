@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import re
 import secrets
 import time
@@ -28,7 +29,6 @@ class Identity:
     kind: str
     expires_at: int
     capabilities: Capabilities
-    grants: dict[str, list[str]]
 
     def can(self, channel: str, operation: str) -> bool:
         return self.capabilities.can(channel, operation)
@@ -50,6 +50,8 @@ class Authenticator:
             # No configured key: an ephemeral one, so nothing is reachable without a token we minted.
             self.keys["ephemeral"] = secrets.token_urlsafe(32)
         self.default_key = next(iter(self.keys))
+        # Tokens of one app mostly carry the same few grants: share their Capabilities.
+        self._capabilities: dict[str, Capabilities] = {}
 
     def mint(
         self,
@@ -108,7 +110,17 @@ class Authenticator:
             grants = Capabilities.validate(claims.get("cap", {}))
         except ValueError as exc:
             raise ProtocolError(Code.TOKEN_INVALID, f"token capabilities are invalid: {exc}") from exc
-        return Identity(client_id, kind, int(exp), Capabilities(grants), grants)
+        return Identity(client_id, kind, int(exp), self._capabilities_for(grants))
+
+    def _capabilities_for(self, grants: dict[str, list[str]]) -> Capabilities:
+        key = json.dumps(grants, sort_keys=True)
+        found = self._capabilities.get(key)
+        if found is None:
+            found = Capabilities(grants)
+            if len(self._capabilities) >= 1024:
+                self._capabilities.clear()
+            self._capabilities[key] = found
+        return found
 
     def check_basic(self, header: str | None) -> str:
         """The key name proven by an `Authorization: Basic name:secret` header."""

@@ -160,7 +160,6 @@ class PublishFrame(_Publish):
     messages: list[OutgoingMessage] = Field(min_length=1, max_length=100)
     if_serial: Serial | None = None
 
-
     @model_validator(mode="after")
     def _ephemeral_rules(self) -> PublishFrame:
         ephemeral = {m.ephemeral for m in self.messages}
@@ -313,7 +312,6 @@ class RestPublish(_Publish):
 
     messages: list[OutgoingMessage] = Field(min_length=1, max_length=100)
     if_serial: Serial | None = None
-
 
 
 class TokenRequest(_Frame):

@@ -395,14 +395,20 @@ async def test_retention_prunes_and_readers_learn_of_it(make_server: Callable[..
     w = await Wire.open(srv.ws_url, srv.token("a"))
     try:
         await w.request({"type": "attach", "channel": "room:ret"})
-        await w.request({"type": "publish", "channel": "room:ret", "messages": [{"data": i} for i in range(3)]})
+        await w.request(
+            {"type": "publish", "channel": "room:ret", "messages": [{"data": i} for i in range(3)]}
+        )
         await w.messages(3)
         assert await srv.broker.prune_now() == 1
         page = await w.request({"type": "history", "channel": "room:ret"})
         assert page["messages"] == []
-        reply = await w.request({"type": "attach", "channel": "room:ret", "position": {"serial": 1, "epoch": None}})
+        reply = await w.request(
+            {"type": "attach", "channel": "room:ret", "position": {"serial": 1, "epoch": None}}
+        )
         assert reply["resumed"] is False and reply["reason"]["code"] == Code.HISTORY_LOST
-        ok = await w.request({"type": "attach", "channel": "room:ret", "position": {"serial": 3, "epoch": None}})
+        ok = await w.request(
+            {"type": "attach", "channel": "room:ret", "position": {"serial": 3, "epoch": None}}
+        )
         assert ok["resumed"] is True
     finally:
         await w.close()

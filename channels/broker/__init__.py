@@ -207,8 +207,10 @@ class Broker:
             self.per_client[conn.identity.client_id] = left
         else:
             self.per_client.pop(conn.identity.client_id, None)
-        self._drop_attachments(conn)
         session = conn.session
+        if session is not None and session.connection is conn:
+            session.channels = tuple(conn.attachments)
+        self._drop_attachments(conn)
         if session is None or session.connection is not conn:
             return
         session.connection = None
@@ -338,8 +340,6 @@ class Broker:
         att = Attachment(conn, Cursor(start), presence)
         conn.attachments[name] = att
         ch.subscribers[conn] = att
-        if conn.session is not None:
-            conn.session.channels.add(name)
         if conn.sse:
             conn.sse_epoch = ch.epoch
         reply: dict[str, Any] = {
@@ -374,7 +374,6 @@ class Broker:
         if att is not None and att.fill is not None:
             att.fill.cancel()
         if conn.session is not None:
-            conn.session.channels.discard(name)
             if name in conn.session.presence:
                 self._presence_leave(conn.session, name)
         ch = self.channels.get(name)
@@ -588,12 +587,12 @@ class Broker:
             self._presence_leave(session, name)
             return
         diff = ch.presence.enter(session.client_id, session.session_id, session.kind, data, now_ms())
-        session.presence.add(name)
+        session.add_presence(name)
         if diff is not None:
             self._broadcast_presence(ch, diff)
 
     def _presence_leave(self, session: Session, name: str) -> None:
-        session.presence.discard(name)
+        session.drop_presence(name)
         ch = self.channels.get(name)
         if ch is None:
             return

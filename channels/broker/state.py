@@ -94,24 +94,60 @@ class Attachment:
     fill: asyncio.Task[None] | None = None
 
 
-@dataclass(slots=True)
-class Session:
-    """A client's identity across reconnects: presence entries and streams belong to it."""
+_NONE: frozenset[str] = frozenset()
 
-    session_id: str
-    key: str
-    client_id: str
-    kind: str
-    connection: Connection | None = None
-    presence: set[str] = field(default_factory=set)  # channels where it is present
-    streams: set[str] = field(default_factory=set)  # stream ids it writes
-    channels: set[str] = field(default_factory=set)  # channels last attached (a hint on resume)
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+class Session:
+    """A client's identity across reconnects: presence entries and streams belong to it.
+
+    Idle sessions are the common case, so their sets start as one shared empty frozenset."""
+
+    __slots__ = (
+        "channels",
+        "client_id",
+        "connection",
+        "key",
+        "kind",
+        "presence",
+        "session_id",
+        "streams",
+        "timers",
+    )
+
+    def __init__(self, session_id: str, key: str, client_id: str, kind: str) -> None:
+        self.session_id = session_id
+        self.key = key
+        self.client_id = client_id
+        self.kind = kind
+        self.connection: Connection | None = None
+        self.presence: set[str] | frozenset[str] = _NONE  # channels where it is present
+        self.streams: set[str] | frozenset[str] = _NONE  # stream ids it writes
+        self.channels: tuple[str, ...] = ()  # channels attached when it last dropped (a hint on resume)
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def add_presence(self, channel: str) -> None:
+        if not isinstance(self.presence, set):
+            self.presence = set()
+        self.presence.add(channel)
+
+    def drop_presence(self, channel: str) -> None:
+        if channel in self.presence:
+            self.presence = self.presence - {channel}
+
+    def add_stream(self, stream_id: str) -> None:
+        if not isinstance(self.streams, set):
+            self.streams = set()
+        self.streams.add(stream_id)
+
+    def drop_stream(self, stream_id: str) -> None:
+        if stream_id in self.streams:
+            self.streams = self.streams - {stream_id}
 
     def cancel_timers(self) -> None:
         for timer in self.timers:
             timer.cancel()
-        self.timers.clear()
+        if self.timers:
+            self.timers = []
 
 
 @dataclass(slots=True)

@@ -114,7 +114,7 @@ class StreamManager:
             ch.reserved_ids.discard(message_id)
         ch.streams[stream_id] = stream
         self.live[stream_id] = stream
-        session.streams.add(stream_id)
+        session.add_stream(stream_id)
         self.broker.metrics.streams_open.set(len(self.live))
         self.broker.bus.publish(BusEvent(name, frame=stream.open_frame()))
         return stream_id
@@ -244,7 +244,7 @@ class StreamManager:
             ch.streams.pop(stream.stream_id, None)
         session = self.broker.sessions.get(stream.writer)
         if session is not None:
-            session.streams.discard(stream.stream_id)
+            session.drop_stream(stream.stream_id)
         self.broker.metrics.streams_open.set(len(self.live))
 
     def abort_session(self, session: Session, why: str) -> None:
@@ -253,7 +253,7 @@ class StreamManager:
             if stream is not None:
                 log.info("stream %s aborted: %s", stream_id, why)
                 self._finish(stream, "aborted", stream.content()).add_done_callback(_quiet)
-        session.streams.clear()
+        session.streams = frozenset()
 
     async def abort_all(self, why: str) -> None:
         pending = []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -32,21 +34,28 @@ def error_response(code: int, message: str, **details: Any) -> web.Response:
     return web.json_response(body, status=http_status(code))
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Map ProtocolError to its JSON body; never leak a traceback to the client."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except ProtocolError as exc:
-        return error_response(exc.code, exc.message, **exc.details)
-    except web.HTTPException:
-        raise
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(Code.INTERNAL, "internal error")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def rest_errors(handler: Handler) -> Handler:
+    """Map ProtocolError to its JSON body; never leak a traceback to the client.
+
+    A decorator rather than a middleware: a middleware's frame would stay alive for the whole
+    life of every WebSocket and SSE response, costing memory per connection."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ProtocolError as exc:
+            return error_response(exc.code, exc.message, **exc.details)
+        except (web.HTTPException, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return error_response(Code.INTERNAL, "internal error")
+
+    return wrapped
 
 
 def check_origin(request: web.Request, settings: Settings) -> None:
@@ -60,23 +69,26 @@ def check_origin(request: web.Request, settings: Settings) -> None:
     raise ProtocolError(Code.ORIGIN_FORBIDDEN, "origin not allowed")
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    from channels.app import SETTINGS
-
-    settings = request.app[SETTINGS]
+def cors_allowed(request: web.Request, settings: Settings) -> str | None:
+    """The Origin to echo in CORS headers, if the settings allow it."""
     origin = request.headers.get("Origin")
-    allowed = origin is not None and ("*" in settings.allowed_origins or origin in settings.allowed_origins)
-    if request.method == "OPTIONS" and allowed:
-        response: web.StreamResponse = web.Response(status=204)
-    else:
-        response = await handler(request)
-    if allowed and origin is not None and not response.prepared:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Last-Event-ID"
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    return response
+    if origin is not None and ("*" in settings.allowed_origins or origin in settings.allowed_origins):
+        return origin
+    return None
+
+
+def add_cors(settings: Settings) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An on_response_prepare hook adding CORS headers for allowed origins."""
+
+    async def hook(request: web.Request, response: web.StreamResponse) -> None:
+        origin = cors_allowed(request, settings)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Last-Event-ID"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+
+    return hook
 
 
 class Rest:
@@ -269,13 +281,28 @@ class Rest:
 
 def add_routes(app: web.Application, rest: Rest, settings: Settings) -> None:
     r = app.router
-    r.add_get("/healthz", rest.healthz)
-    r.add_get("/metrics", rest.metrics)
-    r.add_post("/v1/tokens", rest.tokens)
+    r.add_get("/healthz", rest_errors(rest.healthz))
+    r.add_get("/metrics", rest_errors(rest.metrics))
+    r.add_post("/v1/tokens", rest_errors(rest.tokens))
     if settings.dev:
-        r.add_post("/v1/dev/token", rest.dev_token)
-    r.add_post("/v1/channels/{channel}/messages", rest.publish)
-    r.add_get("/v1/channels/{channel}/messages", rest.history)
-    r.add_get("/v1/channels/{channel}/presence", rest.presence)
-    r.add_get("/v1/channels/{channel}/occupancy", rest.occupancy)
-    r.add_get("/v1/channels/{channel}/events", rest.events)
+        r.add_post("/v1/dev/token", rest_errors(rest.dev_token))
+    r.add_post("/v1/channels/{channel}/messages", rest_errors(rest.publish))
+    r.add_get("/v1/channels/{channel}/messages", rest_errors(rest.history))
+    r.add_get("/v1/channels/{channel}/presence", rest_errors(rest.presence))
+    r.add_get("/v1/channels/{channel}/occupancy", rest_errors(rest.occupancy))
+    r.add_get("/v1/channels/{channel}/events", rest_errors(rest.events))
+
+    async def preflight(request: web.Request) -> web.StreamResponse:
+        if cors_allowed(request, settings) is None:
+            return error_response(Code.ORIGIN_FORBIDDEN, "origin not allowed")
+        return web.Response(status=204)
+
+    for path in (
+        "/v1/tokens",
+        "/v1/channels/{channel}/messages",
+        "/v1/channels/{channel}/presence",
+        "/v1/channels/{channel}/occupancy",
+        "/v1/channels/{channel}/events",
+    ):
+        r.add_route("OPTIONS", path, preflight)
+    app.on_response_prepare.append(add_cors(settings))

@@ -42,7 +42,7 @@ from channels.protocol import (
     decode,
     encode,
 )
-from channels.transport.http import check_origin
+from channels.transport.http import check_origin, error_response
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,11 @@ class WebSocketEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         fmt_param = request.query.get("format", "json")
         if fmt_param not in ("json", "msgpack"):
-            raise web.HTTPBadRequest(text="format must be json or msgpack")
-        check_origin(request, self.settings)
+            return error_response(Code.INVALID_VALUE, "format must be json or msgpack")
+        try:
+            check_origin(request, self.settings)
+        except ProtocolError as exc:
+            return error_response(exc.code, exc.message)
         fmt: Format = "msgpack" if fmt_param == "msgpack" else "json"
         ws = web.WebSocketResponse(
             max_msg_size=self.settings.max_ws_message, autoping=True, compress=False, timeout=5.0
