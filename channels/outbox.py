@@ -57,15 +57,45 @@ class Encoded:
         return head.encode() + b"data: " + self._sse + b"\n\n"
 
 
+class Flusher:
+    """Flushes every outbox that got bytes this loop tick, in one scheduled callback.
+
+    One callback per tick instead of one per outbox: a message to 1,000 subscribers schedules
+    one flush pass, not 1,000 callbacks."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Outbox] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def mark(self, outbox: Outbox) -> None:
+        self._dirty.append(outbox)
+        if not self._scheduled:
+            self._scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for outbox in dirty:
+            outbox.flush_now()
+
+
 class Outbox:
-    """Queue of bytes for one transport; `push` is synchronous and never waits."""
+    """Queue of bytes for one transport; `push` is synchronous and never waits.
+
+    The bound covers our queue and the transport's buffer: it is checked on every push against
+    our queue (cheap) and on every flush against both."""
 
     __slots__ = (
-        "_loop",
+        "_flusher",
         "_on_overflow",
         "_pending",
         "_queued",
-        "_scheduled",
         "chunked",
         "closed",
         "limit",
@@ -78,53 +108,55 @@ class Outbox:
         transport: asyncio.Transport | Any,
         limit: int,
         on_overflow: Callable[[], None],
+        flusher: Flusher,
         chunked: bool = False,
     ) -> None:
         self.transport = transport
-        self.chunked = chunked  # HTTP/1.1 chunked framing (SSE responses), one chunk per flush
         self.limit = limit
+        self.chunked = chunked  # HTTP/1.1 chunked framing (SSE responses), one chunk per flush
         self._on_overflow = on_overflow
+        self._flusher = flusher
         self._pending: list[bytes] = []
         self._queued = 0
-        self._scheduled = False
-        self._loop = asyncio.get_running_loop()
         self.closed = False
         self.sent_bytes = 0
 
     def push(self, data: bytes) -> bool:
-        """Queue bytes for the next flush; False (and the connection closes) on overflow."""
+        """Queue bytes for this tick's flush; False (and the connection closes) on overflow."""
         if self.closed:
             return False
-        self._queued += len(data)
-        if self._queued + self.transport.get_write_buffer_size() > self.limit:
-            self.closed = True
-            self._pending.clear()
-            self._queued = 0
-            self._on_overflow()
-            return False
+        if not self._pending:
+            self._flusher.mark(self)
         self._pending.append(data)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._flush)
+        self._queued += len(data)
+        if self._queued > self.limit:
+            self._overflow()
+            return False
         return True
 
-    def _flush(self) -> None:
-        self._scheduled = False
+    def _overflow(self) -> None:
+        self.closed = True
+        self._pending.clear()
+        self._queued = 0
+        self._on_overflow()
+
+    def flush_now(self) -> None:
+        """Write what is queued at once (also before a close frame, so nothing is reordered)."""
         if not self._pending:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
-        self._queued = 0
-        if self.closed or self.transport.is_closing():
+        queued, self._queued = self._queued, 0
+        transport = self.transport
+        if self.closed or transport.is_closing():
+            return
+        if queued + transport.get_write_buffer_size() > self.limit:
+            self._overflow()
             return
         self.sent_bytes += len(data)
         if self.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
-        self.transport.write(data)
-
-    def flush_now(self) -> None:
-        """Write what is queued at once (before a close frame, so nothing is reordered)."""
-        self._flush()
+        transport.write(data)
 
     def buffered(self) -> int:
         return self._queued + self.transport.get_write_buffer_size()

@@ -22,7 +22,7 @@ from channels.core.ordering import Cursor, Offer
 from channels.core.presence import Diff
 from channels.core.ratelimit import TokenBucket
 from channels.metrics import Metrics
-from channels.outbox import Encoded, Outbox
+from channels.outbox import Encoded, Flusher, Outbox
 from channels.protocol import (
     CloseCode,
     Code,
@@ -67,6 +67,7 @@ class Broker:
         self.connections: set[Connection] = set()
         self.per_client: dict[str, int] = {}
         self.committer = Committer(store, metrics, self._on_committed, settings.commit_batch)
+        self.flusher = Flusher()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.closing = False

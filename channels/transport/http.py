@@ -261,7 +261,13 @@ class Rest:
                 done.set_result(None)
 
         # aiohttp framed the response as chunked; the outbox writes each flush as one chunk.
-        outbox = Outbox(transport, self.settings.max_outbox_bytes, lambda: closer(0, "slow"), chunked=True)
+        outbox = Outbox(
+            transport,
+            self.settings.max_outbox_bytes,
+            lambda: closer(0, "slow"),
+            self.broker.flusher,
+            chunked=True,
+        )
         conn = self.broker.new_connection(identity, "json", outbox, closer, sse=True)
         self.broker.connect(conn, None)
         try:

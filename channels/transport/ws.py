@@ -138,7 +138,12 @@ class WebSocketEndpoint:
                 raise ProtocolError(Code.UNAUTHORIZED, "connect needs a token")
             identity = self.broker.auth.verify(frame.token)
             outbox_holder: list[Connection] = []
-            outbox = Outbox(transport, self.settings.max_outbox_bytes, lambda: self._slow(outbox_holder))
+            outbox = Outbox(
+                transport,
+                self.settings.max_outbox_bytes,
+                lambda: self._slow(outbox_holder),
+                self.broker.flusher,
+            )
             conn = self.broker.new_connection(identity, fmt, outbox, self._closer(ws, outbox))
             outbox_holder.append(conn)
         except ProtocolError as exc:
