@@ -125,14 +125,11 @@ class Broker:
         if count >= self.settings.max_connections_per_client:
             raise ProtocolError(Code.TOO_MANY_CONNECTIONS, "too many connections for this client_id")
         now = time.monotonic()
-        s = self.settings
         conn = Connection(
             identity,
             fmt,
             outbox,
             closer,
-            TokenBucket(s.publish_rate, s.publish_burst, now),
-            TokenBucket(s.max_bad_frames / 60.0, s.max_bad_frames, now),
             now,
             sse=sse,
         )
@@ -463,12 +460,17 @@ class Broker:
 
         Returns a future of the commit for durable messages; the caller acks when it resolves."""
         identity.require(channel, "publish")
-        if conn is not None and not conn.publish_bucket.take(time.monotonic()):
-            raise ProtocolError(
-                Code.RATE_LIMITED,
-                "publish rate exceeded",
-                retry_after=round(conn.publish_bucket.retry_after(), 3),
-            )
+        if conn is not None:
+            now = time.monotonic()
+            bucket = conn.publish_bucket
+            if bucket is None:
+                bucket = conn.publish_bucket = TokenBucket(
+                    self.settings.publish_rate, self.settings.publish_burst, now
+                )
+            if not bucket.take(now):
+                raise ProtocolError(
+                    Code.RATE_LIMITED, "publish rate exceeded", retry_after=round(bucket.retry_after(), 3)
+                )
         prepared = self.prepare_messages(identity, channel, messages)
         if messages[0].ephemeral:
             for m in prepared:
@@ -628,6 +630,14 @@ class Broker:
             "publishers": sum(1 for c in conns if c.identity.can(name, "publish")),
             "presence_members": len(ch.presence),
         }
+
+    def spend_bad_frame(self, conn: Connection) -> bool:
+        """Count a bad frame against the connection's budget; False when the budget is spent."""
+        now = time.monotonic()
+        if conn.bad_frames is None:
+            limit = self.settings.max_bad_frames
+            conn.bad_frames = TokenBucket(limit / 60.0, limit, now)
+        return conn.bad_frames.take(now)
 
     # --- retention -----------------------------------------------------------------------
 

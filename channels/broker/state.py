@@ -43,8 +43,6 @@ class Connection:
         fmt: Format,
         outbox: Outbox,
         closer: Callable[[int, str], None],
-        publish_bucket: TokenBucket,
-        bad_frames: TokenBucket,
         now: float,
         sse: bool = False,
     ) -> None:
@@ -52,8 +50,9 @@ class Connection:
         self.fmt: Format = fmt
         self.outbox = outbox
         self.closer = closer
-        self.publish_bucket = publish_bucket
-        self.bad_frames = bad_frames
+        # Made on first use: most connections never publish and never send a bad frame.
+        self.publish_bucket: TokenBucket | None = None
+        self.bad_frames: TokenBucket | None = None
         self.session: Session | None = None
         self.attachments: dict[str, Attachment] = {}
         self.closed = False

@@ -108,8 +108,19 @@ class WebSocketEndpoint:
         conn: Connection | None = None
         try:
             conn = await self._handshake(ws, transport, fmt)
-            if conn is not None:
-                await self._serve(ws, conn)
+            # The read loop is inline (not a helper coroutine) to keep one frame less alive per
+            # idle connection; each frame is handled in its own call, so nothing of it lingers.
+            while conn is not None and not conn.closed:
+                msg = await ws.receive()
+                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                    await self._frame(conn, msg.data, msg.type is WSMsgType.TEXT)
+                elif msg.type is WSMsgType.ERROR:
+                    # Typically a frame over max_ws_message; aiohttp closes with 1009.
+                    log.info("websocket error from %s: %s", conn.identity.client_id, ws.exception())
+                    break
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+                del msg
         finally:
             if conn is not None:
                 graceful = not conn.closed and ws.close_code == CloseCode.NORMAL
@@ -137,15 +148,11 @@ class WebSocketEndpoint:
             if frame.token is None:
                 raise ProtocolError(Code.UNAUTHORIZED, "connect needs a token")
             identity = self.broker.auth.verify(frame.token)
-            outbox_holder: list[Connection] = []
-            outbox = Outbox(
-                transport,
-                self.settings.max_outbox_bytes,
-                lambda: self._slow(outbox_holder),
-                self.broker.flusher,
-            )
-            conn = self.broker.new_connection(identity, fmt, outbox, self._closer(ws, outbox))
-            outbox_holder.append(conn)
+            closer = _Closer(self, ws)
+            outbox = Outbox(transport, self.settings.max_outbox_bytes, closer.overflow, self.broker.flusher)
+            closer.outbox = outbox
+            conn = self.broker.new_connection(identity, fmt, outbox, closer)
+            closer.conn = conn
         except ProtocolError as exc:
             await ws.send_bytes(_error_bytes(exc, fmt)) if fmt == "msgpack" else await ws.send_str(
                 _error_bytes(exc, fmt).decode()
@@ -162,50 +169,23 @@ class WebSocketEndpoint:
         conn.send(self.broker.connect(conn, frame.resume))
         return conn
 
-    def _slow(self, holder: list[Connection]) -> None:
-        if holder:
-            conn = holder[0]
-            self.broker.metrics.slow_consumers.inc()
-            self.broker.metrics.outbox_drops.inc()
-            log.info("closing slow consumer %s", conn.identity.client_id)
-            conn.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
-
-    def _closer(self, ws: web.WebSocketResponse, outbox: Outbox) -> Callable[[int, str], None]:
-        def close(code: int, reason: str) -> None:
-            outbox.flush_now()
-            outbox.closed = True
-            # Whichever close runs first (this task or the handler's exit) must carry our code.
-            self._close_codes[id(ws)] = (code, reason)
-            self.broker.spawn(ws.close(code=code, message=reason.encode()[:120]), "ws-close")
-
-        return close
-
-    async def _serve(self, ws: web.WebSocketResponse, conn: Connection) -> None:
+    async def _frame(self, conn: Connection, data: str | bytes, text: bool) -> None:
+        conn.last_recv = time.monotonic()
         max_frame = self.settings.max_frame_bytes
-        fmt = conn.fmt
-        async for msg in ws:
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                conn.last_recv = time.monotonic()
-                ref: int | None = None
-                try:
-                    if frame_size(msg.data, max_frame) > max_frame:
-                        raise ProtocolError(Code.FRAME_TOO_LARGE, f"frame exceeds {max_frame} bytes")
-                    if (msg.type is WSMsgType.TEXT) != (fmt == "json"):
-                        raise ProtocolError(Code.MALFORMED_FRAME, f"this connection speaks {fmt}")
-                    frame = parse_frame(decode(msg.data, fmt))
-                    ref = getattr(frame, "ref", None)
-                    await self._dispatch(conn, frame)
-                except ProtocolError as exc:
-                    self._refuse(conn, exc.details.pop("ref", ref), exc)
-                except Exception:
-                    log.exception("internal error handling a frame from %s", conn.identity.client_id)
-                    self._refuse(conn, ref, ProtocolError(Code.INTERNAL, "internal error"))
-            elif msg.type is WSMsgType.ERROR:
-                # Typically a frame over max_ws_message; aiohttp closes with 1009.
-                log.info("websocket error from %s: %s", conn.identity.client_id, ws.exception())
-                break
-            if conn.closed:
-                break
+        ref: int | None = None
+        try:
+            if frame_size(data, max_frame) > max_frame:
+                raise ProtocolError(Code.FRAME_TOO_LARGE, f"frame exceeds {max_frame} bytes")
+            if text != (conn.fmt == "json"):
+                raise ProtocolError(Code.MALFORMED_FRAME, f"this connection speaks {conn.fmt}")
+            frame = parse_frame(decode(data, conn.fmt))
+            ref = getattr(frame, "ref", None)
+            await self._dispatch(conn, frame)
+        except ProtocolError as exc:
+            self._refuse(conn, exc.details.pop("ref", ref), exc)
+        except Exception:
+            log.exception("internal error handling a frame from %s", conn.identity.client_id)
+            self._refuse(conn, ref, ProtocolError(Code.INTERNAL, "internal error"))
 
     def _refuse(self, conn: Connection, ref: int | None, exc: ProtocolError) -> None:
         self.broker.metrics.errors.labels(str(exc.code)).inc()
@@ -220,7 +200,7 @@ class WebSocketEndpoint:
         conn.send(frame)
         if exc.code < 40100 or exc.code in (Code.FRAME_TOO_LARGE,):
             # Malformed or invalid frames spend the connection's bad-frame budget.
-            if not conn.bad_frames.take(time.monotonic()):
+            if not self.broker.spend_bad_frame(conn):
                 conn.close(CloseCode.PROTOCOL_ABUSE, "too many bad frames")
 
     async def _dispatch(self, conn: Connection, frame: Any) -> None:
@@ -328,6 +308,37 @@ class WebSocketEndpoint:
                 conn.send({"type": "ack", "ref": ref, **reply})
 
         future.add_done_callback(done)
+
+
+class _Closer:
+    """Closes one WebSocket with a code; also the outbox's overflow hook (slow consumer).
+
+    One small object per connection instead of closures."""
+
+    __slots__ = ("conn", "endpoint", "outbox", "ws")
+
+    def __init__(self, endpoint: WebSocketEndpoint, ws: web.WebSocketResponse) -> None:
+        self.endpoint = endpoint
+        self.ws = ws
+        self.outbox: Outbox | None = None
+        self.conn: Connection | None = None
+
+    def __call__(self, code: int, reason: str) -> None:
+        if self.outbox is not None:
+            self.outbox.flush_now()
+            self.outbox.closed = True
+        # Whichever close runs first (this task or the handler's exit) must carry our code.
+        self.endpoint._close_codes[id(self.ws)] = (code, reason)
+        self.endpoint.broker.spawn(self.ws.close(code=code, message=reason.encode()[:120]), "ws-close")
+
+    def overflow(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            metrics = self.endpoint.broker.metrics
+            metrics.slow_consumers.inc()
+            metrics.outbox_drops.inc()
+            log.info("closing slow consumer %s", conn.identity.client_id)
+            conn.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
 
 
 def _error_bytes(exc: ProtocolError, fmt: Format) -> bytes:
