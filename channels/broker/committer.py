@@ -19,8 +19,8 @@ OnCommitted = Callable[[Sequence[Operation], Sequence[AppendResult | None]], Non
 class Committer:
     """One task drains the queue in batches of at most `batch` operations, in submit order.
 
-    `on_committed` runs right after each commit and before the futures resolve, so fan-out
-    happens in commit (serial) order and an ack never precedes its commit.
+    `on_committed` (the fan-out) is scheduled right after each commit, in commit order; the
+    futures resolve after the commit, so an ack never precedes its commit.
     """
 
     def __init__(self, store: Store, metrics: Metrics, on_committed: OnCommitted, batch: int) -> None:
@@ -84,10 +84,15 @@ class Committer:
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.commit_batch.observe(len(ops))
         self.metrics.store_writes.inc(len(ops))
+        # Fan-out runs on the next loop turn, so the next commit is already under way meanwhile;
+        # call_soon is FIFO, so batches still fan out in commit (serial) order.
+        asyncio.get_running_loop().call_soon(self._fan_out, ops, results)
+        for (_, future), result in zip(items, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _fan_out(self, ops: Sequence[Operation], results: Sequence[AppendResult | None]) -> None:
         try:
             self.on_committed(ops, results)
         except Exception:
             log.exception("fan-out after commit failed")
-        for (_, future), result in zip(items, results, strict=True):
-            if not future.done():
-                future.set_result(result)
