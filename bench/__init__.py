@@ -1,0 +1,1 @@
+"""Benchmark suite: agentchat against its peers in one run (`python -m bench.run [--quick]`)."""

@@ -1,0 +1,326 @@
+"""Entry point: `python -m bench.run [--quick]` runs every scenario against agentchat and its peers in one
+invocation and writes docs/performance.md (medians, per-run ratios, pass/miss) and bench/results/*.json.
+
+A `--quick` smoke run writes bench/results/performance-quick.md instead, so it never replaces the
+full run's figures (`--write` makes it write docs/performance.md anyway)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import functools
+import json
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench import report, scenarios
+from bench.env import (
+    AGENTCHAT,
+    BENCH_DIR,
+    REPO_DIR,
+    ensure_node_env,
+    ensure_python_env,
+    machine_info,
+    versions,
+)
+from bench.harness import postgres_available, throwaway_postgres
+from bench.scenarios import Config
+from bench.servers import AGENTCHAT_FORMAT, Target, agentchat_target, machine_busy_seconds, peer_targets
+
+SCENARIOS = ["fanout", "latency", "memory", "streams", "durable", "conns"]
+
+
+def agentchat_runs() -> str | None:
+    """None when `agentchat serve` is runnable, else why not."""
+    if not AGENTCHAT.exists():
+        return f"{AGENTCHAT} is missing"
+    try:
+        done = subprocess.run([str(AGENTCHAT), "serve", "--help"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else (done.stderr or done.stdout)[-500:]
+
+
+QUIET_CORES = 0.25  # busy cores allowed to other processes before a measurement starts
+QUIET_WAIT = {"seconds": 30.0}
+
+
+async def wait_quiet() -> float:
+    """Wait (bounded) until processes outside the bench use under QUIET_CORES; returns the last load seen."""
+    if QUIET_WAIT["seconds"] <= 0:
+        return -1.0
+    deadline = time.monotonic() + QUIET_WAIT["seconds"]
+    while True:
+        busy0, t0 = machine_busy_seconds(), time.monotonic()
+        await asyncio.sleep(1.0)
+        load = (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+        if load < QUIET_CORES or time.monotonic() > deadline:
+            return load
+        print(f"bench: machine busy ({load:.2f} cores used by others), waiting", flush=True)
+
+
+DISTURBED_PCT = 50.0  # other processes' CPU (% of one core) during a measurement that makes us repeat it
+RETRIES = {"n": 2}
+
+
+def disturbance(result: dict[str, Any]) -> float:
+    """The largest 'other load' seen by a measurement, 0 when it has none."""
+    found = [result.get("other_cpu_pct")]
+    for part in ("throughput", "latency"):
+        if isinstance(result.get(part), dict):
+            found.append(result[part].get("other_cpu_pct"))
+    return max((float(v) for v in found if v is not None), default=0.0)
+
+
+async def attempt(what: str, make: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """One measurement, repeated (bounded) when other processes disturbed it; a failure is recorded in
+    the results, never hidden and never fatal to the run."""
+    tries = 0
+    while True:
+        before = await wait_quiet()
+        t0 = time.monotonic()
+        print(f"bench: {what} ...", flush=True)
+        try:
+            result = await make()
+        except Exception as exc:
+            traceback.print_exc()
+            result = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        result["other_cores_before"] = before
+        print(f"bench: {what} done in {time.monotonic() - t0:.1f}s: {summary(result)}", flush=True)
+        other = disturbance(result)
+        if "error" in result or other <= DISTURBED_PCT or tries >= RETRIES["n"]:
+            result["retries"] = tries
+            return result
+        tries += 1
+        print(
+            f"bench: {what} was disturbed ({other:.0f}% of a core used by others), measuring again",
+            flush=True,
+        )
+
+
+def summary(result: dict[str, Any]) -> str:
+    keys = ("error", "deliveries_per_s", "lost", "kb_per_conn", "alive_after_hold", "latency_ms")
+    picked = {k: result[k] for k in keys if k in result}
+    if "throughput" in result:
+        picked["acks_per_s"] = result["throughput"].get("acks_per_s")
+        picked["latency_ms"] = result["latency"].get("latency_ms")
+    text = json.dumps(picked, default=str)
+    return text[:400]
+
+
+async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    ensure_python_env()
+    node = ensure_node_env() if with_peers else False
+    peers = peer_targets(node) if with_peers else []
+    problem = agentchat_runs()
+    if problem:
+        cfg.notes.append(f"agentchat could not be started, its rows are missing: {problem.strip()[:300]}")
+        print(f"bench: agentchat not runnable: {problem}", flush=True)
+    ac_eph = agentchat_target(
+        "agentchat-ephemeral", "agentchat, ephemeral lane (SQLite store)", ephemeral=True
+    )
+    ac_dur = agentchat_target(
+        "agentchat-durable", "agentchat, durable lane after commit (SQLite)", ephemeral=False
+    )
+    ours = [] if problem else [ac_eph, ac_dur]
+    labels = {t.name: t.label for t in [*peers, ac_eph, ac_dur]}
+    results: dict[str, Any] = {}
+
+    async def each_run(
+        name: str, targets: list[Target], fn: Callable[[Target], Awaitable[dict[str, Any]]]
+    ) -> None:
+        per: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+        for i in range(cfg.runs):
+            for t in targets:
+                per[t.name].append(
+                    await attempt(f"{name} run {i + 1}/{cfg.runs} {t.name}", functools.partial(fn, t))
+                )
+        results[name] = per
+
+    if "fanout" in only:
+        await each_run("fanout", [*peers, *ours], lambda t: scenarios.fanout(t, cfg))
+    if "latency" in only:
+        await each_run("latency", [*peers, *ours], lambda t: scenarios.latency(t, cfg))
+    if "memory" in only:
+        # The smoke run keeps only the peer the memory target is a ratio to.
+        floor = [t for t in peers if t.name == "floor-write"] if cfg.quick else peers
+        await each_run("memory", [*floor, *ours[:1]], lambda t: scenarios.memory(t, cfg))
+    if "streams" in only and ours:
+        per_mode: dict[str, list[dict[str, Any]]] = {"streams": [], "ephemeral": []}
+        for i in range(cfg.runs):
+            for mode, key in (("stream", "streams"), ("ephemeral", "ephemeral")):
+                per_mode[key].append(
+                    await attempt(
+                        f"streams run {i + 1}/{cfg.runs} {mode}",
+                        functools.partial(scenarios.streams, ac_eph, cfg, mode),
+                    )
+                )
+        results["streams"] = per_mode
+    if "durable" in only and ours:
+        pg = postgres_available()
+        if not pg:
+            cfg.notes.append("PostgreSQL at 127.0.0.1:5432 was not reachable: its durable row is missing.")
+        sqlite = agentchat_target("agentchat-sqlite", "SQLite", ephemeral=False)
+        postgres = agentchat_target("agentchat-postgres", "PostgreSQL", ephemeral=False, db="{db}")
+        per_store: dict[str, list[dict[str, Any]]] = {"SQLite": []}
+        if pg:
+            per_store["PostgreSQL"] = []
+        for i in range(cfg.runs):
+            per_store["SQLite"].append(
+                await attempt(
+                    f"durable run {i + 1}/{cfg.runs} sqlite", lambda: scenarios.durable(sqlite, cfg)
+                )
+            )
+            if pg:
+
+                async def on_pg() -> dict[str, Any]:
+                    async with throwaway_postgres() as url:
+                        return await scenarios.durable(postgres, cfg, db_url=url)
+
+                per_store["PostgreSQL"].append(
+                    await attempt(f"durable run {i + 1}/{cfg.runs} postgres", on_pg)
+                )
+        results["durable"] = per_store
+    if "conns" in only and ours:
+        held = agentchat_target(
+            "agentchat-conns",
+            "agentchat",
+            env={"AGENTCHAT_HEARTBEAT_INTERVAL": str(cfg.conns_heartbeat)},
+        )
+        runs = [
+            await attempt(f"conns run {i + 1}/{cfg.runs}", lambda: scenarios.connections(held, cfg))
+            for i in range(cfg.runs)
+        ]
+        results["conns"] = {"agentchat": runs}
+    return results, {"labels": labels, "node": node}
+
+
+def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: str, elapsed: float) -> str:
+    rep = report.Report()
+    labels = meta["labels"]
+    if "fanout" in results:
+        report.fanout_section(rep, results["fanout"], labels)
+    if "latency" in results:
+        report.latency_section(rep, results["latency"], labels, cfg.latency_rate * cfg.subs)
+    if "memory" in results:
+        report.memory_section(rep, results["memory"], labels, cfg.memory_n)
+    if "streams" in results:
+        report.streams_section(rep, results["streams"], cfg.streams, cfg.stream_readers, cfg.tokens_per_s)
+    if "durable" in results:
+        report.durable_section(rep, results["durable"], cfg.durable_latency_rate)
+    if "conns" in results:
+        report.conns_section(rep, results["conns"]["agentchat"], cfg.conns)
+    machine = machine_info()
+    vers = versions(meta["node"])
+    mode = (
+        "quick smoke run (`make bench-quick`), 1 run each, short durations"
+        if cfg.quick
+        else (f"full run, median of {cfg.runs} runs")
+    )
+    out = [
+        "# Performance",
+        "",
+        "Written by `python -m bench.run` (do not edit by hand; rerun to refresh). "
+        f"This file: {mode}, started {started}, took {elapsed / 60:.1f} min.",
+        "",
+        "Reproduce: `make bench` (full, medians of 3 runs, about 20 minutes) or `make bench-quick` (smoke).",
+        "",
+        "## Machine and versions",
+        "",
+        f"- {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram']} RAM, Linux {machine['kernel']}; "
+        f"loopback only. fsync of 4 KiB in the SQLite directory: {machine['fsync']}.",
+        "- " + ", ".join(f"{k} {v}" for k, v in vers.items()),
+        "",
+        "## How it is measured",
+        "",
+        "- Every server runs as its own process pinned to CPU 0; the load generator (`bench/loadgen.py`, "
+        "raw asyncio sockets on uvloop) runs in separate process(es) pinned to CPU 1. The machine has "
+        "2 cores, so server and load each get one; the load generator's own cost is part of every "
+        "figure alike. The machine may be shared with other work: each measurement first waits (bounded) "
+        "for other processes to fall under a quarter of a core, and the tables show the CPU that other "
+        "processes still used meanwhile ('other load', in % of one core).",
+        "- The peers run in the same invocation, one after another for each run, and every ratio is taken "
+        "between figures of the same run; the tables show the median and each run's value.",
+        "- Payloads carry a marker and a monotonic send timestamp; subscribers count markers per connection "
+        "(loss and duplicates) and read timestamps for latency. Server frames are counted from raw bytes, "
+        "so the client's parsing does not cap the measured rate.",
+        "- Fan-out is closed loop: the publisher keeps at most "
+        f"{cfg.fanout_window} messages not yet delivered to every subscriber, so the rate is the server's "
+        "sustained rate with no loss (a server that drops or disconnects shows as lost/stalled).",
+        "- Python peers and floors run on uvloop; python-socketio and Node socket.io use websocket transport "
+        f"only, room emit. agentchat uses {AGENTCHAT_FORMAT['format']} frames, its default outbox bound, "
+        "and raised publish-rate and "
+        "per-client connection limits (AGENTCHAT_PUBLISH_RATE/BURST, MAX_CONNECTIONS_PER_CLIENT).",
+        "- Diagnosis tools beside the bench: `python -m bench.profile SCENARIO` (py-spy on the server "
+        "under one load), `python -m bench.gcprobe [--freeze]` (garbage-collector pauses under the latency "
+        "load), `python -m bench.memprobe` (tracemalloc growth per idle connection).",
+        "- Bytes per delivery differ by protocol (an agentchat message frame carries serial, id, name, "
+        "client_id, kind, ts besides the data); the fan-out table shows them.",
+        "",
+        "## Targets (issue 9), as ratios within the same run",
+        "",
+        "| target | goal | measured | result |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rep.targets],
+        "",
+        *[s + "\n" for s in rep.sections],
+    ]
+    all_runs = [r for per in results.values() for runs in per.values() for r in runs]
+    repeated = sum(r.get("retries", 0) for r in all_runs)
+    still = sum(1 for r in all_runs if disturbance(r) > DISTURBED_PCT)
+    cfg.notes.append(
+        f"{repeated} measurement(s) were repeated because other processes used more than "
+        f"{DISTURBED_PCT:.0f}% of a core meanwhile; {still} of the {len(all_runs)} kept measurements were "
+        "still disturbed that much after the retries allowed (their 'other load' column shows it)."
+    )
+    errs = report.errors_of({k: v for k, v in results.items()})
+    if errs or cfg.notes:
+        out += ["## Failures and notes", "", *errs, *[f"- {n}" for n in cfg.notes], ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one-minute smoke run")
+    parser.add_argument("--runs", type=int, help="runs per measurement (default 3, quick 1)")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--no-peers", action="store_true", help="measure agentchat only")
+    parser.add_argument(
+        "--format", choices=["msgpack", "json"], default="msgpack", help="agentchat wire format"
+    )
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/performance.md")
+    parser.add_argument("--write", action="store_true", help="rewrite docs/performance.md even when --quick")
+    args = parser.parse_args()
+    cfg = Config.quick_config() if args.quick else Config()
+    if args.quick:
+        QUIET_WAIT["seconds"] = 0.0
+        RETRIES["n"] = 0
+    if args.runs:
+        cfg.runs = args.runs
+    AGENTCHAT_FORMAT["format"] = args.format
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    t0 = time.monotonic()
+    results, meta = asyncio.run(run_all(cfg, only, not args.no_peers))
+    elapsed = time.monotonic() - t0
+    out_dir = BENCH_DIR / "results"
+    out_dir.mkdir(exist_ok=True)
+    raw = out_dir / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if cfg.quick else ''}.json"
+    raw.write_text(json.dumps({"config": cfg.__dict__, "results": results}, indent=1, default=str))
+    text = render(cfg, results, meta, started, elapsed)
+    if args.quick and not args.write:
+        (out_dir / "performance-quick.md").write_text(text)
+    elif not args.no_write:
+        (REPO_DIR / "docs" / "performance.md").write_text(text)
+    print(text)
+    print(f"bench: raw results in {raw}", flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
