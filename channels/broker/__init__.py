@@ -473,12 +473,11 @@ class Broker:
                 )
         prepared = self.prepare_messages(identity, channel, messages)
         if messages[0].ephemeral:
-            for m in prepared:
-                frame = {
+            for m, sent in zip(prepared, messages, strict=True):
+                frame: dict[str, Any] = {
                     "type": "message",
                     "channel": channel,
                     "serial": None,
-                    "id": m.id,
                     "name": m.name,
                     "data": m.data,
                     "client_id": m.client_id,
@@ -486,6 +485,8 @@ class Broker:
                     "ts": m.ts,
                     "ephemeral": True,
                 }
+                if sent.id is not None:
+                    frame["id"] = sent.id  # live-only: nothing to dedupe, so no server-made id
                 if m.reply_to is not None:
                     frame["reply_to"] = m.reply_to
                 self.bus.publish(BusEvent(channel, frame=frame, origin=self.node_id))
@@ -531,14 +532,21 @@ class Broker:
         if not ch.subscribers:
             return
         encoded = Encoded(message.to_wire())
+        as_json = as_msgpack = b""
         count = 0
         for conn, att in ch.subscribers.items():
             cursor = att.cursor
-            # Fast path inline: a live reader right behind this serial.
+            # The hot path, inline: a live WebSocket reader right behind this serial gets the
+            # frame bytes built once per format for everyone.
             if not cursor.filling and serial == cursor.last + 1:
                 cursor.last = serial
-                conn.deliver(encoded, serial, ch.epoch)
                 count += 1
+                if conn.sse:
+                    conn.deliver(encoded, serial, ch.epoch)
+                elif conn.fmt == "msgpack":
+                    conn.outbox.push(as_msgpack or (as_msgpack := encoded.ws("msgpack")))
+                else:
+                    conn.outbox.push(as_json or (as_json := encoded.ws("json")))
                 continue
             if cursor.offer(serial) is Offer.START_FILL and att.fill is None:
                 att.fill = self.spawn(self._fill(ch, att), f"fill:{ch.name}")
