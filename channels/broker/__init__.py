@@ -437,13 +437,21 @@ class Broker:
             data_json = dumps(m.data)
             if len(data_json) > limit:
                 raise ProtocolError(Code.MESSAGE_TOO_LARGE, f"message data exceeds {limit} bytes")
-            message_id = m.id or "m_" + secrets.token_urlsafe(12)
+            message_id = m.id or "m_" + secrets.token_urlsafe(16)
             if message_id in seen:
                 raise ProtocolError(Code.INVALID_VALUE, "two messages of one batch share an id")
             seen.add(message_id)
             prepared.append(
                 NewMessage(
-                    message_id, m.name, m.data, data_json, identity.client_id, identity.kind, ts, m.reply_to
+                    message_id,
+                    m.name,
+                    m.data,
+                    data_json,
+                    identity.client_id,
+                    identity.kind,
+                    ts,
+                    m.reply_to,
+                    fresh_id=m.id is None,  # 128 random bits: cannot collide with a stored id
                 )
             )
         return prepared

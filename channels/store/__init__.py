@@ -25,6 +25,7 @@ class NewMessage:
     stream_id: str | None = None
     status: str | None = None
     meta_json: str | None = None
+    fresh_id: bool = False  # the server made the id just now: it cannot exist yet, skip the lookup
 
 
 @dataclass(slots=True)

@@ -411,9 +411,11 @@ class _Batch:
     async def _load_ids(self, appends: list[Append]) -> None:
         wanted: dict[str, set[str]] = {}
         for op in appends:
-            wanted.setdefault(op.channel, set()).update(m.id for m in op.messages)
+            wanted.setdefault(op.channel, set()).update(m.id for m in op.messages if not m.fresh_id)
         m = messages_table.c
         for channel, ids in wanted.items():
+            if not ids:
+                continue
             listed = sorted(ids)
             for start in range(0, len(listed), 500):
                 chunk = listed[start : start + 500]
