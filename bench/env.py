@@ -119,9 +119,9 @@ def machine_info() -> dict[str, str]:
     }
 
 
-def _commit() -> str:
-    """The measured source: commit of the work tree, marked when it has uncommitted changes."""
-    head = _output(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"])
+def commit() -> str:
+    """The measured source: the last commit that touched channels/, marked when it has uncommitted changes."""
+    head = _output(["git", "-C", str(REPO_DIR), "log", "-1", "--format=%h", "--", "channels"])
     dirty = _output(["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no", "channels"])
     return f"(commit {head}{', channels/ modified' if dirty else ''})"
 
@@ -134,7 +134,7 @@ def versions(node: bool) -> dict[str, str]:
         "aiohttp": _pkg_version(main_py, "aiohttp"),
         "uvloop": _pkg_version(main_py, "uvloop"),
         "msgpack": _pkg_version(main_py, "msgpack"),
-        "agentchat": _pkg_version(main_py, "agentchat") + " " + _commit(),
+        "agentchat": _pkg_version(main_py, "agentchat") + " " + commit(),
         "python-socketio": _pkg_version(BENCH_PYTHON, "python-socketio"),
         "python-engineio": _pkg_version(BENCH_PYTHON, "python-engineio"),
         "aiohttp (bench env)": _pkg_version(BENCH_PYTHON, "aiohttp"),

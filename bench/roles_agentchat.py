@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from typing import Any
 
 from bench.dialects import Agentchat, Dialect
 from bench.loadkit import AckTracker, emit, open_many, percentiles, pinger, wait_line
 from bench.wsclient import MARK, MARK_FULL, Shared, WsClient, make_payload
+
+
+async def read_expected() -> int:
+    """The orchestrator's `STOP <expected chunks>` line (EOF or a bare STOP: expect nothing more)."""
+    loop = asyncio.get_running_loop()
+    line = await loop.run_in_executor(None, sys.stdin.readline)
+    parts = line.split()
+    return int(parts[1]) if len(parts) == 2 and parts[0] == "STOP" else 0
 
 
 async def role_conns(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +144,13 @@ async def role_stream_readers(dialect: Dialect, spec: dict[str, Any]) -> dict[st
     conns = await open_many(factory, n_channels * per)
     keepalive = asyncio.create_task(pinger(dialect, conns, 5.0))
     emit("READY", {"readers": len(conns)})
-    await wait_line("STOP")
+    expected = await read_expected()
+    # Late is not lost: wait for the expected chunks until nothing more arrives for 3 s.
+    last, quiet_since = -1, time.monotonic()
+    while chunks[0] < expected and time.monotonic() - quiet_since < 3.0:
+        if chunks[0] != last:
+            last, quiet_since = chunks[0], time.monotonic()
+        await asyncio.sleep(0.05)
     keepalive.cancel()
     for conn in conns:
         conn.close()

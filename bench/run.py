@@ -23,6 +23,7 @@ from bench.env import (
     AGENTCHAT,
     BENCH_DIR,
     REPO_DIR,
+    commit,
     ensure_node_env,
     ensure_python_env,
     machine_info,
@@ -306,7 +307,13 @@ def main() -> None:
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.monotonic()
+    measured_from = commit()
     results, meta = asyncio.run(run_all(cfg, only, not args.no_peers))
+    if commit() != measured_from:
+        cfg.notes.append(
+            f"The server's source changed during this run (from {measured_from} to {commit()}): figures "
+            "of different scenarios may come from different code. Rerun for a consistent picture."
+        )
     elapsed = time.monotonic() - t0
     out_dir = BENCH_DIR / "results"
     out_dir.mkdir(exist_ok=True)

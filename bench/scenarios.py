@@ -183,8 +183,7 @@ async def streams(target: Target, cfg: Config, mode: str) -> dict[str, Any]:
                 writers.say("GO")
                 written = await writers.result()
             cpu_pct = 100 * (running.cpu_seconds() - cpu0) / (time.monotonic() - t0)
-            await asyncio.sleep(1.0)
-            readers.say("STOP")
+            readers.say(f"STOP {written['sent'] * cfg.stream_readers}")
             read = await readers.result()
         m1, rows1 = scrape(running.port), sqlite_rows(db)
         n = cfg.streams
