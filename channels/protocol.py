@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError, model_validator
 
 PROTOCOL_VERSION = 1
 
@@ -152,6 +152,15 @@ class _Publish(_Frame):
             return rest
         return value
 
+    @model_validator(mode="after")
+    def _ephemeral_rules(self) -> Self:
+        ephemeral = {m.ephemeral for m in self.messages}  # type: ignore[attr-defined]
+        if len(ephemeral) > 1:
+            raise ValueError("a batch is either all ephemeral or all durable")
+        if True in ephemeral and getattr(self, "if_serial", None) is not None:
+            raise ValueError("if_serial applies to durable messages only")
+        return self
+
 
 class PublishFrame(_Publish):
     type: Literal["publish"]
@@ -159,15 +168,6 @@ class PublishFrame(_Publish):
     channel: ChannelName
     messages: list[OutgoingMessage] = Field(min_length=1, max_length=100)
     if_serial: Serial | None = None
-
-    @model_validator(mode="after")
-    def _ephemeral_rules(self) -> PublishFrame:
-        ephemeral = {m.ephemeral for m in self.messages}
-        if len(ephemeral) > 1:
-            raise ValueError("a batch is either all ephemeral or all durable")
-        if True in ephemeral and self.if_serial is not None:
-            raise ValueError("if_serial applies to durable messages only")
-        return self
 
 
 class HistoryFrame(_Frame):
@@ -321,6 +321,13 @@ class TokenRequest(_Frame):
     kind: Kind = "human"
     ttl: int = Field(default=3600, ge=10, le=86_400 * 30)
     capabilities: dict[str, list[str]] = Field(default_factory=lambda: {"*": ["*"]})
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A short, safe description of the first validation problem (field path and reason)."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
 
 
 # --- codecs --------------------------------------------------------------------------------

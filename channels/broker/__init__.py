@@ -15,7 +15,7 @@ from typing import Any
 
 from channels.auth import Authenticator, Identity
 from channels.broker.committer import Committer
-from channels.broker.state import Attachment, ChannelState, Connection, Session
+from channels.broker.state import Attachment, ChannelState, Connection, Session, now_ms
 from channels.broker.streams import StreamManager
 from channels.bus import Bus, BusEvent
 from channels.core.ordering import Cursor, Offer
@@ -38,10 +38,6 @@ from channels.store import Append, AppendResult, NewMessage, OpenMarker, Operati
 log = logging.getLogger(__name__)
 
 FILL_PAGE = 500
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def dumps(value: Any) -> str:
@@ -658,15 +654,17 @@ class Broker:
     # --- retention -----------------------------------------------------------------------
 
     async def prune_now(self) -> int:
-        """Delete messages older than the retention; readers before the new start learn of it (80002)."""
+        """Delete messages older than the retention; returns how many channels lost some.
+        Readers from before a channel's new start learn of it (80002)."""
         days = self.settings.retention_days
         if days is None:
             return 0
-        pruned = await self.store.prune(now_ms() - int(days * 86_400_000))
-        for ch in list(self.channels.values()):
-            info = await self.store.channel(ch.name)
-            ch.first_serial = max(ch.first_serial, info.first_serial)
-        return pruned
+        first_serials = await self.store.prune(now_ms() - int(days * 86_400_000))
+        for name, first in first_serials.items():
+            ch = self.channels.get(name)
+            if ch is not None:
+                ch.first_serial = max(ch.first_serial, first)
+        return len(first_serials)
 
     async def _retention(self) -> None:
         assert self.settings.retention_days is not None

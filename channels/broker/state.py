@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,11 @@ from channels.core.ratelimit import TokenBucket
 from channels.core.streams import Stream
 from channels.outbox import Encoded, Outbox
 from channels.protocol import Format
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, the unit of every `ts` on the wire."""
+    return int(time.time() * 1000)
 
 
 class Connection:

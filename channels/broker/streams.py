@@ -11,6 +11,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from channels.broker.state import now_ms
 from channels.bus import BusEvent
 from channels.core.streams import Stream
 from channels.protocol import Code, ProtocolError, encode_value
@@ -81,8 +82,6 @@ class StreamManager:
                 raise ProtocolError(
                     Code.ALREADY_EXISTS, "a message with this id exists already", serial=existing.serial
                 )
-            from channels.broker import now_ms
-
             stream = Stream(
                 stream_id,
                 name,
@@ -97,19 +96,7 @@ class StreamManager:
                 now_ms(),
                 s.max_stream_bytes,
             )
-            marker = StreamMarker(
-                stream_id,
-                name,
-                message_id,
-                session.client_id,
-                session.kind,
-                event_name,
-                reply_to,
-                meta_json,
-                fmt,
-                stream.ts,
-            )
-            await self.broker.committer.submit(OpenMarker(marker))
+            await self.broker.committer.submit(OpenMarker(marker_of(stream, meta_json)))
         finally:
             ch.reserved_ids.discard(message_id)
         ch.streams[stream_id] = stream
@@ -204,19 +191,8 @@ class StreamManager:
     def _finish(self, stream: Stream, status: str, content: Any) -> asyncio.Future[int]:
         """Forget the stream and queue its one durable message; the future gives its serial."""
         self._forget_stream(stream)
-        message = NewMessage(
-            stream.message_id,
-            stream.name,
-            content,
-            _dumps(content),
-            stream.client_id,
-            stream.kind,
-            _now_ms(),
-            stream.reply_to,
-            stream.stream_id,
-            status,
-            None if stream.meta is None else _dumps(stream.meta),
-        )
+        meta_json = None if stream.meta is None else _dumps(stream.meta)
+        message = end_message(marker_of(stream, meta_json), status, content)
         committed = self.broker.committer.submit(Append(stream.channel, [message]))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         metrics = self.broker.metrics
@@ -268,19 +244,7 @@ class StreamManager:
         markers = await self.broker.store.open_markers()
         for marker in markers:
             content: Any = "" if marker.format == "text" else []
-            message = NewMessage(
-                marker.message_id,
-                marker.name,
-                content,
-                _dumps(content),
-                marker.client_id,
-                marker.kind,
-                _now_ms(),
-                marker.reply_to,
-                marker.stream_id,
-                "aborted",
-                marker.meta_json,
-            )
+            message = end_message(marker, "aborted", content)
             try:
                 await self.broker.committer.submit(Append(marker.channel, [message]))
                 log.info("stream %s left open by the previous run ended as aborted", marker.stream_id)
@@ -293,7 +257,34 @@ def _quiet(future: asyncio.Future[int]) -> None:
         future.exception()  # logged in _finish; retrieved here so asyncio does not warn
 
 
-def _now_ms() -> int:
-    from channels.broker import now_ms
+def marker_of(stream: Stream, meta_json: str | None) -> StreamMarker:
+    """What the Store keeps of an open stream (its start marker)."""
+    return StreamMarker(
+        stream.stream_id,
+        stream.channel,
+        stream.message_id,
+        stream.client_id,
+        stream.kind,
+        stream.name,
+        stream.reply_to,
+        meta_json,
+        stream.format,
+        stream.ts,
+    )
 
-    return now_ms()
+
+def end_message(marker: StreamMarker, status: str, content: Any) -> NewMessage:
+    """The one durable message that ends a stream, live or left over from a previous run."""
+    return NewMessage(
+        marker.message_id,
+        marker.name,
+        content,
+        _dumps(content),
+        marker.client_id,
+        marker.kind,
+        now_ms(),
+        marker.reply_to,
+        marker.stream_id,
+        status,
+        marker.meta_json,
+    )

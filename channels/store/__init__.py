@@ -150,8 +150,9 @@ class Store(Protocol):
     async def open_markers(self) -> list[StreamMarker]:
         """Markers of streams that never ended (read at start to end them as aborted)."""
 
-    async def prune(self, older_than_ms: int) -> int:
-        """Delete messages older than the timestamp (retention); returns how many channels lost some."""
+    async def prune(self, older_than_ms: int) -> dict[str, int]:
+        """Delete messages older than the timestamp (retention); returns each affected channel's
+        new first serial."""
 
     async def ping(self) -> None: ...
 

@@ -264,7 +264,7 @@ class SqlStore:
             for r in rows
         ]
 
-    async def prune(self, older_than_ms: int) -> int:
+    async def prune(self, older_than_ms: int) -> dict[str, int]:
         m = messages_table.c
         async with self._write() as conn:
             # Move each channel's first_serial past what is deleted, so readers learn of the loss.
@@ -281,7 +281,7 @@ class SqlStore:
                     .values(first_serial=top + 1)
                 )
                 await conn.execute(delete(messages_table).where(m.channel == channel, m.serial <= top))
-        return sum(1 for _ in tops)
+        return {channel: top + 1 for channel, top in tops}
 
 
 class _Writer:

@@ -16,7 +16,15 @@ from channels.auth import Identity
 from channels.broker import Broker
 from channels.broker.state import Connection
 from channels.outbox import Outbox
-from channels.protocol import CHANNEL_PATTERN, Code, ProtocolError, RestPublish, TokenRequest, decode
+from channels.protocol import (
+    CHANNEL_PATTERN,
+    Code,
+    ProtocolError,
+    RestPublish,
+    TokenRequest,
+    decode,
+    validation_message,
+)
 from channels.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,7 @@ def rest_errors(handler: Handler) -> Handler:
 def check_origin(request: web.Request, settings: Settings) -> None:
     """Browsers send Origin: allow same-origin and the configured list (`*` allows any)."""
     origin = request.headers.get("Origin")
-    if origin is None or "*" in settings.allowed_origins or origin in settings.allowed_origins:
+    if origin is None or cors_allowed(request, settings) is not None:
         return
     host = request.headers.get("Host", "")
     if origin in (f"http://{host}", f"https://{host}"):
@@ -140,11 +148,7 @@ class Rest:
         try:
             req = RestPublish.model_validate(body)
         except ValidationError as exc:
-            from channels.transport.ws import validation_message
-
             raise ProtocolError(Code.INVALID_FRAME, validation_message(exc)) from None
-        if len({m.ephemeral for m in req.messages}) > 1:
-            raise ProtocolError(Code.INVALID_FRAME, "a batch is either all ephemeral or all durable")
         result = self.broker.publish(identity, channel, req.messages, req.if_serial)
         if isinstance(result, list):
             return web.json_response({"serials": result, "duplicates": []}, status=202)
@@ -215,8 +219,6 @@ class Rest:
                 }
             req = TokenRequest.model_validate(body)
         except ValidationError as exc:
-            from channels.transport.ws import validation_message
-
             raise ProtocolError(Code.INVALID_FRAME, validation_message(exc)) from None
         try:
             token, expires = self.broker.auth.mint(

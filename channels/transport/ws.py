@@ -41,17 +41,11 @@ from channels.protocol import (
     client_frame_adapter,
     decode,
     encode,
+    validation_message,
 )
 from channels.transport.http import check_origin, error_response
 
 log = logging.getLogger(__name__)
-
-
-def validation_message(exc: ValidationError) -> str:
-    """A short, safe description of the first validation problem."""
-    first = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in first.get("loc", ()) if not isinstance(part, int) or True)
-    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
 
 
 def frame_size(data: str | bytes, limit: int) -> int:
@@ -154,9 +148,11 @@ class WebSocketEndpoint:
             conn = self.broker.new_connection(identity, fmt, outbox, closer)
             closer.conn = conn
         except ProtocolError as exc:
-            await ws.send_bytes(_error_bytes(exc, fmt)) if fmt == "msgpack" else await ws.send_str(
-                _error_bytes(exc, fmt).decode()
-            )
+            refusal = encode({"type": "error", "code": exc.code, "message": exc.message}, fmt)
+            if fmt == "msgpack":
+                await ws.send_bytes(refusal)
+            else:
+                await ws.send_str(refusal.decode())
             code = (
                 CloseCode.TOO_MANY_CONNECTIONS
                 if exc.code == Code.TOO_MANY_CONNECTIONS
@@ -339,10 +335,6 @@ class _Closer:
             metrics.outbox_drops.inc()
             log.info("closing slow consumer %s", conn.identity.client_id)
             conn.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
-
-
-def _error_bytes(exc: ProtocolError, fmt: Format) -> bytes:
-    return encode({"type": "error", "code": exc.code, "message": exc.message}, fmt)
 
 
 __all__ = ["Encoded", "WebSocketEndpoint", "parse_frame"]
