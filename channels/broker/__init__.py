@@ -331,6 +331,9 @@ class Broker:
         old = conn.attachments.get(name)
         if old is not None and old.fill is not None:
             old.fill.cancel()
+        if ch.live:
+            # Live frames queued this tick predate this reader: its snapshots below include them.
+            self._fan_out_live(ch)
         att = Attachment(conn, Cursor(start), presence)
         conn.attachments[name] = att
         ch.subscribers[conn] = att
@@ -508,12 +511,23 @@ class Broker:
         return {"serials": result.serials, "duplicates": result.duplicates}
 
     def _on_committed(self, ops: Sequence[Operation], results: Sequence[AppendResult | None]) -> None:
+        # One bus event per channel per commit: its subscribers get the batch in one push.
+        batches: dict[str, BusEvent] = {}
         for op, result in zip(ops, results, strict=True):
             if isinstance(op, OpenMarker) or result is None or not result.stored:
                 continue
-            self.bus.publish(
-                BusEvent(op.channel, messages=result.stored, origin=self.node_id, epoch=result.epoch)
-            )
+            event = batches.get(op.channel)
+            if event is None or event.epoch != result.epoch:
+                if event is not None:
+                    self.bus.publish(event)
+                batches[op.channel] = BusEvent(
+                    op.channel, messages=list(result.stored), origin=self.node_id, epoch=result.epoch
+                )
+            else:
+                assert event.messages is not None
+                event.messages.extend(result.stored)
+        for event in batches.values():
+            self.bus.publish(event)
 
     # --- fan-out -------------------------------------------------------------------------
 
@@ -521,51 +535,85 @@ class Broker:
         ch = self.channels.get(event.channel)
         if ch is None:
             return
-        if event.messages is not None:
+        if event.messages:
             if not ch.epoch:
                 ch.epoch = event.epoch
-            for message in event.messages:
-                self._fan_out_message(ch, message)
+            self._fan_out_messages(ch, event.messages)
         elif event.frame is not None:
             self.fan_out_frame(ch, event.frame, presence_only=event.presence)
 
-    def _fan_out_message(self, ch: ChannelState, message: StoredMessage) -> None:
-        serial = message.serial
-        if serial > ch.head:
-            ch.head = serial
+    def _fan_out_messages(self, ch: ChannelState, messages: Sequence[StoredMessage]) -> None:
+        """Deliver committed messages (ascending serials) to every reader in order.
+
+        The hot path: a live WebSocket reader right behind the first serial gets the whole run
+        in one push of bytes built once per format. Anyone else goes message by message through
+        its cursor (duplicates dropped, a gap starts a fill from the Store)."""
+        first, last = messages[0].serial, messages[-1].serial
+        if last > ch.head:
+            ch.head = last
         if not ch.subscribers:
             return
-        encoded = Encoded(message.to_wire())
+        n = len(messages)
+        encoded = [Encoded(m.to_wire()) for m in messages]
+        run = first - 1 if last - first == n - 1 else -1  # cursor position that takes the whole run
         as_json = as_msgpack = b""
         count = 0
         for conn, att in ch.subscribers.items():
             cursor = att.cursor
-            # The hot path, inline: a live WebSocket reader right behind this serial gets the
-            # frame bytes built once per format for everyone.
-            if not cursor.filling and serial == cursor.last + 1:
-                cursor.last = serial
-                count += 1
-                if conn.sse:
-                    conn.deliver(encoded, serial, ch.epoch)
-                elif conn.fmt == "msgpack":
-                    conn.outbox.push(as_msgpack or (as_msgpack := encoded.ws("msgpack")))
+            if cursor.last == run and not cursor.filling and not conn.sse:
+                cursor.last = last
+                count += n
+                if conn.fmt == "msgpack":
+                    if not as_msgpack:
+                        as_msgpack = _joined(encoded, "msgpack")
+                    conn.outbox.push(as_msgpack)
                 else:
-                    conn.outbox.push(as_json or (as_json := encoded.ws("json")))
+                    if not as_json:
+                        as_json = _joined(encoded, "json")
+                    conn.outbox.push(as_json)
                 continue
-            if cursor.offer(serial) is Offer.START_FILL and att.fill is None:
-                att.fill = self.spawn(self._fill(ch, att), f"fill:{ch.name}")
+            for event, message in zip(encoded, messages, strict=True):
+                offer = cursor.offer(message.serial)
+                if offer is Offer.DELIVER:
+                    count += 1
+                    conn.deliver(event, message.serial, ch.epoch)
+                elif offer is Offer.START_FILL and att.fill is None:
+                    att.fill = self.spawn(self._fill(ch, att), f"fill:{ch.name}")
         self.metrics.deliveries.inc(count)
 
     def fan_out_frame(self, ch: ChannelState, frame: dict[str, Any], presence_only: bool = False) -> None:
+        """Queue a live frame (ephemeral message, stream frame, presence diff) for the channel's
+        readers; the frames of one loop tick go out together, in order, in the flush pass."""
         if not ch.subscribers:
             return
-        encoded = Encoded(frame)
+        if not ch.live:
+            self.flusher.defer(self._fan_out_live, ch)
+        ch.live.append((Encoded(frame), presence_only))
+
+    def _fan_out_live(self, ch: ChannelState) -> None:
+        events, ch.live = ch.live, []
+        if not events or not ch.subscribers:
+            return
+        mixed = any(presence_only for _, presence_only in events)
+        # Joined bytes (and their frame count) per wire format, with or without presence diffs.
+        joined: dict[tuple[Format, bool], tuple[bytes, int]] = {}
         count = 0
         for conn, att in ch.subscribers.items():
-            if presence_only and not att.presence:
+            wants_all = att.presence or not mixed
+            if conn.sse:
+                for encoded, presence_only in events:
+                    if wants_all or not presence_only:
+                        conn.deliver(encoded)
+                        count += 1
                 continue
-            conn.deliver(encoded)
-            count += 1
+            key = (conn.fmt, wants_all)
+            batch = joined.get(key)
+            if batch is None:
+                chosen = [e for e, presence_only in events if wants_all or not presence_only]
+                batch = joined[key] = (_joined(chosen, conn.fmt), len(chosen))
+            if batch[1]:
+                conn.outbox.push(batch[0])
+                count += batch[1]
         self.metrics.deliveries.inc(count)
 
     # --- history -------------------------------------------------------------------------
@@ -738,3 +786,10 @@ class Broker:
                     conn.outbox.push(b": hb\n\n")
                 else:
                     conn.send({"type": "heartbeat", "ts": now_ms()})
+
+
+def _joined(events: Sequence[Encoded], fmt: Format) -> bytes:
+    """The WebSocket frames of `events` back to back: one push, one write for a reader."""
+    if len(events) == 1:
+        return events[0].ws(fmt)
+    return b"".join([e.ws(fmt) for e in events])

@@ -167,6 +167,8 @@ class ChannelState:
     presence: PresenceSet = field(default_factory=PresenceSet)
     streams: dict[str, Stream] = field(default_factory=dict)
     reserved_ids: set[str] = field(default_factory=set)  # message ids of streams being opened
+    # Live frames of this loop tick awaiting the flush pass, with their presence-only flag.
+    live: list[tuple[Encoded, bool]] = field(default_factory=list)
 
     def idle(self) -> bool:
         return not self.subscribers and not len(self.presence) and not self.streams and not self.reserved_ids
