@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
 from channels.store import Append, NewMessage, OpenMarker, Store, StreamMarker, make_store
@@ -126,3 +127,10 @@ async def test_reopen_keeps_everything(db_url: str) -> None:
     await s.open()
     assert (await s.channel("room:a")).last_serial == 1
     await s.close()
+
+
+def test_in_memory_sqlite_is_refused_with_a_clear_error() -> None:
+    # Group commits run on a writer connection of their own: an in-memory database would not be shared.
+    for url in ("sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"):
+        with pytest.raises(ValueError, match="SQLite needs a file path"):
+            make_store(url)
