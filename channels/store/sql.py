@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import secrets
@@ -128,12 +130,22 @@ _CHANNELS = (
 _CHANNELS_LOCKED = _CHANNELS.with_for_update()
 _INSERT_CHANNELS = insert(channels_table)
 _INSERT_MESSAGES = insert(messages_table)
+_COLUMNS = [column.name for column in messages_table.columns]
 _ADVANCE = update(channels_table).where(_c.name == bindparam("n")).values(last_serial=bindparam("s"))
 _INSERT_MARKERS = insert(streams_table)
 _DELETE_MARKERS = delete(streams_table).where(streams_table.c.stream_id.in_(bindparam("ids", expanding=True)))
 _IDS = select(_m.id, _m.serial).where(
     _m.channel == bindparam("channel"), _m.id.in_(bindparam("ids", expanding=True))
 )
+_SQLITE_ROWS = 500  # rows per INSERT statement (x 12 columns: under SQLite's variable limit)
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(rows: int) -> str:
+    """One INSERT of `rows` rows: one statement step, where executemany took one per row (and
+    gave up and retook the GIL for each, which the event loop thread then made it wait for)."""
+    values = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
+    return f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES " + ", ".join([values] * rows)
 
 
 def new_epoch() -> str:
@@ -422,7 +434,7 @@ class _Batch:
         self.dialect = dialect
         self.channels: dict[str, list[Any]] = {}  # name -> [epoch, last_serial, dirty]
         self.ids: dict[tuple[str, str], int] = {}  # ids stored before or in this transaction
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[tuple[Any, ...]] = []  # messages rows, in _COLUMNS order
         self.markers: list[dict[str, Any]] = []
         self.ended_streams: list[str] = []
 
@@ -450,16 +462,22 @@ class _Batch:
         return results
 
     def _insert_messages(self) -> None:
-        if self.dialect != "postgresql" or len(self.rows) < 8:
-            self.conn.execute(_INSERT_MESSAGES, self.rows)
-            return
-        # COPY inside the same transaction: several times cheaper per row than INSERT.
-        columns = [column.name for column in messages_table.columns]
-        records = [tuple(row[name] for name in columns) for row in self.rows]
-        adapted: Any = self.conn.connection.dbapi_connection
-        adapted.run_async(
-            lambda driver: driver.copy_records_to_table("messages", records=records, columns=columns)
-        )
+        rows = self.rows
+        if self.dialect == "sqlite":
+            # Straight to the driver: SQLAlchemy's per-row parameter processing cost more than
+            # SQLite's insert itself.
+            for start in range(0, len(rows), _SQLITE_ROWS):
+                chunk = rows[start : start + _SQLITE_ROWS]
+                self.conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(itertools.chain(*chunk)))
+        elif len(rows) < 8:
+            named = [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+            self.conn.execute(_INSERT_MESSAGES, named)
+        else:
+            # COPY inside the same transaction: several times cheaper per row than INSERT.
+            adapted: Any = self.conn.connection.dbapi_connection
+            adapted.run_async(
+                lambda driver: driver.copy_records_to_table("messages", records=rows, columns=_COLUMNS)
+            )
 
     def _load_channels(self, names: list[str]) -> None:
         query = _CHANNELS_LOCKED if self.dialect == "postgresql" else _CHANNELS
@@ -528,20 +546,20 @@ class _Batch:
             serials[index] = last
             self.ids[(op.channel, message.id)] = last
             self.rows.append(
-                {
-                    "channel": op.channel,
-                    "serial": last,
-                    "id": message.id,
-                    "name": message.name,
-                    "data": message.data_json,
-                    "client_id": message.client_id,
-                    "kind": message.kind,
-                    "ts": message.ts,
-                    "reply_to": message.reply_to,
-                    "stream_id": message.stream_id,
-                    "status": message.status,
-                    "meta": message.meta_json,
-                }
+                (
+                    op.channel,
+                    last,
+                    message.id,
+                    message.name,
+                    message.data_json,
+                    message.client_id,
+                    message.kind,
+                    message.ts,
+                    message.reply_to,
+                    message.stream_id,
+                    message.status,
+                    message.meta_json,
+                )
             )
             if message.stream_id is not None:
                 self.ended_streams.append(message.stream_id)
