@@ -20,6 +20,9 @@ class Metrics:
         self.publishes = Counter(
             "agentchat_publishes_total", "Messages accepted for publish", ["lane"], registry=r
         )
+        # The hot paths' labelled children, looked up once.
+        self.publishes_durable = self.publishes.labels("durable")
+        self.publishes_ephemeral = self.publishes.labels("ephemeral")
         self.deliveries = Counter("agentchat_deliveries_total", "Events queued to subscribers", registry=r)
         self.bytes_out = Counter("agentchat_bytes_out_total", "Bytes queued to subscribers", registry=r)
         self.outbox_drops = Counter(
@@ -38,7 +41,7 @@ class Metrics:
         self.commit_batch = Histogram(
             "agentchat_commit_batch_size",
             "Operations per group commit",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
             registry=r,
         )
         self.streams_open = Gauge("agentchat_streams_open", "Open token streams", registry=r)

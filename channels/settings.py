@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     max_streams_per_channel: int = Field(default=100, ge=1)
     max_stream_bytes: int = Field(default=1024 * 1024, ge=1024)
     presence_page_size: int = Field(default=100, ge=1, le=1000)
-    commit_batch: int = Field(default=500, ge=1)
+    commit_batch: int = Field(default=2000, ge=1)
 
     @field_validator("keys", "allowed_origins", mode="before")
     @classmethod

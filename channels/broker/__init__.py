@@ -500,9 +500,9 @@ class Broker:
                 if m.reply_to is not None:
                     frame["reply_to"] = m.reply_to
                 self.bus.publish(BusEvent(channel, frame=frame, origin=self.node_id))
-            self.metrics.publishes.labels("ephemeral").inc(len(prepared))
+            self.metrics.publishes_ephemeral.inc(len(prepared))
             return [None] * len(prepared)
-        self.metrics.publishes.labels("durable").inc(len(prepared))
+        self.metrics.publishes_durable.inc(len(prepared))
         return self.committer.submit(Append(channel, prepared, if_serial))
 
     @staticmethod
