@@ -260,6 +260,12 @@ def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: 
         "- Diagnosis tools beside the bench: `python -m bench.profile SCENARIO` (py-spy on the server "
         "under one load), `python -m bench.gcprobe [--freeze]` (garbage-collector pauses under the latency "
         "load), `python -m bench.memprobe` (tracemalloc growth per idle connection).",
+        "- What the floors do and agentchat adds: the coalescing floor builds each frame once and queues it "
+        "per subscriber, writing each subscriber's queue once per loop tick. agentchat also batches per "
+        "channel: the live frames of one loop tick, and the messages of one group commit, are joined once "
+        "per wire format and pushed to each live reader as one piece, so its per-subscriber work is per "
+        "tick, not per message. It still checks each reader's position (serials in order, gaps filled "
+        "from the Store) and its outbox bound on every push.",
         "- Bytes per delivery differ by protocol (an agentchat message frame carries serial, id, name, "
         "client_id, kind, ts besides the data); the fan-out table shows them.",
         "",
@@ -285,6 +291,21 @@ def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: 
     return "\n".join(out)
 
 
+def _exclusive() -> Any:
+    """An exclusive lock on bench/results/.lock for this run, or None if another run holds it."""
+    import fcntl
+
+    out_dir = BENCH_DIR / "results"
+    out_dir.mkdir(exist_ok=True)
+    handle = (out_dir / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle  # held until the process exits
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one-minute smoke run")
@@ -297,6 +318,10 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument("--write", action="store_true", help="rewrite docs/performance.md even when --quick")
     args = parser.parse_args()
+    lock = _exclusive()
+    if lock is None:
+        print("bench: another bench run holds bench/results/.lock; two at once spoil each other's figures")
+        sys.exit(2)
     cfg = Config.quick_config() if args.quick else Config()
     if args.quick:
         QUIET_WAIT["seconds"] = 0.0

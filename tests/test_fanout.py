@@ -52,6 +52,50 @@ async def test_three_clients_two_channels_get_exactly_their_channels_in_order(
     assert sorted(m["data"]["i"] for m in got_b) == expected_y
 
 
+async def test_frames_of_one_tick_reach_each_reader_in_order_and_only_what_it_asked_for(
+    connect: Callable[..., Any],
+) -> None:
+    """Live frames of one loop tick go to a reader in one write; order and presence wishes hold."""
+    watcher = await connect("watcher", fmt="json")  # wants presence
+    quiet_json = await connect("quiet-json", fmt="json")  # no presence
+    quiet_msgpack = await connect("quiet-msgpack", fmt="msgpack")  # no presence
+    await watcher.request({"type": "attach", "channel": "room:tick", "presence": True})
+    for wire in (quiet_json, quiet_msgpack):
+        await wire.request({"type": "attach", "channel": "room:tick", "presence": False})
+    actor = await connect("actor", fmt="msgpack")
+    await actor.request({"type": "attach", "channel": "room:tick", "presence": False})
+    frames: list[dict[str, Any]] = []
+    for i in range(12):
+        frames.append({"type": "publish", "channel": "room:tick", "data": i, "ephemeral": True})
+        if i % 4 == 1:
+            action = "enter" if i == 1 else "update"
+            frames.append({"type": "presence", "channel": "room:tick", "action": action, "data": i})
+    actor.send_together(frames)
+    # Then a burst of durable publishes, one commit batch: serials 1..20 in order, once each.
+    actor.send_together(
+        [{"type": "publish", "channel": "room:tick", "data": 100 + i, "ref": 1000 + i} for i in range(20)]
+    )
+
+    async def seen(wire: Wire, count: int) -> list[Any]:
+        got: list[Any] = []
+        async with asyncio.timeout(UNIT * 4):
+            while len(got) < count:
+                frame = await wire.inbox.get()
+                if frame["type"] == "message":
+                    got.append(frame["data"] if frame["serial"] is None else ("durable", frame["serial"]))
+                elif frame["type"] == "presence":
+                    got.append((frame["action"], frame["member"]["data"]))
+        return got
+
+    durable = [("durable", serial) for serial in range(1, 21)]
+    assert await seen(watcher, 35) == [
+        0, 1, ("enter", 1), 2, 3, 4, 5, ("update", 5), 6, 7, 8, 9, ("update", 9), 10, 11, *durable
+    ]  # fmt: skip
+    for wire in (quiet_json, quiet_msgpack):
+        assert await seen(wire, 32) == [*range(12), *durable]
+    assert watcher.inbox.empty() and quiet_json.inbox.empty() and quiet_msgpack.inbox.empty()
+
+
 async def test_hundred_subscribers_five_publishers_match_history(make_server: Callable[..., Any]) -> None:
     """100 subscribers, 1,000 messages from 5 concurrent publishers: every sequence equals history."""
     srv: TestServer = await make_server(publish_burst=1000)
