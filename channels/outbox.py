@@ -157,6 +157,26 @@ class Outbox:
             return False
         return True
 
+    def send_now(self, data: bytes) -> bool:
+        """`push` then `flush_now` in one step, for callers already in the flush pass: the same
+        bound, the same order behind anything queued, without a second pass over outboxes."""
+        if self._pending:
+            if not self.push(data):
+                return False
+            self.flush_now()
+            return not self.closed
+        transport = self.transport
+        if self.closed or transport.is_closing():
+            return False
+        if len(data) + transport.get_write_buffer_size() > self.limit:
+            self._overflow()
+            return False
+        self.sent_bytes += len(data)
+        if self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        transport.write(data)
+        return True
+
     def _overflow(self) -> None:
         self.closed = True
         self._pending.clear()

@@ -615,7 +615,8 @@ class Broker:
                 chosen = [e for e, presence_only in events if wants_all or not presence_only]
                 batch = joined[key] = (_joined(chosen, conn.fmt), len(chosen))
             if batch[1]:
-                conn.outbox.push(batch[0])
+                # This runs in the flush pass: write now rather than queue for a second pass.
+                conn.outbox.send_now(batch[0])
                 count += batch[1]
         self.metrics.deliveries.inc(count)
 
