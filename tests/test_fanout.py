@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -162,10 +163,14 @@ async def test_rest_publish_history_and_health(server: TestServer, connect: Call
         assert [m["serial"] for m in page["messages"]] == [12, 13, 14] and not page["has_more"]
         async with http.get(f"{server.url}/healthz") as r:
             assert r.status == 200 and (await r.json())["status"] == "ok"
-        async with http.get(f"{server.url}/metrics") as r:
-            assert "agentchat_publishes_total" in await r.text()
     got = await sub.messages(14)
     assert [m["serial"] for m in got] == list(range(1, 15))
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/metrics") as r:
+        text = await r.text()
+    assert 'agentchat_publishes_total{lane="durable"} 14.0' in text
+    sent = next(line for line in text.splitlines() if line.startswith("agentchat_bytes_out_total "))
+    frames = sum(len(json.dumps(m, separators=(",", ":"))) for m in got)
+    assert float(sent.split()[1]) >= frames  # the 14 message frames at least (and the replies)
 
 
 async def test_history_limit_is_capped(make_server: Callable[..., Any]) -> None:

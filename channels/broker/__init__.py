@@ -71,6 +71,8 @@ class Broker:
         self._sweeper: asyncio.Task[None] | None = None
         self.closing = False
         self.streams = StreamManager(self)
+        self._bytes_closed = 0  # bytes written by connections that have ended
+        metrics.count_bytes_out(self.bytes_out)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -113,6 +115,10 @@ class Broker:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
 
     # --- connections and sessions --------------------------------------------------------
+
+    def bytes_out(self) -> int:
+        """Bytes written to client transports since start, ended connections included."""
+        return self._bytes_closed + sum(conn.outbox.sent_bytes for conn in self.connections)
 
     def new_connection(
         self, identity: Identity, fmt: Format, outbox: Outbox, closer: Any, *, sse: bool = False
@@ -198,6 +204,7 @@ class Broker:
             return
         conn.closed = True
         self.connections.discard(conn)
+        self._bytes_closed += conn.outbox.sent_bytes
         self.metrics.connections.labels("sse" if conn.sse else "ws").dec()
         left = self.per_client.get(conn.identity.client_id, 1) - 1
         if left:
