@@ -58,14 +58,18 @@ async def open_many(factory: Callable[[int], Awaitable[WsClient]], n: int, start
 
 
 async def pinger(dialect: Dialect, conns: list[WsClient], every: float) -> None:
-    """Keep idle connections alive the way a real client does (agentchat wants a frame per interval)."""
+    """Keep idle connections alive the way real clients do (agentchat wants a frame per interval):
+    each pings once per `every` seconds on its own phase, spread over the period. Pinging all at one
+    instant would measure a burst no set of independent clients makes, in every latency tail."""
     frame = dialect.ping_frame()
     if frame is None:
         return
+    slices = 50
     while True:
-        await asyncio.sleep(every)
-        for conn in conns:
-            conn.write_raw(frame)
+        for k in range(slices):
+            await asyncio.sleep(every / slices)
+            for conn in conns[k::slices]:
+                conn.write_raw(frame)
 
 
 def bytes_per_delivery(conns: list[WsClient], received: int) -> float:

@@ -253,6 +253,8 @@ def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: 
         "- Fan-out is closed loop: the publisher keeps at most "
         f"{cfg.fanout_window} messages not yet delivered to every subscriber, so the rate is the server's "
         "sustained rate with no loss (a server that drops or disconnects shows as lost/stalled).",
+        "- Idle agentchat load clients send a `ping` every 5 s each, spread over the period as "
+        "independent clients would; the floors and socket.io need none (socket.io pings from the server).",
         "- Python peers and floors run on uvloop; python-socketio and Node socket.io use websocket transport "
         f"only, room emit. agentchat uses {AGENTCHAT_FORMAT['format']} frames, its default outbox bound, "
         "and raised publish-rate and "

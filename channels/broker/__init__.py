@@ -40,6 +40,7 @@ from channels.store import Append, AppendResult, NewMessage, OpenMarker, Operati
 log = logging.getLogger(__name__)
 
 FILL_PAGE = 500
+SWEEP_SLICES = 8  # the connection sweep runs in this many slices per period
 
 
 def dumps(value: Any) -> str:
@@ -758,17 +759,26 @@ class Broker:
         return identity.expires_at
 
     async def _sweep(self) -> None:
+        """Check every connection once per period (heartbeats, expiry), a slice at a time: one
+        pass over 10,000 connections would stall fan-out for milliseconds at once."""
         interval = self.settings.heartbeat_interval
         period = max(0.05, min(1.0, interval / 3))
+        round_: list[Connection] = []
+        at = size = 0
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(period / SWEEP_SLICES)
+            if at >= len(round_):
+                round_, at = list(self.connections), 0
+                size = -(-len(round_) // SWEEP_SLICES)
+            batch = round_[at : at + size]
+            at += size
             try:
-                self._sweep_once(time.monotonic(), time.time(), interval)
+                self._sweep_once(batch, time.monotonic(), time.time(), interval)
             except Exception:
                 log.exception("sweep failed")
 
-    def _sweep_once(self, mono: float, wall: float, interval: float) -> None:
-        for conn in list(self.connections):
+    def _sweep_once(self, conns: list[Connection], mono: float, wall: float, interval: float) -> None:
+        for conn in conns:
             if conn.closed:
                 continue
             if conn.outbox.transport.is_closing():
