@@ -66,6 +66,8 @@ async def wait_quiet() -> float:
 
 
 DISTURBED_PCT = 50.0  # other processes' CPU (% of one core) during a measurement that makes us repeat it
+# Latency tails are set by a few stalls: a tenth of a core used by others already moves a p99.
+DISTURBED_PCT_BY_SCENARIO = {"latency": 10.0}
 RETRIES = {"n": 2}
 
 
@@ -78,10 +80,14 @@ def disturbance(result: dict[str, Any]) -> float:
     return max((float(v) for v in found if v is not None), default=0.0)
 
 
-async def attempt(what: str, make: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-    """One measurement, repeated (bounded) when other processes disturbed it; a failure is recorded in
-    the results, never hidden and never fatal to the run."""
+async def attempt(
+    what: str, make: Callable[[], Awaitable[dict[str, Any]]], limit: float = DISTURBED_PCT
+) -> dict[str, Any]:
+    """One measurement, repeated (bounded) when other processes used more than `limit` % of a core
+    meanwhile; the least disturbed attempt is kept. A failure is recorded in the results, never
+    hidden and never fatal to the run."""
     tries = 0
+    kept: dict[str, Any] | None = None
     while True:
         before = await wait_quiet()
         t0 = time.monotonic()
@@ -94,9 +100,13 @@ async def attempt(what: str, make: Callable[[], Awaitable[dict[str, Any]]]) -> d
         result["other_cores_before"] = before
         print(f"bench: {what} done in {time.monotonic() - t0:.1f}s: {summary(result)}", flush=True)
         other = disturbance(result)
-        if "error" in result or other <= DISTURBED_PCT or tries >= RETRIES["n"]:
-            result["retries"] = tries
-            return result
+        if "error" not in result and (kept is None or other < disturbance(kept)):
+            kept = result
+        if "error" in result or other <= limit or tries >= RETRIES["n"]:
+            chosen = result if "error" in result or kept is None else kept
+            chosen["retries"] = tries
+            chosen["disturbed_limit"] = limit
+            return chosen
         tries += 1
         print(
             f"bench: {what} was disturbed ({other:.0f}% of a core used by others), measuring again",
@@ -138,9 +148,9 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
         per: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
         for i in range(cfg.runs):
             for t in targets:
-                per[t.name].append(
-                    await attempt(f"{name} run {i + 1}/{cfg.runs} {t.name}", functools.partial(fn, t))
-                )
+                limit = DISTURBED_PCT_BY_SCENARIO.get(name, DISTURBED_PCT)
+                what = f"{name} run {i + 1}/{cfg.runs} {t.name}"
+                per[t.name].append(await attempt(what, functools.partial(fn, t), limit))
         results[name] = per
 
     if "fanout" in only:
@@ -281,11 +291,13 @@ def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: 
     ]
     all_runs = [r for per in results.values() for runs in per.values() for r in runs]
     repeated = sum(r.get("retries", 0) for r in all_runs)
-    still = sum(1 for r in all_runs if disturbance(r) > DISTURBED_PCT)
+    still = sum(1 for r in all_runs if disturbance(r) > r.get("disturbed_limit", DISTURBED_PCT))
     cfg.notes.append(
         f"{repeated} measurement(s) were repeated because other processes used more than "
-        f"{DISTURBED_PCT:.0f}% of a core meanwhile; {still} of the {len(all_runs)} kept measurements were "
-        "still disturbed that much after the retries allowed (their 'other load' column shows it)."
+        f"{DISTURBED_PCT:.0f}% of a core meanwhile ({DISTURBED_PCT_BY_SCENARIO['latency']:.0f}% for the "
+        f"latency scenario, whose tail a few stalls decide), keeping the least disturbed attempt; {still} of "
+        f"the {len(all_runs)} kept measurements were still over that after the retries allowed (their "
+        "'other load' column shows it)."
     )
     errs = report.errors_of({k: v for k, v in results.items()})
     if errs or cfg.notes:

@@ -574,14 +574,15 @@ class Broker:
             if cursor.last == run and not cursor.filling and not conn.sse:
                 cursor.last = last
                 count += n
+                # One committed batch, one write per reader now: nothing to coalesce it with.
                 if conn.fmt == "msgpack":
                     if not as_msgpack:
                         as_msgpack = _joined(encoded, "msgpack")
-                    conn.outbox.push(as_msgpack)
+                    conn.outbox.send_now(as_msgpack)
                 else:
                     if not as_json:
                         as_json = _joined(encoded, "json")
-                    conn.outbox.push(as_json)
+                    conn.outbox.send_now(as_json)
                 continue
             for event, message in zip(encoded, messages, strict=True):
                 offer = cursor.offer(message.serial)
