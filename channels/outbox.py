@@ -1,6 +1,8 @@
 """Outboxes: bounded per-connection send buffers that write coalesced bytes once per loop tick.
 
 Every subscriber of an event gets the same bytes (`Encoded`), built once per wire format.
+Bytes queued with `push` are written in the tick's flush pass (`Flusher`); a caller holding a
+whole batch for a reader writes it with `send_now` under the same bound.
 Overflow policy: when queued bytes (ours plus the transport's) pass the limit, the outbox
 closes its connection as a slow consumer; it never blocks the publisher or the channel.
 """
@@ -158,8 +160,9 @@ class Outbox:
         return True
 
     def send_now(self, data: bytes) -> bool:
-        """`push` then `flush_now` in one step, for callers already in the flush pass: the same
-        bound, the same order behind anything queued, without a second pass over outboxes."""
+        """`push` then `flush_now` in one step, for a caller that has a whole batch for this
+        reader (the flush pass, a commit's fan-out): the same bound, the same order behind
+        anything queued, and no second pass over outboxes."""
         if self._pending:
             if not self.push(data):
                 return False

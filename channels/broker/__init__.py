@@ -522,7 +522,7 @@ class Broker:
         return {"serials": result.serials, "duplicates": result.duplicates}
 
     def _on_committed(self, ops: Sequence[Operation], results: Sequence[AppendResult | None]) -> None:
-        # One bus event per channel per commit: its subscribers get the batch in one push.
+        # One bus event per channel per commit: each live reader gets the batch in one write.
         batches: dict[str, BusEvent] = {}
         for op, result in zip(ops, results, strict=True):
             if isinstance(op, OpenMarker) or result is None or not result.stored:
@@ -557,7 +557,7 @@ class Broker:
         """Deliver committed messages (ascending serials) to every reader in order.
 
         The hot path: a live WebSocket reader right behind the first serial gets the whole run
-        in one push of bytes built once per format. Anyone else goes message by message through
+        in one write of bytes built once per format. Anyone else goes message by message through
         its cursor (duplicates dropped, a gap starts a fill from the Store)."""
         first, last = messages[0].serial, messages[-1].serial
         if last > ch.head:
@@ -624,7 +624,7 @@ class Broker:
                 chosen = [e for e, presence_only in events if wants_all or not presence_only]
                 batch = joined[key] = (_joined(chosen, conn.fmt), len(chosen))
             if batch[1]:
-                # This runs in the flush pass: write now rather than queue for a second pass.
+                # In the flush pass (or an attach draining the queue): write now, no second pass.
                 conn.outbox.send_now(batch[0])
                 count += batch[1]
         self.metrics.deliveries.inc(count)
@@ -811,7 +811,7 @@ class Broker:
 
 
 def _joined(events: Sequence[Encoded], fmt: Format) -> bytes:
-    """The WebSocket frames of `events` back to back: one push, one write for a reader."""
+    """The WebSocket frames of `events` back to back: one write for a reader."""
     if len(events) == 1:
         return events[0].ws(fmt)
     return b"".join([e.ws(fmt) for e in events])
