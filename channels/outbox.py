@@ -168,17 +168,7 @@ class Outbox:
                 return False
             self.flush_now()
             return not self.closed
-        transport = self.transport
-        if self.closed or transport.is_closing():
-            return False
-        if len(data) + transport.get_write_buffer_size() > self.limit:
-            self._overflow()
-            return False
-        self.sent_bytes += len(data)
-        if self.chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        transport.write(data)
-        return True
+        return self._write(data)
 
     def _overflow(self) -> None:
         self.closed = True
@@ -192,17 +182,22 @@ class Outbox:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
-        queued, self._queued = self._queued, 0
+        self._queued = 0
+        self._write(data)
+
+    def _write(self, data: bytes) -> bool:
+        """Hand bytes to the transport; overflow when they and what it still holds pass the bound."""
         transport = self.transport
         if self.closed or transport.is_closing():
-            return
-        if queued + transport.get_write_buffer_size() > self.limit:
+            return False
+        if len(data) + transport.get_write_buffer_size() > self.limit:
             self._overflow()
-            return
+            return False
         self.sent_bytes += len(data)
         if self.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         transport.write(data)
+        return True
 
     def buffered(self) -> int:
         return self._queued + self.transport.get_write_buffer_size()

@@ -522,23 +522,15 @@ class Broker:
         return {"serials": result.serials, "duplicates": result.duplicates}
 
     def _on_committed(self, ops: Sequence[Operation], results: Sequence[AppendResult | None]) -> None:
-        # One bus event per channel per commit: each live reader gets the batch in one write.
-        batches: dict[str, BusEvent] = {}
+        # One bus event per channel per commit (one transaction: one epoch per channel), so
+        # each live reader gets the commit's messages in one write.
+        batches: dict[str, tuple[str, list[StoredMessage]]] = {}
         for op, result in zip(ops, results, strict=True):
             if isinstance(op, OpenMarker) or result is None or not result.stored:
                 continue
-            event = batches.get(op.channel)
-            if event is None or event.epoch != result.epoch:
-                if event is not None:
-                    self.bus.publish(event)
-                batches[op.channel] = BusEvent(
-                    op.channel, messages=list(result.stored), origin=self.node_id, epoch=result.epoch
-                )
-            else:
-                assert event.messages is not None
-                event.messages.extend(result.stored)
-        for event in batches.values():
-            self.bus.publish(event)
+            batches.setdefault(op.channel, (result.epoch, []))[1].extend(result.stored)
+        for channel, (epoch, messages) in batches.items():
+            self.bus.publish(BusEvent(channel, messages=messages, origin=self.node_id, epoch=epoch))
 
     # --- fan-out -------------------------------------------------------------------------
 
