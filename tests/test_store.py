@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import pytest_asyncio
 
-from channels.store import Append, NewMessage, OpenMarker, Store, StreamMarker, make_store
+from channels.broker.committer import Committer
+from channels.metrics import Metrics
+from channels.store import (
+    Append,
+    AppendResult,
+    NewMessage,
+    OpenMarker,
+    Operation,
+    Store,
+    StreamMarker,
+    make_store,
+)
 
 
 def msg(
@@ -134,3 +145,33 @@ def test_in_memory_sqlite_is_refused_with_a_clear_error() -> None:
     for url in ("sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"):
         with pytest.raises(ValueError, match="SQLite needs a file path"):
             make_store(url)
+
+
+async def test_one_failing_operation_of_a_group_commit_fails_alone(store: Store) -> None:
+    """Promise 7 for the Store: a bad operation fails its own publish, never its neighbours', and
+    the writer connection (replaced after the failure) keeps committing."""
+    marker = StreamMarker("s-dup", "room:a", "answer-1", "bot", "agent", "answer", None, None, "text", 1)
+    await store.commit([OpenMarker(marker)])
+    fanned_out: list[int] = []
+
+    def on_committed(_ops: Sequence[Operation], results: Sequence[AppendResult | None]) -> None:
+        fanned_out.extend(m.serial for r in results if r is not None for m in r.stored)
+
+    committer = Committer(store, Metrics(), on_committed, batch=100)
+    committer.start()
+    # Queued in one tick, so they share one transaction; the marker's duplicate id fails it.
+    futures = [
+        committer.submit(Append("room:a", [msg(1)])),
+        committer.submit(OpenMarker(marker)),
+        committer.submit(Append("room:a", [msg(2)])),
+    ]
+    first, failed, second = await asyncio.gather(*futures, return_exceptions=True)
+    await committer.stop()
+    assert isinstance(failed, Exception)
+    assert isinstance(first, AppendResult) and isinstance(second, AppendResult)
+    assert (first.serials, second.serials) == ([1], [2])
+    assert fanned_out == [1, 2]
+    history = await store.history("room:a", before=None, after=None, limit=10, forwards=True)
+    assert [m.data for m in history] == [{"i": 1}, {"i": 2}]
+    (third,) = await store.commit([Append("room:a", [msg(3)])])
+    assert third is not None and third.serials == [3]
