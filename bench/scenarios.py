@@ -94,42 +94,38 @@ async def _measured(running: Running, spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-async def fanout(target: Target, cfg: Config) -> dict[str, Any]:
-    """Max deliveries/s to `subs` subscribers of one channel, closed loop, no loss allowed."""
+async def _one_channel(target: Target, role: str, cfg: Config, **params: Any) -> dict[str, Any]:
+    """A fresh server, `cfg.subs` subscribers of one channel and one publisher in `role`, measured."""
     running = await start(target)
     try:
-        spec = _spec(
-            running,
-            "fanout",
-            subs=cfg.subs,
-            channel="room:bench",
-            size=cfg.size,
-            window=cfg.fanout_window,
-            warmup=cfg.fanout_warmup,
-            duration=cfg.fanout_duration,
-        )
+        spec = _spec(running, role, subs=cfg.subs, channel="room:bench", size=cfg.size, **params)
         return await _measured(running, spec)
     finally:
         stop(running)
+
+
+async def fanout(target: Target, cfg: Config) -> dict[str, Any]:
+    """Max deliveries/s to `subs` subscribers of one channel, closed loop, no loss allowed."""
+    return await _one_channel(
+        target,
+        "fanout",
+        cfg,
+        window=cfg.fanout_window,
+        warmup=cfg.fanout_warmup,
+        duration=cfg.fanout_duration,
+    )
 
 
 async def latency(target: Target, cfg: Config) -> dict[str, Any]:
     """Delivery latency percentiles at a fixed offered rate (20k deliveries/s to 1,000 subscribers)."""
-    running = await start(target)
-    try:
-        spec = _spec(
-            running,
-            "latency",
-            subs=cfg.subs,
-            channel="room:bench",
-            size=cfg.size,
-            rate=cfg.latency_rate,
-            warmup=cfg.latency_warmup,
-            duration=cfg.latency_duration,
-        )
-        return await _measured(running, spec)
-    finally:
-        stop(running)
+    return await _one_channel(
+        target,
+        "latency",
+        cfg,
+        rate=cfg.latency_rate,
+        warmup=cfg.latency_warmup,
+        duration=cfg.latency_duration,
+    )
 
 
 async def memory(target: Target, cfg: Config) -> dict[str, Any]:
