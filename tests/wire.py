@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.wsclient import mask_frame
 from channels.protocol import Format, decode, encode
 
 # One unit of waiting; slow machines scale it with AGENTCHAT_TEST_UNIT.
@@ -98,7 +99,7 @@ class Wire:
     def send_together(self, frames: list[dict[str, Any]]) -> None:
         """Write several frames in one TCP write, so the server reads them in one loop tick."""
         opcode = 0x1 if self.fmt == "json" else 0x2
-        self.ws._writer.transport.write(b"".join(_masked(opcode, encode(f, self.fmt)) for f in frames))
+        self.ws._writer.transport.write(b"".join(mask_frame(opcode, encode(f, self.fmt)) for f in frames))
 
     async def request(self, frame: dict[str, Any], timeout: float = UNIT) -> dict[str, Any]:
         """Send a frame with a fresh ref; return its ack/nack/attached/detached reply."""
@@ -145,17 +146,3 @@ class Wire:
             except TimeoutError:
                 self._reader.cancel()
         await self.http.close()
-
-
-def _masked(opcode: int, payload: bytes) -> bytes:
-    """A complete client (masked) WebSocket frame with FIN set."""
-    key = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    mask = (key * (n // 4 + 1))[:n]
-    return head + key + bytes(a ^ b for a, b in zip(payload, mask, strict=True))
