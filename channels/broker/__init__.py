@@ -756,19 +756,16 @@ class Broker:
         pass over 10,000 connections would stall fan-out for milliseconds at once."""
         interval = self.settings.heartbeat_interval
         period = max(0.05, min(1.0, interval / 3))
-        round_: list[Connection] = []
-        at = size = 0
         while True:
-            await asyncio.sleep(period / SWEEP_SLICES)
-            if at >= len(round_):
-                round_, at = list(self.connections), 0
-                size = -(-len(round_) // SWEEP_SLICES)
-            batch = round_[at : at + size]
-            at += size
-            try:
-                self._sweep_once(batch, time.monotonic(), time.time(), interval)
-            except Exception:
-                log.exception("sweep failed")
+            conns = list(self.connections)
+            size = -(-len(conns) // SWEEP_SLICES)
+            for k in range(SWEEP_SLICES):
+                await asyncio.sleep(period / SWEEP_SLICES)
+                batch = conns[k * size : (k + 1) * size]
+                try:
+                    self._sweep_once(batch, time.monotonic(), time.time(), interval)
+                except Exception:
+                    log.exception("sweep failed")
 
     def _sweep_once(self, conns: list[Connection], mono: float, wall: float, interval: float) -> None:
         for conn in conns:
