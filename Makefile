@@ -24,6 +24,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check channels agents tests bench
 
 types: $(STAMP)
+	mkdir -p build/typecheck
+	ln -sfn ../../channels build/typecheck/agentchat_server
+	ln -sfn ../../agents build/typecheck/agentchat
 	$(BIN)/mypy
 
 bench: $(STAMP)

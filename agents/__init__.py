@@ -1,10 +1,10 @@
 """The agentchat Python SDK: a reconnecting Client, channels, presence, token streams and Bots."""
 
-from agents.bot import Bot
-from agents.channel import Channel
-from agents.client import Backoff, Client, TokenProvider
-from agents.context import Context
-from agents.errors import (
+from agentchat.bot import Bot
+from agentchat.channel import Channel
+from agentchat.client import Backoff, Client, TokenProvider
+from agentchat.context import Context
+from agentchat.errors import (
     AgentChatError,
     AlreadyExistsError,
     ConflictError,
@@ -16,10 +16,10 @@ from agents.errors import (
     StreamLost,
     TooManyPending,
 )
-from agents.models import HistoryPage, LiveEvent, Member, Message, Position
-from agents.presence import Presence
-from agents.stream import Stream
-from agents.subscription import EventFeed, Subscription
+from agentchat.models import HistoryPage, LiveEvent, Member, Message, Position
+from agentchat.presence import Presence
+from agentchat.stream import Stream
+from agentchat.subscription import EventFeed, Subscription
 
 __all__ = [
     "AgentChatError",

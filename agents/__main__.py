@@ -1,4 +1,4 @@
-"""`python -m agents bot module:attr --url URL --token T`: run one bot until SIGINT or SIGTERM."""
+"""`python -m agentchat bot module:attr --url URL --token T`: run one bot until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import asyncio
 import logging
 import os
 
-from agents.bot import run_bot_from_spec
+from agentchat.bot import run_bot_from_spec
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the bot (a token, or API keys to mint one, from flags or env)."""
-    parser = argparse.ArgumentParser(prog="python -m agents")
+    parser = argparse.ArgumentParser(prog="python -m agentchat")
     commands = parser.add_subparsers(dest="command", required=True)
     bot = commands.add_parser("bot", help="run a Bot given as module:attr")
     bot.add_argument("spec", help="module:attr naming a Bot or a callable returning one")

@@ -14,15 +14,15 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, overload
 
-from agents.channel import Channel
-from agents.client import Client, TokenProvider
-from agents.context import Context
-from agents.errors import AlreadyExistsError, ContinuityLost, StreamLost
-from agents.filters import Addressed, Filter
-from agents.models import Message
-from agents.tokens import MintFunction, key_minter
+from agentchat.channel import Channel
+from agentchat.client import Client, TokenProvider
+from agentchat.context import Context
+from agentchat.errors import AlreadyExistsError, ContinuityLost, StreamLost
+from agentchat.filters import Addressed, Filter
+from agentchat.models import Message
+from agentchat.tokens import MintFunction, key_minter
 
-log = logging.getLogger("agents.bot")
+log = logging.getLogger("agentchat.bot")
 
 Handler = Callable[[Context], Awaitable[Any] | AsyncIterator[str]]
 """`async def h(ctx) -> str | None` (a returned string is sent as the reply) or an async generator

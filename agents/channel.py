@@ -9,17 +9,17 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from agents.errors import AgentChatError, ContinuityLost, RequestError, request_error
-from agents.models import HistoryPage, LiveEvent, Message, Position
-from agents.presence import Presence
-from agents.stream import Stream
-from agents.subscription import EventFeed, Subscription
-from channels.protocol import Code
+from agentchat.errors import AgentChatError, ContinuityLost, RequestError, request_error
+from agentchat.models import HistoryPage, LiveEvent, Message, Position
+from agentchat.presence import Presence
+from agentchat.stream import Stream
+from agentchat.subscription import EventFeed, Subscription
+from agentchat_server.protocol import Code
 
 if TYPE_CHECKING:
-    from agents.client import Client
+    from agentchat.client import Client
 
-log = logging.getLogger("agents.channel")
+log = logging.getLogger("agentchat.channel")
 
 
 class Channel:

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from agents.connection import Closed, HandshakeFailed, Link, websocket_url
-from agents.errors import ConnectionClosed, RequestError, TooManyPending, request_error
-from channels.protocol import CloseCode, Format
+from agentchat.connection import Closed, HandshakeFailed, Link, websocket_url
+from agentchat.errors import ConnectionClosed, RequestError, TooManyPending, request_error
+from agentchat_server.protocol import CloseCode, Format
 
 if TYPE_CHECKING:
-    from agents.channel import Channel
-    from agents.stream import Stream
+    from agentchat.channel import Channel
+    from agentchat.stream import Stream
 
-log = logging.getLogger("agents.client")
+log = logging.getLogger("agentchat.client")
 
 TokenProvider = Callable[[], Awaitable[str] | str]
 """A callable returning a fresh token (sync or async); called on every connect and on `auth_renew`."""
@@ -172,7 +172,7 @@ class Client:
 
     def channel(self, name: str) -> Channel:
         """The Channel object for `name` (one per name; nothing is sent until you use it)."""
-        from agents.channel import Channel
+        from agentchat.channel import Channel
 
         channel = self._channels.get(name)
         if channel is None:

@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from channels.protocol import CloseCode, Format, ProtocolError, decode, encode
+from agentchat_server.protocol import CloseCode, Format, ProtocolError, decode, encode
 
-log = logging.getLogger("agents.connection")
+log = logging.getLogger("agentchat.connection")
 
 # Frames the server may send that exceed the default aiohttp bound (stream snapshots, history pages).
 MAX_INCOMING_FRAME = 16 * 1024 * 1024

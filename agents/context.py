@@ -6,13 +6,13 @@ import asyncio
 import hashlib
 from typing import TYPE_CHECKING, Any, Literal
 
-from agents.models import Message
-from agents.stream import Stream
+from agentchat.models import Message
+from agentchat.stream import Stream
 
 if TYPE_CHECKING:
-    from agents.bot import Bot
-    from agents.channel import Channel
-    from agents.client import Client
+    from agentchat.bot import Bot
+    from agentchat.channel import Channel
+    from agentchat.client import Client
 
 MAX_ID = 128
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.protocol import Code
+from agentchat_server.protocol import Code
 
 
 class AgentChatError(Exception):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from agents.models import Message
+from agentchat.models import Message
 
 Addressed = Literal["any", "me", "me_or_nobody"]
 

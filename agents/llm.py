@@ -11,10 +11,10 @@ from typing import Any
 
 import aiohttp
 
-from agents.bot import Bot
-from agents.context import Context
-from agents.errors import AgentChatError
-from agents.models import Message
+from agentchat.bot import Bot
+from agentchat.context import Context
+from agentchat.errors import AgentChatError
+from agentchat.models import Message
 
 
 @dataclass(frozen=True, slots=True)

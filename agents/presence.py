@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agents.models import Member
+from agentchat.models import Member
 
 if TYPE_CHECKING:
-    from agents.channel import Channel
+    from agentchat.channel import Channel
 
 _ABSENT = object()
 

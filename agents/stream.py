@@ -11,19 +11,19 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from agents.errors import (
+from agentchat.errors import (
     AgentChatError,
     AlreadyExistsError,
     RequestError,
     StreamCancelled,
     StreamLost,
 )
-from channels.protocol import Code
+from agentchat_server.protocol import Code
 
 if TYPE_CHECKING:
-    from agents.channel import Channel
+    from agentchat.channel import Channel
 
-log = logging.getLogger("agents.stream")
+log = logging.getLogger("agentchat.stream")
 
 END_ON_ERROR_TIMEOUT = 10.0
 

@@ -7,11 +7,11 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from agents.errors import ContinuityLost
-from agents.models import LiveEvent, Message
+from agentchat.errors import ContinuityLost
+from agentchat.models import LiveEvent, Message
 
 if TYPE_CHECKING:
-    from agents.channel import Channel
+    from agentchat.channel import Channel
 
 
 class Subscription:

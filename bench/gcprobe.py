@@ -57,7 +57,7 @@ def serve_probed(out: Path, argv: list[str]) -> None:
     signal.signal(signal.SIGUSR1, lambda *_: gc.freeze())
     signal.signal(signal.SIGUSR2, reset)
     signal.signal(signal.SIGTERM, on_term)
-    from channels.cli import main
+    from agentchat_server.cli import main
 
     sys.argv = ["agentchat", *argv]
     try:

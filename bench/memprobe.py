@@ -37,7 +37,7 @@ def serve_traced(out: Path, n: int, argv: list[str]) -> None:
             out.write_text("\n".join(lines) + "\n")
 
     signal.signal(signal.SIGUSR1, on_signal)
-    from channels.cli import main
+    from agentchat_server.cli import main
 
     sys.argv = ["agentchat", *argv]
     main()

@@ -1,3 +1,3 @@
-from channels.cli import main
+from agentchat_server.cli import main
 
 main()

@@ -11,14 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.auth import Authenticator
-from channels.broker import Broker
-from channels.bus import make_bus
-from channels.metrics import Metrics
-from channels.settings import Settings
-from channels.store import make_store
-from channels.transport.http import Rest, add_routes
-from channels.transport.ws import WebSocketEndpoint
+from agentchat_server.auth import Authenticator
+from agentchat_server.broker import Broker
+from agentchat_server.bus import make_bus
+from agentchat_server.metrics import Metrics
+from agentchat_server.settings import Settings
+from agentchat_server.store import make_store
+from agentchat_server.transport.http import Rest, add_routes
+from agentchat_server.transport.ws import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,12 @@ _TYPES = {
 
 
 def web_root() -> Path:
-    """The installed `web/` package directory (works from the source tree and from a wheel)."""
-    import web as web_package
+    """The web app's directory: `web/` in the source tree, `agentchat_server/web` when installed."""
+    import importlib.util
 
-    return Path(next(iter(web_package.__path__)))
+    spec = importlib.util.find_spec("agentchat_server.web")
+    assert spec is not None and spec.submodule_search_locations, "agentchat_server.web is not installed"
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -110,7 +112,7 @@ async def _shutdown(app: web.Application) -> None:
 
 async def _run_demo(app: web.Application) -> None:
     """Start the example agents in-process, talking to this server over loopback."""
-    from agents.examples import run_demo
+    from agentchat.examples import run_demo
 
     broker = app[BROKER]
     await app[PUBLIC_URL].ready.wait()

@@ -14,8 +14,8 @@ from typing import Any
 
 import jwt
 
-from channels.core.capabilities import Capabilities
-from channels.protocol import CLIENT_ID_PATTERN, Code, ProtocolError
+from agentchat_server.core.capabilities import Capabilities
+from agentchat_server.protocol import CLIENT_ID_PATTERN, Code, ProtocolError
 
 _CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
 KINDS = ("agent", "human", "system")

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.settings import Settings
+from agentchat_server.settings import Settings
 
 
 def _install_uvloop() -> None:
@@ -28,7 +28,7 @@ def _install_uvloop() -> None:
 
 async def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM; prints the URL it listens on."""
-    from channels.app import PUBLIC_URL, build_app
+    from agentchat_server.app import PUBLIC_URL, build_app
 
     app = build_app(settings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--json", action="store_true", help="print token and expiry as JSON")
 
     p_bot = sub.add_parser("bot", help="run a bot: agentchat bot module:attr")
-    p_bot.add_argument("spec", help="module:attribute of an agents.Bot")
+    p_bot.add_argument("spec", help="module:attribute of an agentchat.Bot")
     p_bot.add_argument("--url", default=os.environ.get("AGENTCHAT_URL", "http://127.0.0.1:8080"))
     p_bot.add_argument("--token", default=os.environ.get("AGENTCHAT_TOKEN"))
     p_bot.add_argument("--keys", help="mint tokens locally with name:secret (default AGENTCHAT_KEYS)")
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:
             pass
     elif args.command == "token":
-        from channels.auth import Authenticator
+        from agentchat_server.auth import Authenticator
 
         keys = Settings(**({"keys": args.keys} if args.keys else {})).keys
         if not keys:
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"token": token, "expires_at": expires}) if args.json else token)
     elif args.command == "bot":
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        from agents.bot import run_bot_from_spec
+        from agentchat.bot import run_bot_from_spec
 
         _install_uvloop()
         try:

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from channels.protocol import Format, encode
+from agentchat_server.protocol import Format, encode
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.app import BROKER, PUBLIC_URL, build_app
-from channels.broker import Broker
-from channels.settings import Settings
+from agentchat_server.app import BROKER, PUBLIC_URL, build_app
+from agentchat_server.broker import Broker
+from agentchat_server.settings import Settings
 
 
 class TestServer:

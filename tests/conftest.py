@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from channels.testing import TestServer
+from agentchat_server.testing import TestServer
 from tests.wire import Wire
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

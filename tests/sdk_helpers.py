@@ -7,9 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from agents import Bot, Client, Message, Subscription
-from agents.connection import cut
-from channels.testing import TestServer
+from agentchat import Bot, Client, Message, Subscription
+from agentchat.connection import cut
+from agentchat_server.testing import TestServer
 from tests.wire import UNIT
 
 # Every bound in these tests is a multiple of UNIT, so a slow machine can scale them all at once.

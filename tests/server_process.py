@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Any
 
-from channels.auth import Authenticator
+from agentchat_server.auth import Authenticator
 from tests.wire import UNIT
 
 

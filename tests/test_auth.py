@@ -20,7 +20,7 @@ import aiohttp
 import jwt
 import pytest
 
-from channels.testing import TestServer
+from agentchat_server.testing import TestServer
 from tests.wire import UNIT, Wire
 
 CH = "room:m"

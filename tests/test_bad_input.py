@@ -7,8 +7,8 @@ from typing import Any
 
 import msgpack
 
-from channels.protocol import CloseCode, Code
-from channels.testing import TestServer
+from agentchat_server.protocol import CloseCode, Code
+from agentchat_server.testing import TestServer
 from tests.wire import Wire
 
 

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - the skip rule below reports it
 
 try:
     # Imported as a module: a class named Test* in this namespace would be collected by pytest.
-    from channels import testing as server_testing
+    from agentchat_server import testing as server_testing
 except ImportError as exc:  # the server is part of this repository: never a reason to skip
     server_testing = None
     SERVER_IMPORT_ERROR = str(exc)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from channels.bus import Bus, BusEvent, LocalBus
-from channels.store import StoredMessage
-from channels.testing import TestServer
+from agentchat_server.bus import Bus, BusEvent, LocalBus
+from agentchat_server.store import StoredMessage
+from agentchat_server.testing import TestServer
 from tests.wire import UNIT, Wire
 
 
@@ -33,7 +33,7 @@ async def bus_pair(
         await bus.stop()
         return
     url = request.getfixturevalue("redis_url")
-    from channels.bus.redis import RedisBus
+    from agentchat_server.bus.redis import RedisBus
 
     prefix = f"test{secrets.token_hex(4)}"
     a, b = RedisBus(f"{url}?prefix={prefix}"), RedisBus(f"{url}?prefix={prefix}")
@@ -81,7 +81,7 @@ async def test_events_reach_every_watching_node_in_order(bus_pair: Any) -> None:
 
 async def test_unwatched_channels_are_not_delivered_across_nodes(redis_url: str) -> None:
     """A RedisBus node receives only the channels it watches."""
-    from channels.bus.redis import RedisBus
+    from agentchat_server.bus.redis import RedisBus
 
     prefix = f"test{secrets.token_hex(4)}"
     a, b = RedisBus(f"{redis_url}?prefix={prefix}"), RedisBus(f"{redis_url}?prefix={prefix}")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from channels.auth import Authenticator
+from agentchat_server.auth import Authenticator
 from tests.server_process import ServerProcess
 from tests.wire import UNIT, Wire
 
@@ -59,7 +59,7 @@ def test_token_command_without_key_says_so() -> None:
 
 
 async def test_bot_command_runs_an_example_bot(tmp_path: Path) -> None:
-    """`agentchat bot agents.examples.echo:bot` joins the room and answers a mention."""
+    """`agentchat bot agentchat.examples.echo:bot` joins the room and answers a mention."""
     server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
     await server.start()
     bot = await asyncio.create_subprocess_exec(
@@ -67,7 +67,7 @@ async def test_bot_command_runs_an_example_bot(tmp_path: Path) -> None:
         "-m",
         "channels",
         "bot",
-        "agents.examples.echo:bot",
+        "agentchat.examples.echo:bot",
         "--url",
         server.url,
         "--keys",

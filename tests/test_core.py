@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from channels.core.capabilities import Capabilities
-from channels.core.ordering import Cursor, Offer
-from channels.core.presence import PresenceSet
-from channels.core.ratelimit import TokenBucket
-from channels.core.streams import Stream
-from channels.protocol import Code, ProtocolError
+from agentchat_server.core.capabilities import Capabilities
+from agentchat_server.core.ordering import Cursor, Offer
+from agentchat_server.core.presence import PresenceSet
+from agentchat_server.core.ratelimit import TokenBucket
+from agentchat_server.core.streams import Stream
+from agentchat_server.protocol import Code, ProtocolError
 
 
 def test_cursor_delivers_in_order_and_drops_duplicates() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from channels.testing import TestServer
+from agentchat_server.testing import TestServer
 
 
 async def test_cors_headers_only_for_allowed_origins(make_server: Callable[..., Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from channels.testing import TestServer
+from agentchat_server.testing import TestServer
 from tests.wire import UNIT, Wire
 
 

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from channels.protocol import CLIENT_FRAME_TYPES, client_frame_adapter
-from channels.testing import TestServer
+from agentchat_server.protocol import CLIENT_FRAME_TYPES, client_frame_adapter
+from agentchat_server.testing import TestServer
 from tests.wire import UNIT, Wire
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 
-from channels.outbox import Flusher, Outbox
+from agentchat_server.outbox import Flusher, Outbox
 from tests.wire import UNIT
 
 

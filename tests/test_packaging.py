@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_contains_everything_a_user_runs(tmp_path: Path) -> None:
-    """The wheel ships channels, agents with its examples, the web app, and the agentchat script."""
+    """The wheel ships the server, the SDK with its examples, the web app, and the agentchat script."""
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
         check=True,
@@ -26,19 +26,20 @@ def test_wheel_contains_everything_a_user_runs(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("agentchat-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
-        "channels/app.py",
-        "channels/protocol.py",
-        "agents/__init__.py",
-        "agents/examples/scripted.py",
-        "web/index.html",
-        "web/agentchat.js",
-        "web/app.js",
-        "web/style.css",
+        "agentchat_server/app.py",
+        "agentchat_server/protocol.py",
+        "agentchat/__init__.py",
+        "agentchat/examples/scripted.py",
+        "agentchat_server/web/index.html",
+        "agentchat_server/web/agentchat.js",
+        "agentchat_server/web/app.js",
+        "agentchat_server/web/style.css",
     ):
         assert required in names, required
-    assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    # Nothing under the names other projects own (Django Channels, the OpenAI Agents SDK).
+    assert not any(n.startswith(("tests/", "bench/", "channels/", "agents/", "web/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "agentchat = channels.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "agentchat = agentchat_server.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 async def test_installed_package_serves_app_and_demo(tmp_path: Path) -> None:
@@ -65,8 +66,8 @@ async def test_installed_package_serves_app_and_demo(tmp_path: Path) -> None:
     server = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import channels, sys; assert 'site' in channels.__file__, channels.__file__; "
-        "from channels.cli import main; main()",
+        "import agentchat_server as s; assert 'site' in s.__file__, s.__file__; "
+        "from agentchat_server.cli import main; main()",
         "serve",
         "--dev",
         "--demo",

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from channels.testing import TestServer
+from agentchat_server.testing import TestServer
 from tests.server_process import ServerProcess
 from tests.wire import UNIT, Wire
 

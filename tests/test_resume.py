@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from channels.protocol import CloseCode, Code
-from channels.testing import TestServer
+from agentchat_server.protocol import CloseCode, Code
+from agentchat_server.testing import TestServer
 from tests.wire import UNIT, Wire
 
 
@@ -416,7 +416,7 @@ async def test_retention_prunes_and_readers_learn_of_it(make_server: Callable[..
 
 async def test_a_message_lost_on_the_bus_is_filled_from_the_store(server: TestServer) -> None:
     """An at-most-once bus drops a committed message: readers still get every serial once, in order."""
-    from channels.bus import BusEvent
+    from agentchat_server.bus import BusEvent
 
     bus = server.broker.bus
     deliver = bus._handler  # type: ignore[attr-defined]

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from agents import Backoff, Bot, Client, Context, Message
-from agents.context import reply_id
-from agents.examples import echo, scripted
-from channels.testing import TestServer
+from agentchat import Backoff, Bot, Client, Context, Message
+from agentchat.context import reply_id
+from agentchat.examples import echo, scripted
+from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, cut_connection, messages_until, running
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,16 +6,16 @@ import asyncio
 
 import pytest
 
-from agents import (
+from agentchat import (
     Client,
     ConflictError,
     ConnectionClosed,
     Member,
     RequestError,
 )
-from agents.connection import websocket_url
-from channels.protocol import Code
-from channels.testing import TestServer
+from agentchat.connection import websocket_url
+from agentchat_server.protocol import Code
+from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, messages_until, next_message
 
 

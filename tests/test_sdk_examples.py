@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from agents import Bot, Client
-from agents.bot import load_bot, run_bot_from_spec
-from agents.examples import run_demo
-from agents.examples.conversation import ANSWERS, QUESTIONS, run_conversation
-from agents.examples.scripted import ScriptedModel, tokenize
-from channels.testing import TestServer
+from agentchat import Bot, Client
+from agentchat.bot import load_bot, run_bot_from_spec
+from agentchat.examples import run_demo
+from agentchat.examples.conversation import ANSWERS, QUESTIONS, run_conversation
+from agentchat.examples.scripted import ScriptedModel, tokenize
+from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, messages_until
 
 
@@ -76,7 +76,7 @@ async def test_conversation_takes_turns(server: TestServer) -> None:
 
 async def test_bots_load_and_run_from_a_spec(server: TestServer) -> None:
     """`module:attr` names a Bot or a factory; `run_bot_from_spec` runs it with tokens minted from keys."""
-    assert isinstance(load_bot("agents.examples.echo:bot"), Bot)
+    assert isinstance(load_bot("agentchat.examples.echo:bot"), Bot)
     assert load_bot("agents.examples.scripted:make_bot").client_id == "planner"
     with pytest.raises(TypeError):
         load_bot("agents.examples.scripted:CLIENT_ID")

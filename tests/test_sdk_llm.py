@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agents import Client
-from agents.llm import ChatModel, LLMError, LLMSettings, chat_messages, make_llm_bot
-from agents.models import Message
-from channels.testing import TestServer
+from agentchat import Client
+from agentchat.llm import ChatModel, LLMError, LLMSettings, chat_messages, make_llm_bot
+from agentchat.models import Message
+from agentchat_server.testing import TestServer
 from tests.sdk_helpers import messages_until, running
 
 TOKENS = ["Hel", "lo", ", ", "wor", "ld", "!"]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agents import Backoff, Client, ContinuityLost
-from channels.testing import TestServer
+from agentchat import Backoff, Client, ContinuityLost
+from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, Relay, cut_connection, messages_until, next_message
 
 FAST = Backoff(initial=0.02, maximum=0.2)

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from agents import AlreadyExistsError, Backoff, Client, StreamCancelled
-from channels.testing import TestServer
+from agentchat import AlreadyExistsError, Backoff, Client, StreamCancelled
+from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, StreamView, cut_connection, messages_until, next_message
 
 WORDS = [f"word{n} " for n in range(120)]

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import pytest_asyncio
 
-from channels.broker.committer import Committer
-from channels.metrics import Metrics
-from channels.store import (
+from agentchat_server.broker.committer import Committer
+from agentchat_server.metrics import Metrics
+from agentchat_server.store import (
     Append,
     AppendResult,
     NewMessage,

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from channels.protocol import Code
-from channels.testing import TestServer
+from agentchat_server.protocol import Code
+from agentchat_server.testing import TestServer
 from tests.server_process import ServerProcess
 from tests.wire import UNIT, Wire
 

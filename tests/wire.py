@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
+from agentchat_server.protocol import Format, decode, encode
 from bench.wsclient import mask_frame
-from channels.protocol import Format, decode, encode
 
 # One unit of waiting; slow machines scale it with AGENTCHAT_TEST_UNIT.
 UNIT = float(os.environ.get("AGENTCHAT_TEST_UNIT", "5"))

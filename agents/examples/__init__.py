@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from agents.examples import echo, scripted
+from agentchat.examples import echo, scripted
 
 
 async def run_demo(url: str, mint: Callable[[str, str], str], channel: str = "room:lobby") -> None:

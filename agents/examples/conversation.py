@@ -6,10 +6,10 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 
-from agents.channel import Channel
-from agents.client import Client
-from agents.errors import ConflictError
-from agents.models import Message
+from agentchat.channel import Channel
+from agentchat.client import Client
+from agentchat.errors import ConflictError
+from agentchat.models import Message
 
 QUESTIONS = (
     "What should we build first?",

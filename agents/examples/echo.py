@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from agents.bot import Bot
-from agents.context import Context
+from agentchat.bot import Bot
+from agentchat.context import Context
 
 CLIENT_ID = "echo"
 

@@ -8,8 +8,8 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Sequence
 
-from agents.bot import Bot
-from agents.context import Context
+from agentchat.bot import Bot
+from agentchat.context import Context
 
 CLIENT_ID = "planner"
 

@@ -1,7 +1,7 @@
 """The broker: the async coordinator of channels, sessions, fan-out, presence and history.
 
 Transports hand it validated frames and identities; it owns the Store, the Bus, the committer
-and every timer. Stream operations live in `channels.broker.streams`.
+and every timer. Stream operations live in `agentchat_server.broker.streams`.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from channels.auth import Authenticator, Identity
-from channels.broker.committer import Committer
-from channels.broker.state import Attachment, ChannelState, Connection, Session, now_ms
-from channels.broker.streams import StreamManager
-from channels.bus import Bus, BusEvent
-from channels.core.ordering import Cursor, Offer
-from channels.core.presence import Diff
-from channels.core.ratelimit import TokenBucket
-from channels.metrics import Metrics
-from channels.outbox import Encoded, Flusher, Outbox
-from channels.protocol import (
+from agentchat_server.auth import Authenticator, Identity
+from agentchat_server.broker.committer import Committer
+from agentchat_server.broker.state import Attachment, ChannelState, Connection, Session, now_ms
+from agentchat_server.broker.streams import StreamManager
+from agentchat_server.bus import Bus, BusEvent
+from agentchat_server.core.ordering import Cursor, Offer
+from agentchat_server.core.presence import Diff
+from agentchat_server.core.ratelimit import TokenBucket
+from agentchat_server.metrics import Metrics
+from agentchat_server.outbox import Encoded, Flusher, Outbox
+from agentchat_server.protocol import (
     CloseCode,
     Code,
     Format,
@@ -34,8 +34,16 @@ from channels.protocol import (
     ResumeToken,
     encode_value,
 )
-from channels.settings import Settings
-from channels.store import Append, AppendResult, NewMessage, OpenMarker, Operation, Store, StoredMessage
+from agentchat_server.settings import Settings
+from agentchat_server.store import (
+    Append,
+    AppendResult,
+    NewMessage,
+    OpenMarker,
+    Operation,
+    Store,
+    StoredMessage,
+)
 
 log = logging.getLogger(__name__)
 

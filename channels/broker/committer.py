@@ -8,8 +8,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from channels.metrics import Metrics
-from channels.store import AppendResult, Operation, Store
+from agentchat_server.metrics import Metrics
+from agentchat_server.store import AppendResult, Operation, Store
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.auth import Identity
-from channels.core.ordering import Cursor
-from channels.core.presence import PresenceSet
-from channels.core.ratelimit import TokenBucket
-from channels.core.streams import Stream
-from channels.outbox import Encoded, Outbox
-from channels.protocol import Format
+from agentchat_server.auth import Identity
+from agentchat_server.core.ordering import Cursor
+from agentchat_server.core.presence import PresenceSet
+from agentchat_server.core.ratelimit import TokenBucket
+from agentchat_server.core.streams import Stream
+from agentchat_server.outbox import Encoded, Outbox
+from agentchat_server.protocol import Format
 
 
 def now_ms() -> int:

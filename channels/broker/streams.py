@@ -11,15 +11,15 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from channels.broker.state import now_ms
-from channels.bus import BusEvent
-from channels.core.streams import Stream
-from channels.protocol import Code, ProtocolError, encode_value
-from channels.store import Append, AppendResult, NewMessage, OpenMarker, StreamMarker
+from agentchat_server.broker.state import now_ms
+from agentchat_server.bus import BusEvent
+from agentchat_server.core.streams import Stream
+from agentchat_server.protocol import Code, ProtocolError, encode_value
+from agentchat_server.store import Append, AppendResult, NewMessage, OpenMarker, StreamMarker
 
 if TYPE_CHECKING:
-    from channels.broker import Broker
-    from channels.broker.state import Connection, Session
+    from agentchat_server.broker import Broker
+    from agentchat_server.broker.state import Connection, Session
 
 log = logging.getLogger(__name__)
 

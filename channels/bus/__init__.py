@@ -75,7 +75,7 @@ def make_bus(url: str) -> Bus:
     if url == "local":
         return LocalBus()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from channels.bus.redis import RedisBus
+        from agentchat_server.bus.redis import RedisBus
 
         bus: Bus = RedisBus(url)
         return bus

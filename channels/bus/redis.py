@@ -18,8 +18,8 @@ import msgpack
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from channels.bus import BusEvent, Handler
-from channels.store import StoredMessage
+from agentchat_server.bus import BusEvent, Handler
+from agentchat_server.store import StoredMessage
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.protocol import Code, ProtocolError
+from agentchat_server.protocol import Code, ProtocolError
 
 
 @dataclass(slots=True)

@@ -159,6 +159,6 @@ class Store(Protocol):
 
 def make_store(url: str) -> Store:
     """Pick the adapter for a database URL (sqlite+aiosqlite:// or postgresql+asyncpg://)."""
-    from channels.store.sql import SqlStore
+    from agentchat_server.store.sql import SqlStore
 
     return SqlStore(url)

@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from channels.store import (
+from agentchat_server.store import (
     Append,
     AppendResult,
     ChannelInfo,

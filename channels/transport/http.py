@@ -12,11 +12,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from channels.auth import Identity
-from channels.broker import Broker
-from channels.broker.state import Connection
-from channels.outbox import Outbox
-from channels.protocol import (
+from agentchat_server.auth import Identity
+from agentchat_server.broker import Broker
+from agentchat_server.broker.state import Connection
+from agentchat_server.outbox import Outbox
+from agentchat_server.protocol import (
     CHANNEL_PATTERN,
     Code,
     ProtocolError,
@@ -25,7 +25,7 @@ from channels.protocol import (
     decode,
     validation_message,
 )
-from channels.settings import Settings
+from agentchat_server.settings import Settings
 
 log = logging.getLogger(__name__)
 _CHANNEL = re.compile(CHANNEL_PATTERN)

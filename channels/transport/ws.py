@@ -15,10 +15,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from channels.broker import Broker
-from channels.broker.state import Connection
-from channels.outbox import Encoded, Outbox
-from channels.protocol import (
+from agentchat_server.broker import Broker
+from agentchat_server.broker.state import Connection
+from agentchat_server.outbox import Encoded, Outbox
+from agentchat_server.protocol import (
     CLIENT_FRAME_TYPES,
     AttachFrame,
     AuthFrame,
@@ -43,7 +43,7 @@ from channels.protocol import (
     encode,
     validation_message,
 )
-from channels.transport.http import check_origin, error_response
+from agentchat_server.transport.http import check_origin, error_response
 
 log = logging.getLogger(__name__)
 
