@@ -1,3 +1,5 @@
+"""`python -m agentchat_server`: the `agentchat` command."""
+
 from agentchat_server.cli import main
 
 main()

@@ -13,11 +13,13 @@ from aiohttp import web
 
 from agentchat_server.auth import Authenticator
 from agentchat_server.broker import Broker
+from agentchat_server.broker.tick import Flusher
 from agentchat_server.bus import make_bus
 from agentchat_server.metrics import Metrics
 from agentchat_server.settings import Settings
 from agentchat_server.store import make_store
-from agentchat_server.transport.http import Rest, add_routes
+from agentchat_server.transport.rest import Rest, add_routes
+from agentchat_server.transport.sse import SseEndpoint
 from agentchat_server.transport.ws import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,14 @@ class PublicUrl:
         self.ready = asyncio.Event()
 
     def set(self, url: str) -> None:
+        """Record the URL and wake whoever waits for it."""
         self.url = url
         self.ready.set()
 
 
 BROKER = web.AppKey("broker", Broker)
 SETTINGS = web.AppKey("settings", Settings)
+AUTH = web.AppKey("auth", Authenticator)
 PUBLIC_URL = web.AppKey("public_url", PublicUrl)
 _STATIC = re.compile(r"^[A-Za-z0-9_\-]+\.(js|css|html|svg|png|ico|webmanifest)$")
 _TYPES = {
@@ -59,18 +63,27 @@ def web_root() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp runner options: `keepalive_timeout` also closes a connection that has not finished
+    its request headers in time (a slow or idle HTTP client), so none can hold a socket forever."""
+    return {"handle_signals": False, "keepalive_timeout": settings.http_header_timeout}
+
+
 def build_app(settings: Settings) -> web.Application:
-    """One app per server: nothing global, everything hangs off the app and the broker."""
+    """The composition root: one app per server, nothing global; every object is built here."""
     metrics = Metrics()
     auth = Authenticator(settings.keys)
-    broker = Broker(settings, make_store(settings.db), make_bus(settings.bus), auth, metrics)
+    flusher = Flusher()
+    broker = Broker(settings, make_store(settings.db), make_bus(settings.bus), auth, metrics, flusher)
     app = web.Application(client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
     app[BROKER] = broker
+    app[AUTH] = auth
     app[PUBLIC_URL] = PublicUrl()
-    ws = WebSocketEndpoint(broker)
+    ws = WebSocketEndpoint(broker, auth, settings, flusher, metrics)
     app.router.add_get("/v1/ws", ws.handle)
-    add_routes(app, Rest(broker), settings)
+    sse = SseEndpoint(broker, auth, settings, flusher, metrics)
+    add_routes(app, Rest(broker, auth, settings, metrics), sse, settings)
     root = web_root()
 
     async def index(request: web.Request) -> web.StreamResponse:
@@ -118,8 +131,10 @@ async def _run_demo(app: web.Application) -> None:
     await app[PUBLIC_URL].ready.wait()
     url = app[PUBLIC_URL].url
 
+    auth = app[AUTH]
+
     def mint(client_id: str, kind: str) -> str:
-        return broker.auth.mint(client_id, kind=kind, ttl=3600)[0]
+        return auth.mint(client_id, kind=kind, ttl=3600)[0]
 
     try:
         await run_demo(url, mint, broker.settings.demo_channel)

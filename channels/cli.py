@@ -28,10 +28,10 @@ def _install_uvloop() -> None:
 
 async def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM; prints the URL it listens on."""
-    from agentchat_server.app import PUBLIC_URL, build_app
+    from agentchat_server.app import PUBLIC_URL, build_app, runner_options
 
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+    runner = web.AppRunner(app, shutdown_timeout=5.0, **runner_options(settings))
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
     # The demo needs the URL before startup finishes, so bind first and start the app after.
@@ -74,6 +74,7 @@ def _parse_caps(values: list[str] | None) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `agentchat` command: parse the command line and run the subcommand."""
     parser = argparse.ArgumentParser(
         prog="agentchat", description="Realtime group chat for agents and people."
     )

@@ -64,6 +64,7 @@ class Metrics:
         self.registry.register(_BytesOut(source))
 
     def render(self) -> bytes:
+        """The metrics in the Prometheus text format."""
         return generate_latest(self.registry)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DB = "sqlite+aiosqlite:///./data/agentchat.db"
@@ -31,21 +31,39 @@ class Settings(BaseSettings):
     presence_grace: float = Field(default=15.0, ge=0)
     stream_grace: float = Field(default=15.0, ge=0)
     connect_timeout: float = Field(default=10.0, gt=0)
+    slow_consumer_timeout: float = Field(default=30.0, gt=0)
     retention_days: float | None = Field(default=None, gt=0)
+
+    http_header_timeout: float = Field(default=15.0, gt=0)
 
     max_frame_bytes: int = Field(default=128 * 1024, ge=1024)
     max_ws_message: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_message_bytes: int = Field(default=64 * 1024, ge=16)
-    max_outbox_bytes: int = Field(default=1024 * 1024, ge=4096)
+    max_presence_bytes: int = Field(default=8 * 1024, ge=16)
+    max_outbox_bytes: int = Field(default=4 * 1024 * 1024, ge=4096)
+    max_page_bytes: int = Field(default=256 * 1024, ge=1024)
     max_channels: int = Field(default=100, ge=1)
     max_connections_per_client: int = Field(default=50, ge=1)
     history_max_page: int = Field(default=1000, ge=1)
+    history_concurrency: int = Field(default=8, ge=1)
+    history_per_connection: int = Field(default=4, ge=1)
     publish_rate: float = Field(default=100.0, gt=0)
     publish_burst: int = Field(default=500, ge=1)
+    rest_publish_rate: float = Field(default=100.0, gt=0)
+    rest_publish_burst: int = Field(default=500, ge=1)
+    presence_rate: float = Field(default=5.0, gt=0)
+    presence_burst: int = Field(default=20, ge=1)
+    presence_client_rate: float = Field(default=20.0, gt=0)
+    presence_client_burst: int = Field(default=100, ge=1)
+    mint_rate: float = Field(default=50.0, gt=0)
+    mint_burst: int = Field(default=200, ge=1)
+    auth_failure_rate: float = Field(default=0.2, gt=0)
+    auth_failure_burst: int = Field(default=10, ge=1)
     max_bad_frames: int = Field(default=60, ge=1)
     max_streams_per_connection: int = Field(default=20, ge=1)
     max_streams_per_channel: int = Field(default=100, ge=1)
     max_stream_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_stream_bytes_per_client: int = Field(default=8 * 1024 * 1024, ge=1024)
     presence_page_size: int = Field(default=100, ge=1, le=1000)
     commit_batch: int = Field(default=2000, ge=1)
 
@@ -61,6 +79,38 @@ class Settings(BaseSettings):
     def _check_keys(cls, value: list[str]) -> list[str]:
         for entry in value:
             name, sep, secret = entry.partition(":")
-            if not sep or not name or len(secret) < 16:
-                raise ValueError("each key is 'name:secret' with a secret of at least 16 characters")
+            if not sep or not name or len(secret.encode()) < 32:
+                raise ValueError(
+                    "each key is 'name:secret' with a secret of at least 32 bytes "
+                    "(e.g. name:$(openssl rand -hex 32))"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _frames_fit_outboxes(self) -> Settings:
+        # Promise 9: every frame the server builds stays below the outbox bound, with room for
+        # the traffic around it, so a reader is closed as slow only for being slow.
+        largest = self.largest_frame()
+        if self.max_outbox_bytes < 2 * largest:
+            raise ValueError(
+                f"max_outbox_bytes ({self.max_outbox_bytes}) must be at least twice the largest frame "
+                f"({largest} bytes: the largest of max_stream_bytes, max_message_bytes, max_page_bytes "
+                "and max_frame_bytes, plus overhead)"
+            )
+        return self
+
+    def largest_frame(self) -> int:
+        """An upper bound of any single frame the server sends, in bytes."""
+        body = max(self.max_stream_bytes, self.max_message_bytes, self.max_page_bytes, self.max_frame_bytes)
+        return body + 2 * self.max_message_bytes + 4096  # meta, extra fields, header
+
+    def client_limits(self) -> dict[str, int]:
+        """The limits a client is told in `connected`."""
+        return {
+            "max_frame_bytes": self.max_frame_bytes,
+            "max_message_bytes": self.max_message_bytes,
+            "max_presence_bytes": self.max_presence_bytes,
+            "history_max_page": self.history_max_page,
+            "max_channels": self.max_channels,
+            "max_stream_bytes": self.max_stream_bytes,
+        }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import struct
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -11,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from agentchat_server.app import BROKER, PUBLIC_URL, build_app
+from agentchat_server.app import AUTH, BROKER, PUBLIC_URL, build_app, runner_options
+from agentchat_server.auth import Authenticator
 from agentchat_server.broker import Broker
 from agentchat_server.settings import Settings
 
@@ -40,12 +42,20 @@ class TestServer:
 
     @property
     def broker(self) -> Broker:
+        """The server's broker (for inspection in tests)."""
         assert self.app is not None, "server not started"
         return self.app[BROKER]
 
+    @property
+    def auth(self) -> Authenticator:
+        """The server's token authority."""
+        assert self.app is not None, "server not started"
+        return self.app[AUTH]
+
     async def start(self) -> None:
+        """Build the app and listen on a free loopback port."""
         self.app = build_app(self.settings)
-        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0)
+        self._runner = web.AppRunner(self.app, shutdown_timeout=2.0, **runner_options(self.settings))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
@@ -57,6 +67,7 @@ class TestServer:
         self.app[PUBLIC_URL].set(self.url)
 
     async def stop(self) -> None:
+        """Shut the server down (streams end aborted, connections close 1001)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -68,9 +79,12 @@ class TestServer:
         kind: str = "human",
         capabilities: dict[str, list[str]] | None = None,
         ttl: int = 3600,
+        display_name: str | None = None,
     ) -> str:
         """A token signed with the server's first key."""
-        return self.broker.auth.mint(client_id, kind=kind, capabilities=capabilities, ttl=ttl)[0]
+        return self.auth.mint(
+            client_id, kind=kind, capabilities=capabilities, ttl=ttl, display_name=display_name
+        )[0]
 
     async def __aenter__(self) -> TestServer:
         await self.start()
@@ -80,3 +94,22 @@ class TestServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+def mask_frame(opcode: int, payload: bytes) -> bytes:
+    """A complete masked client WebSocket frame (RFC 6455 section 5.3), FIN set: what raw test and
+    load clients write when they bypass a WebSocket library."""
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    key = os.urandom(4)
+    if n:
+        repeated = (key * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
+    else:
+        masked = b""
+    return header + key + masked

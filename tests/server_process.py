@@ -36,7 +36,7 @@ class ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "channels",
+            "agentchat_server",
             "serve",
             "--port",
             "0",

@@ -120,7 +120,7 @@ class World:
         history = await self.owner.request({"type": "history", "channel": CH, "limit": 100})
         members = await self.owner.request({"type": "presence_get", "channel": CH})
         occupancy = await self.owner.request({"type": "occupancy", "channel": CH})
-        ch = self.srv.broker.channels.get(CH)
+        ch = self.srv.broker.registry.get(CH)
         streams = {} if ch is None else {sid: s.content() for sid, s in ch.streams.items()}
         return {
             "history": [(m["serial"], m["client_id"], m["data"]) for m in history["messages"]],
@@ -244,7 +244,8 @@ async def test_ws_operation_denied_by_capabilities_changes_nothing(server: TestS
             "a refusal does not end the connection"
         )
         if op == "attach":
-            assert all(c.identity.client_id != "actor" for c in server.broker.channels[CH].subscribers)
+            subscribers = server.broker.registry.require(CH).subscribers
+            assert all(c.identity.client_id != "actor" for c in subscribers)
     finally:
         await actor.close()
         await world.owner.close()
@@ -275,22 +276,22 @@ async def test_ws_operation_with_bad_token_is_refused_at_connect(
 def _forge(srv: TestServer, how: str) -> str:
     now = int(time.time())
     claims = {"sub": "eve", "kind": "human", "iat": now, "exp": now + 600, "cap": {"*": ["*"]}}
-    kid = next(iter(srv.broker.auth.keys))
+    kid = next(iter(srv.auth.keys))
     if how == "alg_none":
         return jwt.encode(claims, None, algorithm="none", headers={"kid": kid})
     if how == "wrong_secret":
         return jwt.encode(claims, "x" * 40, algorithm="HS256", headers={"kid": kid})
     if how == "unknown_kid":
-        return jwt.encode(claims, srv.broker.auth.keys[kid], algorithm="HS256", headers={"kid": "other"})
+        return jwt.encode(claims, srv.auth.keys[kid], algorithm="HS256", headers={"kid": "other"})
     if how == "no_kid":
-        return jwt.encode(claims, srv.broker.auth.keys[kid], algorithm="HS256")
+        return jwt.encode(claims, srv.auth.keys[kid], algorithm="HS256")
     if how == "bad_capability":
-        return jwt.encode({**claims, "cap": {"*": ["root"]}}, srv.broker.auth.keys[kid], headers={"kid": kid})
+        return jwt.encode({**claims, "cap": {"*": ["root"]}}, srv.auth.keys[kid], headers={"kid": kid})
     if how == "bad_client_id":
-        return jwt.encode({**claims, "sub": "has space"}, srv.broker.auth.keys[kid], headers={"kid": kid})
+        return jwt.encode({**claims, "sub": "has space"}, srv.auth.keys[kid], headers={"kid": kid})
     if how == "no_exp":
         del claims["exp"]
-        return jwt.encode(claims, srv.broker.auth.keys[kid], algorithm="HS256", headers={"kid": kid})
+        return jwt.encode(claims, srv.auth.keys[kid], algorithm="HS256", headers={"kid": kid})
     assert how == "garbage"
     return "not.a.jwt"
 
@@ -542,7 +543,7 @@ def _basic(name: str, secret: str) -> str:
 )
 async def test_token_endpoint_needs_an_api_key(server: TestServer, case: str) -> None:
     """POST /v1/tokens mints a working token with the API key (Basic); anything else is 401 40100."""
-    name, secret = next(iter(server.broker.auth.keys.items()))
+    name, secret = next(iter(server.auth.keys.items()))
     auth = {
         "allowed": _basic(name, secret),
         "wrong_secret": _basic(name, secret[:-1] + ("x" if secret[-1] != "x" else "y")),
@@ -577,7 +578,7 @@ async def test_token_endpoint_needs_an_api_key(server: TestServer, case: str) ->
 
 async def test_token_endpoint_rejects_invalid_requests(server: TestServer) -> None:
     """Invalid client_id, kind, ttl or capabilities are 400 with 4000x codes, never 500."""
-    name, secret = next(iter(server.broker.auth.keys.items()))
+    name, secret = next(iter(server.auth.keys.items()))
     headers = {"Authorization": _basic(name, secret)}
     bodies: list[Any] = [
         {"client_id": "has space"},
@@ -635,7 +636,7 @@ async def test_renewal_keeps_the_connection_past_the_old_expiry(server: TestServ
         await wire.request({"type": "attach", "channel": CH})
         renew = await wire.expect("auth_renew", timeout=UNIT)
         assert renew["expires_at"] == wire.connected["expires_at"]
-        fresh, fresh_exp = server.broker.auth.mint("renewer", kind="agent", ttl=3600)
+        fresh, fresh_exp = server.auth.mint("renewer", kind="agent", ttl=3600)
         ack = await wire.request({"type": "auth", "token": fresh})
         assert ack["type"] == "ack" and ack["expires_at"] == fresh_exp
         # A canary whose token expires no earlier than the old one is closed 4003: the old expiry has passed.
@@ -669,7 +670,7 @@ async def test_renewal_with_a_wrong_token_is_refused(server: TestServer, case: s
         assert reply["type"] == "nack" and reply["code"] == code, reply
         assert_clean(reply)
         assert (await wire.request({"type": "ping"}))["type"] == "ack"
-        assert server.broker.sessions[wire.connected["session_id"]].client_id == "renewer"
+        assert server.broker.sessions.get(wire.connected["session_id"]).client_id == "renewer"  # type: ignore[union-attr]
     finally:
         await wire.close()
 

@@ -33,7 +33,7 @@ async def test_eventsource_resumes_after_the_server_drops_it(server: Any, browse
             await pub.request({"type": "publish", "channel": "room:sse", "data": i})
         await page.wait_for_function("window.got.length >= 5", timeout=TIMEOUT_MS)
         # The server drops the stream; messages published meanwhile must arrive after the reconnect.
-        dropped = [c for c in server.broker.connections if c.sse]
+        dropped = [c for c in server.broker.sessions.connections() if c.unidirectional]
         assert dropped
         for conn in dropped:
             conn.close(1001, "test drops the stream")

@@ -11,13 +11,13 @@ import pytest
 import pytest_asyncio
 
 from agentchat_server.bus import Bus, BusEvent, LocalBus
-from agentchat_server.store import StoredMessage
+from agentchat_server.core.records import Message
 from agentchat_server.testing import TestServer
 from tests.wire import UNIT, Wire
 
 
-def message(serial: int) -> StoredMessage:
-    return StoredMessage("room:bus", serial, f"id{serial}", "chat", {"n": serial}, "ana", "human", serial)
+def message(serial: int) -> Message:
+    return Message("room:bus", serial, f"id{serial}", "chat", {"n": serial}, "ana", "human", serial)
 
 
 @pytest_asyncio.fixture(params=["local", "redis"])

@@ -21,7 +21,7 @@ def test_token_command_mints_a_verifiable_token() -> None:
         [
             sys.executable,
             "-m",
-            "channels",
+            "agentchat_server",
             "token",
             "--client-id",
             "ana",
@@ -49,7 +49,7 @@ def test_token_command_mints_a_verifiable_token() -> None:
 def test_token_command_without_key_says_so() -> None:
     """Without an API key the command fails with a clear message, not a traceback."""
     result = subprocess.run(
-        [sys.executable, "-m", "channels", "token", "--client-id", "ana"],
+        [sys.executable, "-m", "agentchat_server", "token", "--client-id", "ana"],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin"},
@@ -65,7 +65,7 @@ async def test_bot_command_runs_an_example_bot(tmp_path: Path) -> None:
     bot = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "channels",
+        "agentchat_server",
         "bot",
         "agentchat.examples.echo:bot",
         "--url",

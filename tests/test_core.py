@@ -92,10 +92,10 @@ def test_presence_pages_cover_everyone_once() -> None:
     p = PresenceSet()
     for i in range(1000):
         p.enter(f"u{i}", f"c{i}", "human", i, 1)
-    pages = list(p.pages(100))
+    pages = list(p.pages(100, 10**9))
     assert len(pages) == 10 and pages[-1][1] and not any(last for _, last in pages[:-1])
     assert sorted(m.connection_id for page, _ in pages for m in page) == sorted(f"c{i}" for i in range(1000))
-    assert list(PresenceSet().pages(100)) == [([], True)]
+    assert list(PresenceSet().pages(100, 10**9)) == [([], True)]
 
 
 def _stream(fmt: str = "text", max_bytes: int = 100) -> Stream:
@@ -105,11 +105,11 @@ def _stream(fmt: str = "text", max_bytes: int = 100) -> Stream:
 def test_stream_chunks_in_order_duplicates_ignored() -> None:
     """Indexes grow by one; a resent index is ignored; skipping ahead is refused."""
     s = _stream()
-    assert s.append(0, "He", 2)
-    assert s.append(1, "llo", 3)
-    assert not s.append(1, "llo", 3)
+    assert s.append(0, "He")
+    assert s.append(1, "llo")
+    assert not s.append(1, "llo")
     with pytest.raises(ProtocolError) as err:
-        s.append(5, "x", 1)
+        s.append(5, "x")
     assert err.value.code == Code.CHUNK_OUT_OF_ORDER and err.value.details["next"] == 2
     assert s.content() == "Hello" and s.snapshot_frame()["next"] == 2
 
@@ -118,15 +118,42 @@ def test_stream_bounds_and_types() -> None:
     """Text streams refuse non-strings; the size bound is enforced."""
     s = _stream(max_bytes=4)
     with pytest.raises(ProtocolError) as err:
-        s.append(0, {"a": 1}, 7)
+        s.append(0, {"a": 1})
     assert err.value.code == Code.INVALID_VALUE
-    s.append(0, "abcd", 4)
+    s.append(0, "abcd")
     with pytest.raises(ProtocolError) as err:
-        s.append(1, "e", 1)
+        s.append(1, "e")
     assert err.value.code == Code.STREAM_TOO_LARGE
     j = _stream("json")
-    j.append(0, {"delta": 1}, 11)
+    j.append(0, {"delta": 1})
     assert j.content() == [{"delta": 1}]
+
+
+def test_stream_size_counts_wire_bytes_not_characters() -> None:
+    """A control character is six bytes of JSON, a CJK character three of UTF-8: the bound counts those."""
+    s = _stream(max_bytes=12)
+    s.append(0, "\u0001\u0001")  # 12 bytes of JSON escapes
+    with pytest.raises(ProtocolError) as err:
+        s.append(1, "a")
+    assert err.value.code == Code.STREAM_TOO_LARGE
+    cjk = _stream(max_bytes=9)
+    cjk.append(0, "中文字")
+    with pytest.raises(ProtocolError):
+        cjk.append(1, "字")
+    floats = _stream("json", max_bytes=40)
+    with pytest.raises(ProtocolError):  # 5 floats: 19 bytes of JSON, 45 of msgpack
+        floats.append(0, [0.0, 0.0, 0.0, 0.0, 0.0])
+
+
+def test_stream_content_survives_compaction() -> None:
+    """Thousands of chunks are kept as a few joined pieces; content and snapshots are unchanged."""
+    text, js = _stream(max_bytes=10**6), _stream("json", max_bytes=10**6)
+    for i in range(1000):
+        text.append(i, f"{i},")
+        js.append(i, {"i": i})
+    assert text.content() == "".join(f"{i}," for i in range(1000))
+    assert js.content() == [{"i": i} for i in range(1000)]
+    assert js.snapshot_frame()["next"] == 1000
 
 
 def test_token_bucket_refills_with_time() -> None:

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agentchat_server.protocol import CLIENT_FRAME_TYPES, client_frame_adapter
+from agentchat_server.protocol import CLIENT_FRAME_TYPES, Code, client_frame_adapter
 from agentchat_server.testing import TestServer
 from tests.wire import UNIT, Wire
 
@@ -231,6 +231,8 @@ ODD_STRINGS = st.sampled_from(
         "\ufeff",
         "\U0001f600" * 50,
         "a" * 70_000,
+        "中" * 22_000,  # 66,000 bytes in 22,000 characters
+        "\u0001" * 11_000,  # 66,000 bytes of JSON escapes in 11,000 characters
         "é",
         "\n",
         "room:a\x00",
@@ -485,7 +487,7 @@ def test_fuzzed_frames_never_harm_the_server_or_a_good_client(
 ) -> None:
     """Thousands of random and mutated frames: each bad one gets an error, the server keeps serving,
     a concurrent good client sees all its messages in order and history matches them."""
-    caplog.set_level(logging.ERROR, logger="channels")
+    caplog.set_level(logging.ERROR, logger="agentchat_server")
     harness = Harness(
         tmp_path,
         fmt,
@@ -661,3 +663,45 @@ async def _first_reply(wire: Wire) -> dict[str, Any]:
         frame = await wire.inbox.get()
         if frame["type"] in ("ack", "nack", "error", "attached"):
             return frame
+
+
+BIG_IN_BYTES = {
+    "cjk": "中" * 22_000,  # 66,000 bytes of UTF-8
+    "escapes": "\u0001" * 11_000,  # 66,000 bytes of JSON
+    "floats": [0.0] * 8_000,  # 32,000 bytes of JSON, 72,000 of msgpack
+}
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+@pytest.mark.parametrize("value", list(BIG_IN_BYTES), ids=list(BIG_IN_BYTES))
+@pytest.mark.parametrize("where", ["publish", "presence", "stream_open_meta", "stream_append"])
+async def test_sizes_count_bytes_of_the_larger_format(
+    make_server: Any, fmt: str, value: str, where: str
+) -> None:
+    """Values small in characters but past a 64 KiB limit in bytes (UTF-8, JSON escapes, msgpack floats)
+    are refused with the size code wherever a client can put them, and nothing else breaks."""
+    srv: TestServer = await make_server(max_stream_bytes=65_536, max_presence_bytes=65_536)
+    wire = await Wire.open(srv.ws_url, srv.token("big", kind="agent"), fmt=fmt)  # type: ignore[arg-type]
+    data = BIG_IN_BYTES[value]
+    try:
+        await wire.request({"type": "attach", "channel": FUZZ_CH})
+        if where == "publish":
+            reply = await wire.request({"type": "publish", "channel": FUZZ_CH, "data": data})
+        elif where == "presence":
+            reply = await wire.request(
+                {"type": "presence", "channel": FUZZ_CH, "action": "enter", "data": data}
+            )
+        elif where == "stream_open_meta":
+            reply = await wire.request({"type": "stream_open", "channel": FUZZ_CH, "meta": {"m": data}})
+        else:
+            opened = await wire.request({"type": "stream_open", "channel": FUZZ_CH, "format": "json"})
+            reply = await wire.request(
+                {"type": "stream_append", "stream_id": opened["stream_id"], "i": 0, "d": data}
+            )
+        assert reply["type"] == "nack" and reply["code"] in (Code.MESSAGE_TOO_LARGE, Code.STREAM_TOO_LARGE), (
+            reply
+        )
+        ok = await wire.request({"type": "publish", "channel": FUZZ_CH, "data": "still fine"})
+        assert ok["type"] == "ack"
+    finally:
+        await wire.close()

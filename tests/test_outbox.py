@@ -6,7 +6,8 @@ import asyncio
 import functools
 from collections.abc import Callable
 
-from agentchat_server.outbox import Flusher, Outbox
+from agentchat_server.broker.tick import Flusher
+from agentchat_server.transport.outbox import Outbox
 from tests.wire import UNIT
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,12 +15,42 @@ import aiohttp
 from tests.wire import UNIT, Wire
 
 ROOT = Path(__file__).resolve().parent.parent
+# Left-over build products (setuptools builds in ./build) must not leak into what is tested.
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "node_modules",
+    "data",
+    "results",
+    "__pycache__",
+    ".*_cache",
+)
+
+
+def clean_source(tmp_path: Path) -> Path:
+    """A copy of the source tree without build products, as a fresh clone has it."""
+    target = tmp_path / "source"
+    shutil.copytree(ROOT, target, ignore=NOT_SOURCE)
+    return target
 
 
 def test_wheel_contains_everything_a_user_runs(tmp_path: Path) -> None:
     """The wheel ships the server, the SDK with its examples, the web app, and the agentchat script."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(clean_source(tmp_path)),
+        ],
         check=True,
         capture_output=True,
     )
@@ -27,7 +58,7 @@ def test_wheel_contains_everything_a_user_runs(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
         "agentchat_server/app.py",
-        "agentchat_server/protocol.py",
+        "agentchat_server/protocol/__init__.py",
         "agentchat/__init__.py",
         "agentchat/examples/scripted.py",
         "agentchat_server/web/index.html",
@@ -54,7 +85,7 @@ async def test_installed_package_serves_app_and_demo(tmp_path: Path) -> None:
         "--no-deps",
         "--target",
         str(target),
-        str(ROOT),
+        str(clean_source(tmp_path)),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -234,7 +234,14 @@ async def _read_close_code(reader: asyncio.StreamReader) -> tuple[int, int]:
 
 async def test_slow_consumer_is_closed_and_fast_ones_keep_order(make_server: Callable[..., Any]) -> None:
     """A reader that reads nothing is closed with 4008; fast readers get everything in order; it resumes."""
-    srv: TestServer = await make_server(max_outbox_bytes=64 * 1024, publish_burst=5000, publish_rate=5000)
+    limit = 1024 * 1024
+    srv: TestServer = await make_server(
+        max_outbox_bytes=limit,
+        max_stream_bytes=64 * 1024,
+        publish_burst=5000,
+        publish_rate=5000,
+        slow_consumer_timeout=UNIT / 4,
+    )
     port = int(srv.url.rsplit(":", 1)[1])
     slow_reader, slow_writer = await _raw_ws(port, srv.token("slow"), "room:slow")
     fast = [await Wire.open(srv.ws_url, srv.token(f"fast{i}")) for i in range(3)]
@@ -242,27 +249,29 @@ async def test_slow_consumer_is_closed_and_fast_ones_keep_order(make_server: Cal
     try:
         for w in fast:
             await w.request({"type": "attach", "channel": "room:slow", "presence": False})
-        slow_conn = next(c for c in srv.broker.connections if c.identity.client_id == "slow")
-        assert slow_conn.outbox.limit == 64 * 1024
-        while (
-            srv.broker.metrics.slow_consumers._value.get() == 0
-            or len(srv.broker.channels["room:slow"].subscribers) != 3
-        ):
-            pass_ok = await pub.request(
-                {
-                    "type": "publish",
-                    "channel": "room:slow",
-                    "messages": [{"data": "x" * 1000} for _ in range(50)],
-                }
-            )
-            assert pass_ok["type"] == "ack"
-            last = pass_ok["serials"][-1]
-            assert last < 20_000, "the slow consumer was never closed"
+        slow_conn = next(c for c in srv.broker.sessions.connections() if c.identity.client_id == "slow")
+        assert slow_conn.transport.outbox.limit == limit
+        # Publish until the reader that reads nothing has been closed: first its buffer fills, then
+        # it waits `slow_consumer_timeout` to drain, then it is closed (4008).
+        async with asyncio.timeout(UNIT * 6):
+            while (
+                srv.broker.metrics.slow_consumers._value.get() == 0
+                or len(srv.broker.registry.require("room:slow").subscribers) != 3
+            ):
+                pass_ok = await pub.request(
+                    {
+                        "type": "publish",
+                        "channel": "room:slow",
+                        "messages": [{"data": "x" * 1000} for _ in range(50)],
+                    }
+                )
+                assert pass_ok["type"] == "ack"
+                last = pass_ok["serials"][-1]
         for w in fast:
             got = await w.messages(last, timeout=UNIT * 12)
             assert [m["serial"] for m in got] == list(range(1, last + 1))
         # Memory stayed bounded: after the limit nothing more was queued to the stuck connection.
-        assert slow_conn.outbox.buffered() <= 64 * 1024 + 1024
+        assert slow_conn.transport.outbox.buffered() <= limit + 1024
         # Memory stayed bounded: nothing more was queued to the slow connection after the limit.
         code, seen = await _read_close_code(slow_reader)
         assert code == CloseCode.SLOW_CONSUMER
@@ -294,7 +303,7 @@ async def test_resume_after_window_says_not_resumed_and_history_reloads(
     await w.closed.wait()
     async with asyncio.timeout(UNIT):
         # The expiry timer (0 s) fires within the next loop turns; the broker exposes no event.
-        while session in srv.broker.sessions:  # noqa: ASYNC110
+        while srv.broker.sessions.get(session) is not None:  # noqa: ASYNC110
             await asyncio.sleep(0)
     other = await Wire.open(srv.ws_url, srv.token("pub"))
     await other.request({"type": "publish", "channel": "room:w", "data": 2})

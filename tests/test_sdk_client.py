@@ -188,7 +188,7 @@ async def test_token_provider_renews_on_auth_renew(server: TestServer) -> None:
         calls += 1
         if calls >= 3:
             renewed.set()
-        return server.token("ana", ttl=20)
+        return server.token("ana", ttl=6)  # auth_renew comes half-way: every 3 s
 
     async with Client(server.url, token_provider=provider) as client:
         async with asyncio.timeout(WAIT):

@@ -84,11 +84,13 @@ async def test_silent_path_is_detected_by_heartbeat(make_server: Callable[..., A
 
 async def test_idle_client_keeps_its_connection_with_pings(make_server: Callable[..., Any]) -> None:
     """An idle client pings often enough that the server never times it out."""
-    server = await make_server(heartbeat_interval=0.1)
+    server = await make_server(heartbeat_interval=1.0)
     async with Client(server.url, token=server.token("ana")) as client:
         await client.channel("room:lobby").attach()
-        # Nothing to await here: the point is that time passes with no reconnect.
-        await asyncio.sleep(1.5)
+        # Nothing to await here: the point is that time passes (3 silence limits of the server's
+        # 2 x heartbeat_interval) with no reconnect. An interval of a second keeps a busy machine's
+        # scheduling delays from counting as silence.
+        await asyncio.sleep(6.0)
         assert client.reconnects == 0 and client.connected
 
 

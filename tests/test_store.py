@@ -24,21 +24,32 @@ from agentchat_server.store import (
 
 
 def msg(
-    i: int | str, *, mid: str | None = None, stream_id: str | None = None, status: str | None = None
+    i: int | str,
+    *,
+    mid: str | None = None,
+    stream_id: str | None = None,
+    status: str | None = None,
+    client_id: str = "ana",
+    data: object = None,
 ) -> NewMessage:
-    data = {"i": i}
+    data = {"i": i} if data is None else data
     return NewMessage(
         mid or f"id-{i}",
         "chat",
         data,
         json.dumps(data),
-        "ana",
+        client_id,
         "human",
         1000 + (i if isinstance(i, int) else 0),
         None,
         stream_id,
         status,
     )
+
+
+async def serials(store: Store, channel: str) -> list[int]:
+    page = await store.history(channel, before=None, after=None, limit=1000, forwards=True)
+    return [m.serial for m in page.messages]
 
 
 @pytest_asyncio.fixture
@@ -67,9 +78,34 @@ async def test_idempotent_ids_return_the_original_serial(store: Store) -> None:
     assert first[0].serials == [1] and first[1].serials == [1] and first[1].duplicates == [0]
     again = await store.commit([Append("room:a", [msg(1), msg(2)])])
     assert again[0] and again[0].serials == [1, 2] and again[0].duplicates == [0]
-    assert [
-        m.serial for m in await store.history("room:a", before=None, after=None, limit=10, forwards=True)
-    ] == [1, 2]
+    assert await serials(store, "room:a") == [1, 2]
+
+
+async def test_ids_are_scoped_to_their_publisher(store: Store) -> None:
+    """One client's id can never take another's message: the same id from two clients is two messages,
+    and each client's retry still dedupes against its own."""
+    (first,) = await store.commit([Append("room:a", [msg(1, mid="answer-7", client_id="planner")])])
+    (squat,) = await store.commit([Append("room:a", [msg(2, mid="answer-7", client_id="mallory")])])
+    (retry,) = await store.commit([Append("room:a", [msg(3, mid="answer-7", client_id="planner")])])
+    assert first and squat and retry
+    assert (first.serials, squat.serials, squat.duplicates) == ([1], [2], [])
+    assert (retry.serials, retry.duplicates) == ([1], [0])
+    found = await store.find_message("room:a", "planner", "answer-7")
+    assert found and found.serial == 1 and found.data == {"i": 1}
+    mallory = await store.find_message("room:a", "mallory", "answer-7")
+    assert mallory and mallory.serial == 2
+
+
+async def test_history_pages_are_cut_by_bytes(store: Store) -> None:
+    """A page stops before its encoded size passes max_bytes (never empty) and says more exist."""
+    big = "x" * 20_000
+    await store.commit([Append("room:big", [msg(i, data=big) for i in range(1, 21)])])
+    page = await store.history("room:big", before=None, after=None, limit=50, forwards=True, max_bytes=65_536)
+    assert [m.serial for m in page.messages] == [1, 2, 3] and page.has_more
+    one = await store.history("room:big", before=None, after=None, limit=50, forwards=True, max_bytes=10)
+    assert [m.serial for m in one.messages] == [1] and one.has_more
+    rest = await store.history("room:big", before=None, after=17, limit=50, forwards=True, max_bytes=10**9)
+    assert [m.serial for m in rest.messages] == [18, 19, 20] and not rest.has_more
 
 
 async def test_if_serial_conflict_writes_nothing(store: Store) -> None:
@@ -87,11 +123,11 @@ async def test_history_pages_both_ways(store: Store) -> None:
     """before/after are exclusive; backwards gives newest first."""
     await store.commit([Append("room:a", [msg(i) for i in range(1, 11)])])
     back = await store.history("room:a", before=8, after=None, limit=3, forwards=False)
-    assert [m.serial for m in back] == [7, 6, 5]
+    assert [m.serial for m in back.messages] == [7, 6, 5] and back.has_more
     fwd = await store.history("room:a", before=None, after=8, limit=5, forwards=True)
-    assert [m.serial for m in fwd] == [9, 10]
-    assert fwd[0].data == {"i": 9} and fwd[0].client_id == "ana"
-    found = await store.find_message("room:a", "id-3")
+    assert [m.serial for m in fwd.messages] == [9, 10] and not fwd.has_more
+    assert fwd.messages[0].data == {"i": 9} and fwd.messages[0].client_id == "ana"
+    found = await store.find_message("room:a", "ana", "id-3")
     assert found and found.serial == 3
 
 
@@ -113,8 +149,7 @@ async def test_concurrent_commits_keep_serials_dense(store: Store) -> None:
             await store.commit([Append("room:race", [msg(f"{k}-{j}", mid=f"{k}-{j}")])])
 
     await asyncio.gather(*(writer(k) for k in range(5)))
-    rows = await store.history("room:race", before=None, after=None, limit=100, forwards=True)
-    assert [m.serial for m in rows] == list(range(1, 51))
+    assert await serials(store, "room:race") == list(range(1, 51))
 
 
 async def test_prune_moves_first_serial(store: Store) -> None:
@@ -123,9 +158,7 @@ async def test_prune_moves_first_serial(store: Store) -> None:
     await store.prune(older_than_ms=1004)  # ts are 1001..1005
     info = await store.channel("room:a")
     assert info.first_serial == 4
-    assert [
-        m.serial for m in await store.history("room:a", before=None, after=None, limit=10, forwards=True)
-    ] == [4, 5]
+    assert await serials(store, "room:a") == [4, 5]
 
 
 async def test_reopen_keeps_everything(db_url: str) -> None:
@@ -172,6 +205,6 @@ async def test_one_failing_operation_of_a_group_commit_fails_alone(store: Store)
     assert (first.serials, second.serials) == ([1], [2])
     assert fanned_out == [1, 2]
     history = await store.history("room:a", before=None, after=None, limit=10, forwards=True)
-    assert [m.data for m in history] == [{"i": 1}, {"i": 2}]
+    assert [m.data for m in history.messages] == [{"i": 1}, {"i": 2}]
     (third,) = await store.commit([Append("room:a", [msg(3)])])
     assert third is not None and third.serials == [3]

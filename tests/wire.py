@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from agentchat_server.protocol import Format, decode, encode
-from bench.wsclient import mask_frame
+from agentchat_server.testing import mask_frame
 
 # One unit of waiting; slow machines scale it with AGENTCHAT_TEST_UNIT.
 UNIT = float(os.environ.get("AGENTCHAT_TEST_UNIT", "5"))

@@ -34,6 +34,7 @@ class Committer:
         self._stopping = False
 
     def start(self) -> None:
+        """Start the task that commits what is queued."""
         self._task = asyncio.create_task(self._run(), name="agentchat-committer")
 
     async def stop(self) -> None:

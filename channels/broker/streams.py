@@ -1,7 +1,8 @@
-"""Token streams in the broker: open (start marker), live chunks, one durable end message.
+"""Token streams of this node: open (start marker), live chunks, one durable end message.
 
-Chunks never touch the Store: a stream costs at most two Store writes, its start marker and
-its final message (which deletes the marker in the same transaction).
+Chunks never touch the Store: a stream costs at most two Store writes, its start marker and its
+final message (which deletes the marker in the same transaction). Memory is bounded per stream
+(`max_stream_bytes`) and per client id across its open streams (`max_stream_bytes_per_client`).
 """
 
 from __future__ import annotations
@@ -9,40 +10,57 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from agentchat_server.broker.state import now_ms
-from agentchat_server.bus import BusEvent
+from agentchat_server.broker.committer import Committer
+from agentchat_server.broker.connections import Connection
+from agentchat_server.broker.members import now_ms
+from agentchat_server.broker.registry import ChannelRegistry
+from agentchat_server.core.records import NewMessage
 from agentchat_server.core.streams import Stream
-from agentchat_server.protocol import Code, ProtocolError, encode_value
-from agentchat_server.store import Append, AppendResult, NewMessage, OpenMarker, StreamMarker
-
-if TYPE_CHECKING:
-    from agentchat_server.broker import Broker
-    from agentchat_server.broker.state import Connection, Session
+from agentchat_server.metrics import Metrics
+from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size
+from agentchat_server.protocol import server as frames
+from agentchat_server.settings import Settings
+from agentchat_server.store import Append, AppendResult, OpenMarker, Store, StreamMarker
 
 log = logging.getLogger(__name__)
 
-
-def _dumps(value: Any) -> str:
-    return encode_value(value)
-
-
-def _chunk_bytes(chunk: Any) -> int:
-    if isinstance(chunk, str):
-        try:
-            return len(chunk.encode())
-        except UnicodeEncodeError:
-            raise ProtocolError(Code.INVALID_VALUE, "strings must be valid unicode") from None
-    return len(_dumps(chunk))
+PublishLive = Callable[..., None]
+WriterConnection = Callable[[str], Connection | None]
 
 
-class StreamManager:
-    """The open streams of one broker; uses its channels, committer and fan-out."""
+class Streams:
+    """The open streams of this node, by id, by writer session and by client id."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.live: dict[str, Stream] = {}
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ChannelRegistry,
+        store: Store,
+        committer: Committer,
+        publish_live: PublishLive,
+        writer_connection: WriterConnection,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.committer = committer
+        self.publish_live = publish_live
+        self.writer_connection = writer_connection
+        self.metrics = metrics
+        self._live: dict[str, Stream] = {}
+        self._by_session: dict[str, set[str]] = {}
+        self._bytes_by_client: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def open_count(self, session_id: str) -> int:
+        """Streams the session writes now."""
+        return len(self._by_session.get(session_id, ()))
 
     async def open(
         self,
@@ -57,27 +75,35 @@ class StreamManager:
     ) -> str:
         """Open a stream after committing its start marker; returns the stream id."""
         conn.identity.require(name, "stream")
-        session = conn.session
-        assert session is not None
-        s = self.broker.settings
-        if len(session.streams) >= s.max_streams_per_connection:
+        session_id = conn.session_id
+        assert session_id is not None
+        s = self.settings
+        if self.open_count(session_id) >= s.max_streams_per_connection:
             raise ProtocolError(
                 Code.TOO_MANY_STREAMS, f"at most {s.max_streams_per_connection} open streams per connection"
             )
-        meta_json = None if meta is None else _dumps(meta)
-        if meta_json is not None and len(meta_json) > s.max_message_bytes:
-            raise ProtocolError(Code.MESSAGE_TOO_LARGE, "stream meta too large")
-        ch = await self.broker.channel(name)
+        meta_json = None if meta is None else encode_value(meta)
+        if meta_json is not None and encoded_size(meta, meta_json, s.max_message_bytes) > s.max_message_bytes:
+            raise ProtocolError(Code.MESSAGE_TOO_LARGE, f"stream meta exceeds {s.max_message_bytes} bytes")
+        ch = await self.registry.load(name)
         if len(ch.streams) + len(ch.reserved_ids) >= s.max_streams_per_channel:
             raise ProtocolError(
                 Code.TOO_MANY_STREAMS, f"at most {s.max_streams_per_channel} open streams per channel"
             )
+        identity = conn.identity
         stream_id = "s_" + secrets.token_urlsafe(12)
         message_id = message_id or stream_id
-        self._refuse_existing_stream(ch.streams.values(), ch.reserved_ids, message_id)
-        ch.reserved_ids.add(message_id)
+        reserved = f"{identity.client_id}\x00{message_id}"  # ids are scoped per publisher
+        for other in ch.streams.values():
+            if other.client_id == identity.client_id and other.message_id == message_id:
+                raise ProtocolError(
+                    Code.ALREADY_EXISTS, "a stream with this id is open", stream_id=other.stream_id
+                )
+        if reserved in ch.reserved_ids:
+            raise ProtocolError(Code.ALREADY_EXISTS, "a stream with this id is being opened")
+        ch.reserved_ids.add(reserved)
         try:
-            existing = await self.broker.store.find_message(name, message_id)
+            existing = await self.store.find_message(name, identity.client_id, message_id)
             if existing is not None:
                 raise ProtocolError(
                     Code.ALREADY_EXISTS, "a message with this id exists already", serial=existing.serial
@@ -85,9 +111,9 @@ class StreamManager:
             stream = Stream(
                 stream_id,
                 name,
-                session.session_id,
-                session.client_id,
-                session.kind,
+                session_id,
+                identity.client_id,
+                identity.kind,
                 event_name,
                 message_id,
                 reply_to,
@@ -95,70 +121,54 @@ class StreamManager:
                 fmt,
                 now_ms(),
                 s.max_stream_bytes,
+                identity.display_name,
             )
-            await self.broker.committer.submit(OpenMarker(marker_of(stream, meta_json)))
+            await self.committer.submit(OpenMarker(marker_of(stream, meta_json)))
         finally:
-            ch.reserved_ids.discard(message_id)
+            ch.reserved_ids.discard(reserved)
         ch.streams[stream_id] = stream
-        self.live[stream_id] = stream
-        session.add_stream(stream_id)
-        self.broker.metrics.streams_open.set(len(self.live))
-        self.broker.bus.publish(BusEvent(name, frame=stream.open_frame()))
+        self._live[stream_id] = stream
+        self._by_session.setdefault(session_id, set()).add(stream_id)
+        self.metrics.streams_open.set(len(self._live))
+        self.publish_live(name, stream.open_frame())
         return stream_id
 
-    @staticmethod
-    def _refuse_existing_stream(open_streams: Any, reserved: set[str], message_id: str) -> None:
-        for other in open_streams:
-            if other.message_id == message_id:
-                raise ProtocolError(
-                    Code.ALREADY_EXISTS, "a stream with this id is open", stream_id=other.stream_id
-                )
-        if message_id in reserved:
-            raise ProtocolError(Code.ALREADY_EXISTS, "a stream with this id is being opened")
-
     def _writer_stream(self, conn: Connection, stream_id: str) -> Stream:
-        stream = self.live.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is None:
             raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found or already ended")
-        if conn.session is None or stream.writer != conn.session.session_id:
+        if conn.session_id is None or stream.writer != conn.session_id:
             raise ProtocolError(
                 Code.NOT_STREAM_WRITER, "only the connection that opened a stream may write to it"
             )
+        conn.identity.require(stream.channel, "stream")
         return stream
 
     def append(self, conn: Connection, stream_id: str, index: int, chunk: Any) -> None:
+        """Accept the writer's chunk `index` and send it live; a resent chunk is ignored."""
         stream = self._writer_stream(conn, stream_id)
-        conn.identity.require(stream.channel, "stream")
-        if not stream.append(index, chunk, _chunk_bytes(chunk)):
-            return  # a resent chunk: accepted before
-        self.broker.bus.publish(
-            BusEvent(
-                stream.channel,
-                frame={
-                    "type": "stream_chunk",
-                    "channel": stream.channel,
-                    "stream_id": stream_id,
-                    "i": index,
-                    "d": chunk,
-                },
-            )
-        )
+        client = stream.client_id
+        used = self._bytes_by_client.get(client, 0)
+        before = stream.size
+        if not stream.append(index, chunk, self.settings.max_stream_bytes_per_client - used):
+            return
+        self._bytes_by_client[client] = used + stream.size - before
+        self.publish_live(stream.channel, frames.stream_chunk(stream.channel, stream_id, index, chunk))
 
     def end(
         self, conn: Connection, stream_id: str, status: str, data: Any, chunks: int | None
     ) -> asyncio.Future[int]:
         """End the writer's stream now (later appends are refused); the future gives the serial."""
         stream = self._writer_stream(conn, stream_id)
-        conn.identity.require(stream.channel, "stream")
         if data is not None:
-            _dumps(data)  # refuse what could not be stored or sent
+            encode_value(data)  # refuse what could not be stored or sent
         if chunks is not None and chunks != stream.next:
             raise ProtocolError(
                 Code.CHUNK_OUT_OF_ORDER, "chunk count differs from what the server received", next=stream.next
             )
         content = stream.content()
         if data is not None and data != content:
-            self.broker.metrics.stream_mismatch.inc()
+            self.metrics.stream_mismatch.inc()
             log.warning(
                 "stream %s: declared content differs from the %d chunks received; storing the declared one",
                 stream_id,
@@ -168,36 +178,37 @@ class StreamManager:
         return self._finish(stream, status, content)
 
     def cancel(self, conn: Connection, stream_id: str) -> asyncio.Future[int]:
-        """Cancel an open stream (writer, or anyone with `cancel`); the writer is told."""
-        stream = self.live.get(stream_id)
+        """Cancel an open stream (writer, or anyone with `cancel`); the writer is told who did."""
+        stream = self._live.get(stream_id)
         if stream is None:
             raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found or already ended")
-        is_writer = conn.session is not None and stream.writer == conn.session.session_id
+        is_writer = conn.session_id is not None and stream.writer == conn.session_id
         if not is_writer:
             conn.identity.require(stream.channel, "cancel")
-        future = self._finish(stream, "cancelled", stream.content())
-        writer = self.broker.sessions.get(stream.writer)
-        if writer is not None and writer.connection is not None:
-            writer.connection.send(
-                {
-                    "type": "stream_cancelled",
-                    "channel": stream.channel,
-                    "stream_id": stream_id,
-                    "by": conn.identity.client_id,
-                }
-            )
+        by = conn.identity.client_id
+        future = self._finish(stream, "cancelled", stream.content(), cancelled_by=by)
+        writer = self.writer_connection(stream.writer)
+        if writer is not None:
+            writer.send(frames.stream_cancelled(stream.channel, stream_id, by))
         return future
 
-    def _finish(self, stream: Stream, status: str, content: Any) -> asyncio.Future[int]:
+    def _finish(
+        self, stream: Stream, status: str, content: Any, cancelled_by: str | None = None
+    ) -> asyncio.Future[int]:
         """Forget the stream and queue its one durable message; the future gives its serial."""
-        self._forget_stream(stream)
-        meta_json = None if stream.meta is None else _dumps(stream.meta)
-        message = end_message(marker_of(stream, meta_json), status, content)
-        committed = self.broker.committer.submit(Append(stream.channel, [message]))
+        self._forget(stream)
+        meta_json = None if stream.meta is None else encode_value(stream.meta)
+        extra: dict[str, Any] = {}
+        if stream.display_name is not None:
+            extra["display_name"] = stream.display_name
+        if cancelled_by is not None:
+            extra["cancelled_by"] = cancelled_by
+        message = end_message(marker_of(stream, meta_json), status, content, extra or None)
+        committed = self.committer.submit(Append(stream.channel, [message]))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        metrics = self.broker.metrics
+        metrics = self.metrics
 
-        def _settle(fut: asyncio.Future[AppendResult | None]) -> None:
+        def settle(fut: asyncio.Future[AppendResult | None]) -> None:
             if done.done():
                 return
             exc = fut.exception()
@@ -210,30 +221,40 @@ class StreamManager:
             metrics.streams_ended.labels(status).inc()
             done.set_result(result.serials[0])
 
-        committed.add_done_callback(_settle)
+        committed.add_done_callback(settle)
         return done
 
-    def _forget_stream(self, stream: Stream) -> None:
-        self.live.pop(stream.stream_id, None)
-        ch = self.broker.channels.get(stream.channel)
+    def _forget(self, stream: Stream) -> None:
+        self._live.pop(stream.stream_id, None)
+        ch = self.registry.get(stream.channel)
         if ch is not None:
             ch.streams.pop(stream.stream_id, None)
-        session = self.broker.sessions.get(stream.writer)
-        if session is not None:
-            session.drop_stream(stream.stream_id)
-        self.broker.metrics.streams_open.set(len(self.live))
+        owned = self._by_session.get(stream.writer)
+        if owned is not None:
+            owned.discard(stream.stream_id)
+            if not owned:
+                del self._by_session[stream.writer]
+        left = self._bytes_by_client.get(stream.client_id, 0) - stream.size
+        if left > 0:
+            self._bytes_by_client[stream.client_id] = left
+        else:
+            self._bytes_by_client.pop(stream.client_id, None)
+        self.metrics.streams_open.set(len(self._live))
+        if ch is not None:
+            self.registry.forget_if_idle(ch)
 
-    def abort_session(self, session: Session, why: str) -> None:
-        for stream_id in list(session.streams):
-            stream = self.live.get(stream_id)
+    def abort_session(self, session_id: str, why: str) -> None:
+        """End every stream the session writes as aborted, with the text so far."""
+        for stream_id in list(self._by_session.get(session_id, ())):
+            stream = self._live.get(stream_id)
             if stream is not None:
                 log.info("stream %s aborted: %s", stream_id, why)
                 self._finish(stream, "aborted", stream.content()).add_done_callback(_quiet)
-        session.streams = frozenset()
 
     async def abort_all(self, why: str) -> None:
+        """End every open stream as aborted (shutting down) and wait for their messages."""
         pending = []
-        for stream in list(self.live.values()):
+        for stream in list(self._live.values()):
             log.info("stream %s aborted: %s", stream.stream_id, why)
             pending.append(self._finish(stream, "aborted", stream.content()))
         if pending:
@@ -241,12 +262,11 @@ class StreamManager:
 
     async def abort_orphans(self) -> None:
         """End streams left open by a previous run (its chunks are gone) as aborted, empty."""
-        markers = await self.broker.store.open_markers()
-        for marker in markers:
+        for marker in await self.store.open_markers():
             content: Any = "" if marker.format == "text" else []
-            message = end_message(marker, "aborted", content)
+            message = end_message(marker, "aborted", content, None)
             try:
-                await self.broker.committer.submit(Append(marker.channel, [message]))
+                await self.committer.submit(Append(marker.channel, [message]))
                 log.info("stream %s left open by the previous run ended as aborted", marker.stream_id)
             except Exception:
                 log.exception("could not end orphan stream %s", marker.stream_id)
@@ -273,13 +293,13 @@ def marker_of(stream: Stream, meta_json: str | None) -> StreamMarker:
     )
 
 
-def end_message(marker: StreamMarker, status: str, content: Any) -> NewMessage:
+def end_message(marker: StreamMarker, status: str, content: Any, extra: dict[str, Any] | None) -> NewMessage:
     """The one durable message that ends a stream, live or left over from a previous run."""
     return NewMessage(
         marker.message_id,
         marker.name,
         content,
-        _dumps(content),
+        encode_value(content),
         marker.client_id,
         marker.kind,
         now_ms(),
@@ -287,4 +307,6 @@ def end_message(marker: StreamMarker, status: str, content: Any) -> NewMessage:
         marker.stream_id,
         status,
         marker.meta_json,
+        extra=extra,
+        extra_json=None if extra is None else encode_value(extra),
     )

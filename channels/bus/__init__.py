@@ -10,15 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agentchat_server.core.records import Message
+
 
 @dataclass(slots=True)
 class BusEvent:
-    """What crosses the bus: `messages` (committed, with serials) or a live `frame`."""
+    """What crosses the bus: `messages` (committed, with serials, of one epoch) or a live `frame`."""
 
     channel: str
-    messages: list[Any] | None = None
+    messages: list[Message] | None = None
     frame: dict[str, Any] | None = None
-    origin: str = ""
     epoch: str = ""
     presence: bool = False  # a presence diff: only for readers that asked for presence
 
@@ -27,10 +28,13 @@ Handler = Callable[[BusEvent], None]
 
 
 class Bus(Protocol):
+    """Carries events to every node serving a channel, this one included, in publish order per channel."""
+
     async def start(self, handler: Handler) -> None:
         """Begin delivering events to `handler`, synchronously and in publish order per channel."""
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop delivering; what is queued for other nodes is sent first where possible."""
 
     def publish(self, event: BusEvent) -> None:
         """Send an event to every node, this one included; never blocks."""
@@ -41,7 +45,8 @@ class Bus(Protocol):
     async def ready(self, channel: str) -> None:
         """Return once events of a watched channel are sure to reach this node."""
 
-    def unwatch(self, channel: str) -> None: ...
+    def unwatch(self, channel: str) -> None:
+        """This node no longer serves the channel."""
 
 
 class LocalBus:
@@ -51,23 +56,26 @@ class LocalBus:
         self._handler: Handler | None = None
 
     async def start(self, handler: Handler) -> None:
+        """Deliver events to `handler` from now on."""
         self._handler = handler
 
     async def stop(self) -> None:
+        """Stop delivering."""
         self._handler = None
 
     def publish(self, event: BusEvent) -> None:
+        """Hand the event to the handler at once."""
         if self._handler is not None:
             self._handler(event)
 
     def watch(self, channel: str) -> None:
-        pass
+        """Nothing to subscribe to in one process."""
 
     async def ready(self, channel: str) -> None:
-        pass
+        """Always ready."""
 
     def unwatch(self, channel: str) -> None:
-        pass
+        """Nothing to unsubscribe from."""
 
 
 def make_bus(url: str) -> Bus:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from agentchat_server.bus import BusEvent, Handler
-from agentchat_server.store import StoredMessage
+from agentchat_server.core.records import Message
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class RedisBus:
         return f"{self.prefix}:ch:{channel}"
 
     async def start(self, handler: Handler) -> None:
+        """Connect to Redis and deliver events to `handler` from now on."""
         self._handler = handler
         self._redis = Redis.from_url(self.url)
         await self._redis.ping()
@@ -61,6 +62,7 @@ class RedisBus:
         ]
 
     async def stop(self) -> None:
+        """Stop reading and writing and close the Redis connections."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -71,6 +73,7 @@ class RedisBus:
         self._handler = None
 
     def publish(self, event: BusEvent) -> None:
+        """Handle the event here at once and queue it for the other nodes (oldest dropped when full)."""
         if self._handler is not None:
             self._handler(event)
         if len(self._outgoing) == self._outgoing.maxlen:
@@ -79,11 +82,13 @@ class RedisBus:
         self._wake.set()
 
     def watch(self, channel: str) -> None:
+        """Subscribe to the channel (in the background; `ready` waits for it)."""
         if channel not in self._watched:
             self._watched.add(channel)
             asyncio.get_running_loop().create_task(self._subscribe(channel, True))
 
     def unwatch(self, channel: str) -> None:
+        """Unsubscribe from the channel (in the background)."""
         if channel in self._watched:
             self._watched.discard(channel)
             asyncio.get_running_loop().create_task(self._subscribe(channel, False))
@@ -141,11 +146,11 @@ class RedisBus:
             if message is None or message.get("type") != "message":
                 continue
             try:
-                event = _unpack(message["data"])
+                origin, event = _unpack(message["data"])
             except Exception:
                 log.warning("undecodable bus event ignored")
                 continue
-            if event.origin != self.origin and self._handler is not None:
+            if origin != self.origin and self._handler is not None:
                 try:
                     self._handler(event)
                 except Exception:
@@ -155,38 +160,23 @@ class RedisBus:
 def _pack(event: BusEvent, origin: str) -> bytes:
     body: dict[str, Any] = {"c": event.channel, "o": origin, "e": event.epoch, "p": event.presence}
     if event.messages is not None:
-        body["m"] = [m.to_wire() for m in event.messages]
+        body["m"] = [m.to_tuple() for m in event.messages]
     if event.frame is not None:
         body["f"] = event.frame
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def _unpack(data: bytes) -> BusEvent:
+def _unpack(data: bytes) -> tuple[str, BusEvent]:
+    """The origin node and the event of a bus payload; raises on a malformed one."""
     body = msgpack.unpackb(data, raw=False)
     messages = None
     if "m" in body:
-        messages = [
-            StoredMessage(
-                m["channel"],
-                m["serial"],
-                m["id"],
-                m["name"],
-                m["data"],
-                m["client_id"],
-                m["kind"],
-                m["ts"],
-                m.get("reply_to"),
-                m.get("stream_id"),
-                m.get("status"),
-                m.get("meta"),
-            )
-            for m in body["m"]
-        ]
-    return BusEvent(
+        messages = [Message.from_tuple(m) for m in body["m"]]
+    event = BusEvent(
         body["c"],
         messages=messages,
         frame=body.get("f"),
-        origin=body["o"],
         epoch=body.get("e", ""),
         presence=bool(body.get("p")),
     )
+    return str(body["o"]), event

@@ -41,6 +41,7 @@ class Capabilities:
         return grants
 
     def allowed(self, channel: str) -> frozenset[str]:
+        """The operations allowed on `channel` (cached per channel name)."""
         found = self._cache.get(channel)
         if found is not None:
             return found
@@ -56,4 +57,5 @@ class Capabilities:
         return found
 
     def can(self, channel: str, operation: str) -> bool:
+        """True when `operation` is allowed on `channel`."""
         return operation in self.allowed(channel)

@@ -16,6 +16,8 @@ from enum import IntEnum
 
 
 class Offer(IntEnum):
+    """What a cursor says of a live durable message: deliver it, skip it, or start a fill."""
+
     DELIVER = 0
     SKIP = 1
     START_FILL = 2

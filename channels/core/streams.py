@@ -5,23 +5,33 @@ Rules:
   so a writer may resend after a resume); an index beyond `next` is refused.
 - Text streams take string chunks and their content is the concatenation; json streams take any
   JSON value and their content is the list of chunks.
-- The byte size of all chunks is bounded; the append that would pass the bound is refused.
+- A stream's size is the bytes its content takes on the wire in the larger format (JSON escapes
+  count: U+0001 is six bytes). The append that would pass `max_bytes` is refused.
 - A snapshot covers chunks 0 .. next-1.
+- Content is kept compacted (chunks joined into one piece as they pile up), so a long stream
+  holds a few large blocks rather than thousands of small strings, and gives its memory back
+  when it ends.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentchat_server.protocol import Code, ProtocolError
+from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size
+from agentchat_server.protocol import server as frames
+
+COMPACT_AFTER = 64  # pieces kept before they are joined into one
 
 
 @dataclass(slots=True)
 class Stream:
+    """One open stream and its content so far."""
+
     stream_id: str
     channel: str
-    writer: str  # session id of the only connection allowed to append
+    writer: str  # session id of the only session allowed to append
     client_id: str
     kind: str
     name: str
@@ -31,33 +41,46 @@ class Stream:
     format: str
     ts: int
     max_bytes: int
-    chunks: list[Any] = field(default_factory=list)
-    size: int = 0
+    display_name: str | None = None
+    next: int = 0  # chunks accepted so far
+    size: int = 0  # wire bytes of the content, without its quotes or brackets
+    _pieces: list[str] = field(default_factory=list)  # text, or JSON texts of chunks
 
-    @property
-    def next(self) -> int:
-        return len(self.chunks)
-
-    def append(self, index: int, chunk: Any, chunk_bytes: int) -> bool:
-        """Accept chunk `index`; False for a duplicate; raises ProtocolError when refused."""
-        if index < len(self.chunks):
+    def append(self, index: int, chunk: Any, room: int | None = None) -> bool:
+        """Accept chunk `index`; False for a duplicate; raises ProtocolError when refused.
+        `room` bounds the bytes this chunk may add beyond the stream's own bound (the writer's
+        budget across its open streams)."""
+        if index < self.next:
             return False
-        if index > len(self.chunks):
-            raise ProtocolError(Code.CHUNK_OUT_OF_ORDER, "chunk index skips ahead", next=len(self.chunks))
-        if self.format == "text" and not isinstance(chunk, str):
-            raise ProtocolError(Code.INVALID_VALUE, "text streams take string chunks")
-        if self.size + chunk_bytes > self.max_bytes:
+        if index > self.next:
+            raise ProtocolError(Code.CHUNK_OUT_OF_ORDER, "chunk index skips ahead", next=self.next)
+        if self.format == "text":
+            if not isinstance(chunk, str):
+                raise ProtocolError(Code.INVALID_VALUE, "text streams take string chunks")
+            piece = chunk
+            added = encoded_size(chunk, encode_value(chunk), self.max_bytes) - 2  # without its quotes
+        else:
+            piece = encode_value(chunk)
+            added = encoded_size(chunk, piece, self.max_bytes) + (1 if self.next else 0)  # the comma
+        if self.size + added > self.max_bytes:
             raise ProtocolError(Code.STREAM_TOO_LARGE, f"stream exceeds {self.max_bytes} bytes")
-        self.chunks.append(chunk)
-        self.size += chunk_bytes
+        if room is not None and added > room:
+            raise ProtocolError(Code.STREAM_TOO_LARGE, "the open streams of this client_id are too large")
+        self._pieces.append(piece)
+        if len(self._pieces) > COMPACT_AFTER:
+            self._pieces = [("" if self.format == "text" else ",").join(self._pieces)]
+        self.next += 1
+        self.size += added
         return True
 
     def content(self) -> Any:
+        """The content so far: the text, or the list of chunks."""
         if self.format == "text":
-            return "".join(self.chunks)
-        return list(self.chunks)
+            return "".join(self._pieces)
+        return json.loads("[" + ",".join(self._pieces) + "]")
 
     def header(self) -> dict[str, Any]:
+        """The fields every stream frame repeats."""
         frame: dict[str, Any] = {
             "channel": self.channel,
             "stream_id": self.stream_id,
@@ -67,6 +90,8 @@ class Stream:
             "format": self.format,
             "ts": self.ts,
         }
+        if self.display_name is not None:
+            frame["display_name"] = self.display_name
         if self.reply_to is not None:
             frame["reply_to"] = self.reply_to
         if self.meta is not None:
@@ -74,7 +99,9 @@ class Stream:
         return frame
 
     def open_frame(self) -> dict[str, Any]:
-        return {"type": "stream_open", **self.header()}
+        """The `stream_open` frame."""
+        return frames.stream_open(self.header())
 
     def snapshot_frame(self) -> dict[str, Any]:
-        return {"type": "stream_snapshot", **self.header(), "content": self.content(), "next": self.next}
+        """The `stream_snapshot` frame: content so far and the next chunk index."""
+        return frames.stream_snapshot(self.header(), self.content(), self.next)

@@ -8,10 +8,16 @@ from agentchat_server.protocol.codec import (
     FORMATS,
     INT_MAX,
     INT_MIN,
+    Batch,
+    Encoded,
     Format,
     decode,
     encode,
     encode_value,
+    encoded_size,
+    joined,
+    utf8_len,
+    ws_frame,
 )
 from agentchat_server.protocol.codes import (
     DEFAULT_RECONNECT,
@@ -28,7 +34,6 @@ from agentchat_server.protocol.frames import (
     CLIENT_FRAME_TYPES,
     CLIENT_ID_PATTERN,
     PROTOCOL_VERSION,
-    SERVER_FRAME_TYPES,
     AttachFrame,
     AuthFrame,
     ChannelName,
@@ -60,6 +65,7 @@ from agentchat_server.protocol.frames import (
     validation_message,
 )
 from agentchat_server.protocol.ordering import Sequencer, Verdict
+from agentchat_server.protocol.server import SERVER_FRAME_TYPES
 
 __all__ = [
     "CHANNEL_PATTERN",
@@ -75,12 +81,14 @@ __all__ = [
     "SERVER_FRAME_TYPES",
     "AttachFrame",
     "AuthFrame",
+    "Batch",
     "ChannelName",
     "ClientFrame",
     "CloseCode",
     "Code",
     "ConnectFrame",
     "DetachFrame",
+    "Encoded",
     "EventName",
     "Format",
     "HistoryFrame",
@@ -111,6 +119,10 @@ __all__ = [
     "decode",
     "encode",
     "encode_value",
+    "encoded_size",
+    "joined",
     "reconnect_policy",
+    "utf8_len",
     "validation_message",
+    "ws_frame",
 ]

@@ -40,11 +40,15 @@ class Position(_Frame):
 
 
 class ResumeToken(_Frame):
+    """The session to resume: its id and secret key from `connected`."""
+
     session_id: str = Field(min_length=1, max_length=64)
     key: str = Field(min_length=1, max_length=128)
 
 
 class ConnectFrame(_Frame):
+    """The first frame of a connection: a token, and a session to resume."""
+
     type: Literal["connect"]
     token: str | None = Field(default=None, min_length=1, max_length=8192)
     resume: ResumeToken | None = None
@@ -52,6 +56,8 @@ class ConnectFrame(_Frame):
 
 
 class AttachFrame(_Frame):
+    """Attach a channel, optionally continuing after a position."""
+
     type: Literal["attach"]
     ref: Ref | None = None
     channel: ChannelName
@@ -60,6 +66,8 @@ class AttachFrame(_Frame):
 
 
 class DetachFrame(_Frame):
+    """Detach a channel (presence there leaves)."""
+
     type: Literal["detach"]
     ref: Ref | None = None
     channel: ChannelName
@@ -99,6 +107,8 @@ class _Publish(_Frame):
 
 
 class PublishFrame(_Publish):
+    """Publish 1-100 messages atomically, optionally only if the channel is still at `if_serial`."""
+
     type: Literal["publish"]
     ref: Ref | None = None
     channel: ChannelName
@@ -107,6 +117,8 @@ class PublishFrame(_Publish):
 
 
 class HistoryFrame(_Frame):
+    """Read one page of history."""
+
     type: Literal["history"]
     ref: Ref
     channel: ChannelName
@@ -117,6 +129,8 @@ class HistoryFrame(_Frame):
 
 
 class PresenceFrame(_Frame):
+    """Enter, update or leave the channel's presence."""
+
     type: Literal["presence"]
     ref: Ref | None = None
     channel: ChannelName
@@ -125,18 +139,25 @@ class PresenceFrame(_Frame):
 
 
 class PresenceGetFrame(_Frame):
+    """Read one page of the channel's presence entries."""
+
     type: Literal["presence_get"]
     ref: Ref
     channel: ChannelName
+    after: str | None = Field(default=None, min_length=1, max_length=64)  # page on from a connection id
 
 
 class OccupancyFrame(_Frame):
+    """Count the channel's connections, subscribers, publishers and presence members."""
+
     type: Literal["occupancy"]
     ref: Ref
     channel: ChannelName
 
 
 class StreamOpenFrame(_Frame):
+    """Open a token stream in a channel."""
+
     type: Literal["stream_open"]
     ref: Ref
     channel: ChannelName
@@ -148,6 +169,8 @@ class StreamOpenFrame(_Frame):
 
 
 class StreamAppendFrame(_Frame):
+    """Append chunk `i` to one's own open stream."""
+
     type: Literal["stream_append"]
     ref: Ref | None = None
     stream_id: str = Field(min_length=1, max_length=64)
@@ -156,6 +179,8 @@ class StreamAppendFrame(_Frame):
 
 
 class StreamEndFrame(_Frame):
+    """End one's own stream as one durable message."""
+
     type: Literal["stream_end"]
     ref: Ref
     stream_id: str = Field(min_length=1, max_length=64)
@@ -165,18 +190,24 @@ class StreamEndFrame(_Frame):
 
 
 class StreamCancelFrame(_Frame):
+    """Cancel an open stream (one's own, or any with `cancel`)."""
+
     type: Literal["stream_cancel"]
     ref: Ref
     stream_id: str = Field(min_length=1, max_length=64)
 
 
 class AuthFrame(_Frame):
+    """Swap the connection's token for a fresh one of the same client."""
+
     type: Literal["auth"]
     ref: Ref
     token: str = Field(min_length=1, max_length=8192)
 
 
 class PingFrame(_Frame):
+    """Keep the connection alive (answered with `ack` when it has a `ref`)."""
+
     type: Literal["ping"]
     ref: Ref | None = None
 
@@ -218,25 +249,6 @@ CLIENT_FRAME_TYPES = frozenset(
         "ping",
     }
 )
-SERVER_FRAME_TYPES = frozenset(
-    {
-        "connected",
-        "attached",
-        "detached",
-        "message",
-        "presence",
-        "presence_sync",
-        "stream_open",
-        "stream_chunk",
-        "stream_snapshot",
-        "stream_cancelled",
-        "ack",
-        "nack",
-        "error",
-        "heartbeat",
-        "auth_renew",
-    }
-)
 client_frame_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
@@ -257,6 +269,7 @@ class TokenRequest(_Frame):
     kind: Kind = "human"
     ttl: int = Field(default=3600, ge=10, le=86_400 * 30)
     capabilities: dict[str, list[str]] = Field(default_factory=lambda: {"*": ["*"]})
+    display_name: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 def validation_message(exc: ValidationError) -> str:

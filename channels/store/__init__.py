@@ -1,5 +1,7 @@
 """The Store port: durable history with serials assigned in the commit, plus stream markers.
 
+Message ids are idempotency keys scoped to their publisher: (channel, client_id, id) is unique.
+
 Adapters: `SqlStore` (SQLite via aiosqlite, PostgreSQL via asyncpg), chosen by URL scheme.
 """
 
@@ -7,62 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-
-@dataclass(slots=True)
-class NewMessage:
-    """A message to append; `data_json` and `meta_json` are encoded once by the caller."""
-
-    id: str
-    name: str
-    data: Any
-    data_json: str
-    client_id: str
-    kind: str
-    ts: int
-    reply_to: int | None = None
-    stream_id: str | None = None
-    status: str | None = None
-    meta_json: str | None = None
-    fresh_id: bool = False  # the server made the id just now: it cannot exist yet, skip the lookup
-
-
-@dataclass(slots=True)
-class StoredMessage:
-    channel: str
-    serial: int
-    id: str
-    name: str
-    data: Any
-    client_id: str
-    kind: str
-    ts: int
-    reply_to: int | None = None
-    stream_id: str | None = None
-    status: str | None = None
-    meta: Any = None
-
-    def to_wire(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {
-            "type": "message",
-            "channel": self.channel,
-            "serial": self.serial,
-            "id": self.id,
-            "name": self.name,
-            "data": self.data,
-            "client_id": self.client_id,
-            "kind": self.kind,
-            "ts": self.ts,
-        }
-        if self.reply_to is not None:
-            frame["reply_to"] = self.reply_to
-        if self.stream_id is not None:
-            frame["stream_id"] = self.stream_id
-            frame["status"] = self.status
-        if self.meta is not None:
-            frame["meta"] = self.meta
-        return frame
+from agentchat_server.core.records import Message, NewMessage
 
 
 @dataclass(slots=True)
@@ -76,9 +25,11 @@ class Append:
 
 @dataclass(slots=True)
 class AppendResult:
+    """The outcome of one Append: serials per message, duplicates, what was stored, or a conflict."""
+
     serials: list[int]
     duplicates: list[int]  # indexes in the batch that already existed
-    stored: list[StoredMessage]  # the newly stored messages, in serial order
+    stored: list[Message]  # the newly stored messages, in serial order
     conflict: int | None = None  # set when if_serial did not match: the channel's last serial
     epoch: str = ""
 
@@ -101,11 +52,15 @@ class StreamMarker:
 
 @dataclass(slots=True)
 class OpenMarker:
+    """Store a stream's start marker."""
+
     marker: StreamMarker
 
 
 @dataclass(slots=True)
 class ChannelInfo:
+    """A channel's position in the Store."""
+
     name: str
     epoch: str
     last_serial: int
@@ -113,7 +68,17 @@ class ChannelInfo:
 
 
 @dataclass(slots=True)
+class HistoryPage:
+    """Messages of one history read, and whether more exist past them in the direction read."""
+
+    messages: list[Message]
+    has_more: bool
+
+
+@dataclass(slots=True)
 class StoreStats:
+    """Counts of the Store's work since it opened (for tests and the bench)."""
+
     transactions: int = 0
     writes: int = 0  # operations written: one per Append or OpenMarker
     messages: int = 0
@@ -131,21 +96,32 @@ class Store(Protocol):
     async def open(self) -> None:
         """Connect and bring the schema up to date (migrations)."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close connections; the Store can be opened again."""
 
     async def commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
         """Apply all operations in one transaction; results align with operations
         (None for markers). Raises on a storage failure: then nothing was committed."""
 
     async def history(
-        self, channel: str, *, before: int | None, after: int | None, limit: int, forwards: bool
-    ) -> list[StoredMessage]:
-        """Messages with after < serial < before, oldest first if `forwards` else newest first."""
+        self,
+        channel: str,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        forwards: bool,
+        max_bytes: int | None = None,
+    ) -> HistoryPage:
+        """Messages with after < serial < before, oldest first if `forwards` else newest first: at most
+        `limit`, and no more once their encoded size passes `max_bytes` (never fewer than one).
+        Memory stays near the page's size whatever the rows hold."""
 
     async def channel(self, channel: str) -> ChannelInfo:
         """The channel's position; a channel never written to has last_serial 0."""
 
-    async def find_message(self, channel: str, message_id: str) -> StoredMessage | None: ...
+    async def find_message(self, channel: str, client_id: str, message_id: str) -> Message | None:
+        """The message `client_id` published with `message_id` (ids are scoped per publisher)."""
 
     async def open_markers(self) -> list[StreamMarker]:
         """Markers of streams that never ended (read at start to end them as aborted)."""
@@ -154,7 +130,8 @@ class Store(Protocol):
         """Delete messages older than the timestamp (retention); returns each affected channel's
         new first serial."""
 
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
 
 
 def make_store(url: str) -> Store:

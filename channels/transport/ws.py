@@ -1,49 +1,39 @@
-"""The WebSocket transport: decodes and validates frames once, dispatches them to the broker.
+"""`GET /v1/ws`: the WebSocket endpoint. Decodes and validates frames once, hands them to the broker.
 
-One task per connection reads frames in order. Replies that wait for a commit (publish,
-stream end) are sent from the commit's callback, so the reader never waits on the Store.
+One task per connection reads frames in order. The first frame must be `connect`, within
+`connect_timeout` (else close 4006).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from agentchat_server.broker import Broker
-from agentchat_server.broker.state import Connection
-from agentchat_server.outbox import Encoded, Outbox
+from agentchat_server.auth import Authenticator
+from agentchat_server.broker import Broker, Connection
+from agentchat_server.broker.tick import Flusher
+from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import (
     CLIENT_FRAME_TYPES,
-    AttachFrame,
-    AuthFrame,
     CloseCode,
     Code,
     ConnectFrame,
-    DetachFrame,
     Format,
-    HistoryFrame,
-    OccupancyFrame,
     PingFrame,
-    PresenceFrame,
-    PresenceGetFrame,
     ProtocolError,
-    PublishFrame,
-    StreamAppendFrame,
-    StreamCancelFrame,
-    StreamEndFrame,
-    StreamOpenFrame,
     client_frame_adapter,
     decode,
     encode,
     validation_message,
 )
+from agentchat_server.protocol import server as frames
+from agentchat_server.settings import Settings
 from agentchat_server.transport.http import check_origin, error_response
+from agentchat_server.transport.websocket import WebSocketTransport
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +73,17 @@ def _ref_of(raw: dict[str, Any]) -> int | None:
 class WebSocketEndpoint:
     """`GET /v1/ws`: one instance per app; `handle` serves one connection."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(
+        self, broker: Broker, auth: Authenticator, settings: Settings, flusher: Flusher, metrics: Metrics
+    ) -> None:
         self.broker = broker
-        self.settings = broker.settings
-        self._close_codes: dict[int, tuple[int, str]] = {}
+        self.auth = auth
+        self.settings = settings
+        self.flusher = flusher
+        self.metrics = metrics
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one WebSocket connection until it ends."""
         fmt_param = request.query.get("format", "json")
         if fmt_param not in ("json", "msgpack"):
             return error_response(Code.INVALID_VALUE, "format must be json or msgpack")
@@ -101,35 +96,42 @@ class WebSocketEndpoint:
             max_msg_size=self.settings.max_ws_message, autoping=True, compress=False, timeout=5.0
         )
         await ws.prepare(request)
-        writer = ws._writer
-        assert writer is not None
-        transport: Any = writer.transport
+        # Frames encoded once per fan-out go straight to the connection's asyncio transport (the
+        # one aiohttp's own WebSocket writer uses), whole frames at a time.
+        socket = request.transport
+        assert socket is not None
+        s = self.settings
+        transport = WebSocketTransport(
+            ws, socket, fmt, s.max_outbox_bytes, self.flusher, self.metrics, s.slow_consumer_timeout
+        )
         conn: Connection | None = None
         try:
             conn = await self._handshake(ws, transport, fmt)
             # The read loop is inline (not a helper coroutine) to keep one frame less alive per
             # idle connection; each frame is handled in its own call, so nothing of it lingers.
-            while conn is not None and not conn.closed:
+            while conn is not None and not conn.closed and not transport.is_closing():
                 msg = await ws.receive()
                 if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                     await self._frame(conn, msg.data, msg.type is WSMsgType.TEXT)
                 elif msg.type is WSMsgType.ERROR:
                     # Typically a frame over max_ws_message; aiohttp closes with 1009.
-                    log.info("websocket error from %s: %s", conn.identity.client_id, ws.exception())
+                    log.info("websocket error from %s: %s", conn.client_id, ws.exception())
                     break
                 elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                     break
                 del msg
         finally:
             if conn is not None:
-                graceful = not conn.closed and ws.close_code == CloseCode.NORMAL
+                graceful = not conn.closed and transport.close_code == CloseCode.NORMAL
+                graceful = graceful and ws.close_code == CloseCode.NORMAL
                 self.broker.disconnect(conn, graceful)
-            code, reason = self._close_codes.pop(id(ws), (CloseCode.NORMAL, ""))
             if not ws.closed:
-                await ws.close(code=code, message=reason.encode()[:120])
+                await ws.close(code=transport.close_code, message=transport.close_reason.encode()[:120])
         return ws
 
-    async def _handshake(self, ws: web.WebSocketResponse, transport: Any, fmt: Format) -> Connection | None:
+    async def _handshake(
+        self, ws: web.WebSocketResponse, transport: WebSocketTransport, fmt: Format
+    ) -> Connection | None:
         """Wait for `connect`, verify the token, bind the session; None if refused (and closed)."""
         try:
             msg = await ws.receive(timeout=self.settings.connect_timeout)
@@ -146,200 +148,38 @@ class WebSocketEndpoint:
                 raise ProtocolError(Code.UNAUTHORIZED, "the first frame must be connect")
             if frame.token is None:
                 raise ProtocolError(Code.UNAUTHORIZED, "connect needs a token")
-            identity = self.broker.auth.verify(frame.token)
-            closer = _Closer(self, ws)
-            outbox = Outbox(transport, self.settings.max_outbox_bytes, closer.overflow, self.broker.flusher)
-            closer.outbox = outbox
-            conn = self.broker.new_connection(identity, fmt, outbox, closer)
-            closer.conn = conn
+            identity = self.auth.verify(frame.token)
+            conn = self.broker.open(identity, transport)
+            transport.name = identity.client_id
         except ProtocolError as exc:
-            refusal = encode({"type": "error", "code": exc.code, "message": exc.message}, fmt)
+            refusal = encode(frames.nack(None, exc.code, exc.message), fmt)
             if fmt == "msgpack":
                 await ws.send_bytes(refusal)
             else:
                 await ws.send_str(refusal.decode())
-            code = (
-                CloseCode.TOO_MANY_CONNECTIONS
-                if exc.code == Code.TOO_MANY_CONNECTIONS
-                else CloseCode.UNAUTHORIZED
-            )
-            if exc.code == Code.UNAVAILABLE:
+            code = CloseCode.UNAUTHORIZED
+            if exc.code == Code.TOO_MANY_CONNECTIONS:
+                code = CloseCode.TOO_MANY_CONNECTIONS
+            elif exc.code == Code.UNAVAILABLE:
                 code = CloseCode.GOING_AWAY
             await ws.close(code=code, message=exc.message.encode()[:120])
             return None
-        conn.send(self.broker.connect(conn, frame.resume))
+        self.broker.connect(conn, frame.resume)
         return conn
 
     async def _frame(self, conn: Connection, data: str | bytes, text: bool) -> None:
         conn.last_recv = time.monotonic()
         max_frame = self.settings.max_frame_bytes
-        ref: int | None = None
         try:
             if frame_size(data, max_frame) > max_frame:
                 raise ProtocolError(Code.FRAME_TOO_LARGE, f"frame exceeds {max_frame} bytes")
-            if text != (conn.fmt == "json"):
-                raise ProtocolError(Code.MALFORMED_FRAME, f"this connection speaks {conn.fmt}")
-            frame = parse_frame(decode(data, conn.fmt))
-            ref = getattr(frame, "ref", None)
-            await self._dispatch(conn, frame)
+            if text != (conn.transport.fmt == "json"):
+                raise ProtocolError(Code.MALFORMED_FRAME, f"this connection speaks {conn.transport.fmt}")
+            frame = parse_frame(decode(data, conn.transport.fmt))
         except ProtocolError as exc:
-            self._refuse(conn, exc.details.pop("ref", ref), exc)
-        except Exception:
-            log.exception("internal error handling a frame from %s", conn.identity.client_id)
-            self._refuse(conn, ref, ProtocolError(Code.INTERNAL, "internal error"))
-
-    def _refuse(self, conn: Connection, ref: int | None, exc: ProtocolError) -> None:
-        self.broker.metrics.errors.labels(str(exc.code)).inc()
-        frame: dict[str, Any] = {
-            "type": "nack" if ref is not None else "error",
-            "code": exc.code,
-            "message": exc.message,
-        }
-        if ref is not None:
-            frame["ref"] = ref
-        frame.update(exc.details)
-        conn.send(frame)
-        if exc.code < 40100 or exc.code in (Code.FRAME_TOO_LARGE,):
-            # Malformed or invalid frames spend the connection's bad-frame budget.
-            if not self.broker.spend_bad_frame(conn):
-                conn.close(CloseCode.PROTOCOL_ABUSE, "too many bad frames")
-
-    async def _dispatch(self, conn: Connection, frame: Any) -> None:
-        broker = self.broker
-        if isinstance(frame, PublishFrame):
-            result = broker.publish(conn.identity, frame.channel, frame.messages, frame.if_serial, conn)
-            if isinstance(result, list):
-                if frame.ref is not None:
-                    conn.send({"type": "ack", "ref": frame.ref, "serials": result, "duplicates": []})
-            else:
-                self._reply_later(conn, frame.ref, result, broker.publish_reply)
-        elif isinstance(frame, StreamAppendFrame):
-            broker.streams.append(conn, frame.stream_id, frame.i, frame.d)
-            if frame.ref is not None:
-                conn.send({"type": "ack", "ref": frame.ref})
-        elif isinstance(frame, AttachFrame):
-            position = None if frame.position is None else (frame.position.serial, frame.position.epoch)
-            await broker.attach(conn, frame.channel, position, frame.presence, frame.ref)
-        elif isinstance(frame, DetachFrame):
-            broker.detach(conn, frame.channel)
-            reply: dict[str, Any] = {"type": "detached", "channel": frame.channel}
-            if frame.ref is not None:
-                reply["ref"] = frame.ref
-            conn.send(reply)
-        elif isinstance(frame, HistoryFrame):
-            broker.spawn(self._history(conn, frame), "history")
-        elif isinstance(frame, PresenceFrame):
-            broker.presence(conn, frame.channel, frame.action, frame.data)
-            self._ack(conn, frame.ref)
-        elif isinstance(frame, PresenceGetFrame):
-            members = await broker.presence_members(conn.identity, frame.channel)
-            conn.send({"type": "ack", "ref": frame.ref, "members": members})
-        elif isinstance(frame, OccupancyFrame):
-            occupancy = await broker.occupancy(conn.identity, frame.channel)
-            conn.send({"type": "ack", "ref": frame.ref, "occupancy": occupancy})
-        elif isinstance(frame, StreamOpenFrame):
-            stream_id = await broker.streams.open(
-                conn,
-                frame.channel,
-                event_name=frame.name,
-                message_id=frame.id,
-                reply_to=frame.reply_to,
-                meta=frame.meta,
-                fmt=frame.format,
-            )
-            conn.send({"type": "ack", "ref": frame.ref, "stream_id": stream_id})
-        elif isinstance(frame, StreamEndFrame):
-            future = broker.streams.end(conn, frame.stream_id, frame.status, frame.data, frame.chunks)
-            self._reply_later(conn, frame.ref, future, lambda serial: {"serial": serial})
-        elif isinstance(frame, StreamCancelFrame):
-            future = broker.streams.cancel(conn, frame.stream_id)
-            self._reply_later(conn, frame.ref, future, lambda serial: {"serial": serial})
-        elif isinstance(frame, AuthFrame):
-            expires = broker.renew(conn, frame.token)
-            conn.send({"type": "ack", "ref": frame.ref, "expires_at": expires})
-        elif isinstance(frame, PingFrame):
-            self._ack(conn, frame.ref)
-        elif isinstance(frame, ConnectFrame):
-            raise ProtocolError(Code.INVALID_VALUE, "already connected")
-
-    @staticmethod
-    def _ack(conn: Connection, ref: int | None) -> None:
-        if ref is not None:
-            conn.send({"type": "ack", "ref": ref})
-
-    async def _history(self, conn: Connection, frame: HistoryFrame) -> None:
-        try:
-            page = await self.broker.history(
-                conn.identity,
-                frame.channel,
-                before=frame.before,
-                after=frame.after,
-                limit=frame.limit,
-                forwards=frame.direction == "forwards",
-            )
-            conn.send({"type": "ack", "ref": frame.ref, **page})
-        except ProtocolError as exc:
-            self._refuse(conn, frame.ref, exc)
-        except Exception:
-            log.exception("history failed")
-            self._refuse(conn, frame.ref, ProtocolError(Code.UNAVAILABLE, "history unavailable"))
-
-    def _reply_later(
-        self,
-        conn: Connection,
-        ref: int | None,
-        future: asyncio.Future[Any],
-        fields: Callable[[Any], dict[str, Any]],
-    ) -> None:
-        def done(fut: asyncio.Future[Any]) -> None:
-            if conn.closed:
-                if not fut.cancelled():
-                    fut.exception()
-                return
-            try:
-                reply = fields(fut.result())
-            except ProtocolError as exc:
-                self._refuse(conn, ref, exc)
-                return
-            except Exception as exc:
-                log.error("request failed: %s", exc)
-                self._refuse(conn, ref, ProtocolError(Code.UNAVAILABLE, "store unavailable, retry"))
-                return
-            if ref is not None:
-                conn.send({"type": "ack", "ref": ref, **reply})
-
-        future.add_done_callback(done)
+            self.broker.refuse(conn, exc.details.pop("ref", None), exc)
+            return
+        await self.broker.handle(conn, frame)
 
 
-class _Closer:
-    """Closes one WebSocket with a code; also the outbox's overflow hook (slow consumer).
-
-    One small object per connection instead of closures."""
-
-    __slots__ = ("conn", "endpoint", "outbox", "ws")
-
-    def __init__(self, endpoint: WebSocketEndpoint, ws: web.WebSocketResponse) -> None:
-        self.endpoint = endpoint
-        self.ws = ws
-        self.outbox: Outbox | None = None
-        self.conn: Connection | None = None
-
-    def __call__(self, code: int, reason: str) -> None:
-        if self.outbox is not None:
-            self.outbox.flush_now()
-            self.outbox.closed = True
-        # Whichever close runs first (this task or the handler's exit) must carry our code.
-        self.endpoint._close_codes[id(self.ws)] = (code, reason)
-        self.endpoint.broker.spawn(self.ws.close(code=code, message=reason.encode()[:120]), "ws-close")
-
-    def overflow(self) -> None:
-        conn = self.conn
-        if conn is not None:
-            metrics = self.endpoint.broker.metrics
-            metrics.slow_consumers.inc()
-            metrics.outbox_drops.inc()
-            log.info("closing slow consumer %s", conn.identity.client_id)
-            conn.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
-
-
-__all__ = ["Encoded", "WebSocketEndpoint", "parse_frame"]
+__all__ = ["WebSocketEndpoint", "parse_frame"]

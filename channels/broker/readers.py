@@ -1,0 +1,198 @@
+"""Readers: attach and detach, the replay of a gap from the Store, and catch-ups at the reader's pace.
+
+Nothing sent to a reader outside the live path is sent faster than the reader takes it: a fill
+reads the Store a byte-bounded page at a time and waits for the reader's buffer to drain between
+pages; the snapshots of an attach (open streams, presence) are written at once when they fit in
+half the send buffer, and otherwise paced the same way, with the channel's live frames held
+behind them so their order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from agentchat_server.broker.connections import Attachment, Connection
+from agentchat_server.broker.hub import Hub, message_event
+from agentchat_server.broker.members import Members
+from agentchat_server.broker.registry import ChannelRegistry, ChannelState
+from agentchat_server.core.ordering import Cursor
+from agentchat_server.core.sessions import attach_start
+from agentchat_server.metrics import Metrics
+from agentchat_server.protocol import Code, Encoded, ProtocolError
+from agentchat_server.protocol import server as frames
+from agentchat_server.settings import Settings
+from agentchat_server.store import Store
+
+log = logging.getLogger(__name__)
+
+FILL_PAGE = 500  # messages per Store read of a fill (pages are also cut by bytes)
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
+
+
+class Readers:
+    """Attachments of this node's connections to channels."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ChannelRegistry,
+        hub: Hub,
+        members: Members,
+        store: Store,
+        metrics: Metrics,
+        spawn: Spawn,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.hub = hub
+        self.members = members
+        self.store = store
+        self.metrics = metrics
+        self.spawn = spawn
+        self.watermark = settings.max_outbox_bytes // 2
+        self.patience = settings.slow_consumer_timeout
+        hub.start_fill = self.start_fill
+
+    async def attach(
+        self,
+        conn: Connection,
+        name: str,
+        position: tuple[int, str | None] | None,
+        presence: bool,
+        ref: int | None,
+    ) -> None:
+        """Attach, reply `attached`, replay after `position`, then stream snapshots and presence."""
+        conn.identity.require(name, "subscribe")
+        if name not in conn.attachments and len(conn.attachments) >= self.settings.max_channels:
+            raise ProtocolError(
+                Code.TOO_MANY_CHANNELS, f"at most {self.settings.max_channels} channels per connection"
+            )
+        ch = await self.registry.load(name)
+        if conn.closed:
+            self.registry.forget_if_idle(ch)
+            return
+        start = attach_start(position, head=ch.head, first_serial=ch.first_serial, epoch=ch.epoch)
+        old = conn.attachments.get(name)
+        if old is not None:
+            old.cancel_tasks()
+        if ch.live:
+            # Live frames queued this tick predate this reader: its snapshots below include them.
+            self.hub.flush_live(ch)
+        att = Attachment(conn, Cursor(start.start), presence)
+        conn.attachments[name] = att
+        ch.subscribers[conn] = att
+        why = None if start.reason is None else frames.reason(*start.reason)
+        conn.send(frames.attached(name, ch.head, ch.epoch, start.resumed, ref=ref, why=why))
+        if att.cursor.begin_fill(ch.head):
+            self.start_fill(ch, att)
+        catch_up = [Encoded(stream.snapshot_frame()) for stream in ch.streams.values()]
+        if presence:
+            catch_up.extend(Encoded(page) for page in self.members.sync_pages(ch))
+        self._send_catch_up(att, catch_up)
+
+    def _send_catch_up(self, att: Attachment, events: list[Encoded]) -> None:
+        transport = att.connection.transport
+        fmt = transport.fmt
+        room = self.watermark - transport.buffered()
+        if sum(e.size(fmt) for e in events) <= room:
+            for event in events:
+                att.connection.deliver(event)
+            return
+        att.backlog = deque((event, 0) for event in events)
+        att.backlog_bytes = 0
+        att.pacer = self.spawn(self._pace(att), "catch-up")
+
+    async def _pace(self, att: Attachment) -> None:
+        """Write an attach's snapshots, then the live frames held behind them, at the reader's pace."""
+        conn = att.connection
+        transport = conn.transport
+        backlog = att.backlog
+        assert backlog is not None
+        while backlog:
+            if not await transport.drained(self.watermark, self.patience) or att.backlog is not backlog:
+                return
+            room = self.watermark - transport.buffered()
+            while backlog and room > 0:
+                event, held = backlog.popleft()
+                att.backlog_bytes -= held
+                room -= event.size(transport.fmt)
+                conn.deliver(event)
+        att.backlog = None
+        att.backlog_bytes = 0
+        att.pacer = None
+
+    def detach(self, conn: Connection, name: str) -> None:
+        """Detach one channel; the connection's presence in it leaves."""
+        att = conn.attachments.pop(name, None)
+        if att is not None:
+            att.cancel_tasks()
+        if conn.session_id is not None:
+            self.members.leave(conn.session_id, name)
+        ch = self.registry.get(name)
+        if ch is not None:
+            ch.subscribers.pop(conn, None)
+            self.registry.forget_if_idle(ch)
+
+    def detach_all(self, conn: Connection) -> None:
+        """The connection is gone (or lost its session): drop its attachments, keep its presence."""
+        for name, att in list(conn.attachments.items()):
+            att.cancel_tasks()
+            ch = self.registry.get(name)
+            if ch is not None:
+                ch.subscribers.pop(conn, None)
+                self.registry.forget_if_idle(ch)
+        conn.attachments.clear()
+
+    def start_fill(self, ch: ChannelState, att: Attachment) -> None:
+        """Begin reading a reader's gap from the Store (its cursor is FILLING)."""
+        if att.fill is None:
+            att.fill = self.spawn(self._fill(ch, att), f"fill:{ch.name}")
+
+    async def _fill(self, ch: ChannelState, att: Attachment) -> None:
+        """Read a reader's gap from the Store and deliver it; turn it live when caught up."""
+        conn, cursor = att.connection, att.cursor
+        transport = conn.transport
+        page_bytes = self.settings.max_page_bytes
+        while True:
+            if not await transport.drained(self.watermark, self.patience):
+                return
+            page = await self.store.history(
+                ch.name, before=None, after=cursor.last, limit=FILL_PAGE, forwards=True, max_bytes=page_bytes
+            )
+            if conn.closed or conn.attachments.get(ch.name) is not att:
+                return
+            for message in page.messages:
+                if not cursor.filled(message.serial):
+                    if message.serial <= cursor.last:
+                        continue
+                    # Retention removed part of the gap: say so, never skip silently. The position
+                    # is where delivery continues from: right before the next message.
+                    why = frames.reason(Code.HISTORY_LOST, "history in the gap is gone")
+                    conn.send(frames.attached(ch.name, message.serial - 1, ch.epoch, False, why=why))
+                    cursor.last = message.serial - 1
+                    cursor.filled(message.serial)
+                conn.deliver(message_event(message, ch.epoch))
+            self.metrics.deliveries.inc(len(page.messages))
+            if not page.has_more and cursor.fill_done():
+                att.fill = None
+                return
+            if not page.messages and cursor.target > cursor.last:
+                # The Store has not got what the bus announced yet: give the commit a moment.
+                await asyncio.sleep(0.01)
+
+    def occupancy(self, name: str) -> dict[str, int]:
+        """Counts of this node's connections, subscribers and publishers, and presence members."""
+        ch = self.registry.get(name)
+        if ch is None:
+            return {"connections": 0, "subscribers": 0, "publishers": 0, "presence_members": 0}
+        conns = list(ch.subscribers)
+        return {
+            "connections": len(conns),
+            "subscribers": sum(1 for c in conns if c.identity.can(name, "subscribe")),
+            "publishers": sum(1 for c in conns if c.identity.can(name, "publish")),
+            "presence_members": self.members.count(ch),
+        }
