@@ -4,7 +4,7 @@
 // replays and live frames bring it in; it is kept by serial (and id) so later changes (the final text of
 // a stream, edits, counts) update the same element in place. A live stream's bubble is the element that
 // later shows its durable message, so the answer never jumps or doubles; its preview is re-rendered at
-// most once per PREVIEW_MS however fast chunks come. A day separator stands before each day's first
+// most once per `previewMs` however fast chunks come. A day separator stands before each day's first
 // message. Message text only reaches the page through markdown.js (escaped, no raw HTML).
 
 import { addReplyButton, buildBubble, dayKey, dayLabel, el, fillBubble, fillQuote, labelBubble, showProblem } from "./bubble.js";
@@ -25,6 +25,7 @@ export class Timeline {
     this.live = live;
     this.top = top;
     this.ctx = { ...ctx, onQuote: (serial) => this.scrollToMessage(serial) };
+    this.previewMs = PREVIEW_MS; // least time between two renders of a live preview
     this.clear();
   }
 
@@ -199,7 +200,7 @@ export class Timeline {
     entry.stream = stream;
     if (entry.timer === null) {
       // Re-rendering markdown costs time: at most once per interval, and longer for long texts.
-      const wait = entry.last + Math.max(PREVIEW_MS, 4 * entry.cost) - performance.now();
+      const wait = entry.last + Math.max(this.previewMs, 4 * entry.cost) - performance.now();
       if (wait <= 0) this._renderPreview(entry);
       else entry.timer = setTimeout(() => this.pinned(() => this._renderPreview(entry)), wait);
     }
@@ -273,11 +274,11 @@ export class Timeline {
     entry.body.classList.remove("plain", "markdown");
     entry.body.classList.add(renderRich(entry.body, text, this.ctx.isMe));
     caretHost(entry.body).append(el("span", "caret"));
+    if (!text) return; // an opened, still empty stream: its first text shows at once
     entry.last = performance.now();
     entry.cost = entry.last - started;
     entry.renders += 1;
     entry.node.dataset.renders = String(entry.renders);
-    entry.node.dataset.length = String(text.length);
   }
 
   _quotesOf(serial) {
