@@ -1,8 +1,9 @@
 // rooms.js: what a typed room name becomes, and the list of rooms you know with their titles.
 //
 // The rule (docs/web.md, "Rooms"): what a person types is the room's title ("Design Review"); its
-// channel is `room:` + a slug: accents dropped, lowercase, runs of anything but a-z 0-9 _ . become
-// one "-" ("room:design-review"). A title with nothing left (李雷的房间) gets a slug from a hash of the
+// channel is `room:` + a slug: accents dropped, lowercase, spaces become "-", characters outside the
+// channel pattern (and ":") removed, repeated "-" merged ("Zoë's Café!" -> "room:zoes-cafe"). A title
+// with nothing left (李雷的房间) gets a slug from a hash of the
 // title ("room:r-1k3x9q"), so everyone typing it meets in the same room. Text that already is a
 // channel name with a namespace ("support:Queue-1") is used as it is. The room list is a directory:
 // today a LocalRooms in localStorage; a server directory can replace it with the same methods.
@@ -37,9 +38,12 @@ export function roomFromTyped(raw) {
     .normalize("NFKD")
     .replace(/[\u0300-\u036f]/g, "")
     .toLowerCase()
-    .replace(/[^a-z0-9_.]+/g, "-")
-    .replace(/^[-_.]+|[-_.]+$/g, "")
-    .slice(0, 80);
+    .replace(/\s+/g, "-")
+    .replace(/[^a-z0-9_.@-]/g, "")
+    .replace(/-{2,}/g, "-")
+    .replace(/^[-_.@]+/, "")
+    .slice(0, 80)
+    .replace(/[-_.@]+$/, "");
   return { channel: `room:${slug || hashSlug(title.toLocaleLowerCase())}`, title };
 }
 
