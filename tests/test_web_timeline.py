@@ -174,3 +174,28 @@ async def test_scrolled_up_reader_gets_a_divider_and_counts_instead_of_a_jump(
     await publish(http, visitors.server, "bob", "while you watch")
     await expect(message(ana, "while you watch")).to_be_in_viewport()
     await expect(ana).to_have_title("room:lobby · agentchat")
+
+
+async def test_a_hidden_tab_counts_new_messages_in_its_title(
+    visitors: Visitors, http: aiohttp.ClientSession
+) -> None:
+    """While the tab is hidden its title counts new messages; showing it again clears the count."""
+    ana = await visitors.open("ana")
+
+    async def set_hidden(hidden: bool) -> None:
+        await ana.evaluate(
+            """(hidden) => {
+                Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+                document.dispatchEvent(new Event("visibilitychange"));
+            }""",
+            hidden,
+        )
+
+    await set_hidden(True)
+    await publish(http, visitors.server, "bob", "while you were away")
+    await publish(http, visitors.server, "bob", "and again")
+    await expect(ana).to_have_title("(2) room:lobby · agentchat")
+    await expect(message(ana, "and again")).to_be_in_viewport()
+    await expect(ana.locator("#messages .unread-divider")).to_have_count(1)
+    await set_hidden(False)
+    await expect(ana).to_have_title("room:lobby · agentchat")

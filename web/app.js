@@ -14,6 +14,7 @@ import { Names, cleanDisplayName, legacyName, loadIdentity, saveIdentity } from 
 import { mentions } from "./markdown.js";
 import { People } from "./people.js";
 import { LocalRooms, isChannel, roomFromTyped } from "./rooms.js";
+import { Shell } from "./shell.js";
 import { Timeline } from "./timeline.js";
 import { NoTokenSource, configFetcher, devToken, embeddedConfig, tokenFunction } from "./tokens.js";
 import { Unread } from "./unread.js";
@@ -34,7 +35,6 @@ class App {
     this.roomSeq = 0; // bumps on every room switch, so late replies for the old room are dropped
     this.offs = [];
     this.loadingOlder = false;
-    this.continuityLost = false;
     this.tokenProblem = null;
     const ctx = {
       names: this.names,
@@ -59,10 +59,11 @@ class App {
       me: () => this.me(),
       onMention: (handle) => {
         this.composer.mention(handle);
-        this.closePanels();
+        this.shell.closePanels();
       },
       onNames: () => this.timeline.relabel(),
     });
+    this.shell = new Shell({ tokenProblem: () => this.tokenProblem });
     this.composer = new Composer({ app: this, timeline: this.timeline, names: this.names });
   }
 
@@ -105,18 +106,18 @@ class App {
       });
     } catch (err) {
       if (err instanceof NoTokenSource) $("no-token").hidden = false;
-      this.showState({ state: "closed", reason: this.tokenProblem });
+      this.shell.showState({ state: "closed", reason: this.tokenProblem });
       return;
     }
     const who = this.identity ? this.identity.clientId : "embedded";
     this.client = new AgentChat({ token, storage: sessionStorage, storageKey: `agentchat.session.${who}`, takeover: "fresh" });
-    this.client.on("state", (s) => this.showState(s));
+    this.client.on("state", (s) => this.shell.showState(s));
     this.client.on("connected", (frame) => {
       this.names.learn(frame.client_id, this.myName());
       this.showMe();
     });
     this.client.on("error", (err) => console.warn("agentchat:", err.code, err.message));
-    this.client.connect().catch((err) => this.showState({ state: "closed", reason: err.message }));
+    this.client.connect().catch((err) => this.shell.showState({ state: "closed", reason: err.message }));
     this.openRoom(this.roomFromHash() || this.rooms.list()[0].channel);
   }
 
@@ -174,7 +175,7 @@ class App {
     $("room-title").textContent = this.roomTitle();
     $("room-title").title = room;
     this.renderRooms();
-    this.closePanels();
+    this.shell.closePanels();
     this.timeline.clear();
     this.unread.reset();
     this.composer.reset();
@@ -256,8 +257,7 @@ class App {
 
   async onContinuityLost(reason) {
     // Messages may be missing from the view: start it again from the newest history page.
-    this.continuityLost = true;
-    this.showState({ state: this.client.state });
+    this.shell.markContinuityLost(this.client.state);
     const seq = this.roomSeq;
     this.timeline.clear();
     this.unread.reset();
@@ -320,29 +320,6 @@ class App {
     }
   }
 
-  // --- connection state ---------------------------------------------------------------------------
-
-  showState({ state, reason }) {
-    if (state === "connected" && this.client && this.continuityLost && this._lastState !== "connected") {
-      this.continuityLost = false; // a fresh (re)connect after the loss clears the warning
-    }
-    this._lastState = state;
-    const conn = $("conn");
-    let label = state;
-    let shown = state;
-    if (state === "reconnecting") label = this.tokenProblem || "reconnecting…";
-    if (state === "connecting") label = "connecting…";
-    if (state === "closed") label = reason ? `disconnected: ${reason}` : "disconnected";
-    if (this.continuityLost && state === "connected") {
-      shown = "lost";
-      label = "continuity lost";
-    }
-    conn.dataset.state = shown;
-    conn.title = shown === "lost" ? "Messages may have been missed; the room was reloaded from history" : "";
-    $("conn-text").textContent = label;
-    document.body.dataset.connection = shown;
-  }
-
   // --- ui wiring ----------------------------------------------------------------------------------
 
   askName(first) {
@@ -377,21 +354,6 @@ class App {
     }
   }
 
-  closePanels() {
-    document.body.classList.remove("show-rooms", "show-people");
-    $("scrim").hidden = true;
-  }
-
-  togglePanel(which) {
-    const cls = `show-${which}`;
-    const open = !document.body.classList.contains(cls);
-    this.closePanels();
-    if (open) {
-      document.body.classList.add(cls);
-      $("scrim").hidden = false;
-    }
-  }
-
   bindUi() {
     $("name-form").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -423,12 +385,7 @@ class App {
       this.unread.update();
     });
     document.addEventListener("visibilitychange", () => this.unread.update());
-    $("rooms-toggle").addEventListener("click", () => this.togglePanel("rooms"));
-    $("people-toggle").addEventListener("click", () => this.togglePanel("people"));
-    $("scrim").addEventListener("click", () => this.closePanels());
-    document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") this.closePanels();
-    });
+    this.shell.bind();
   }
 
   openRoomTitle() {
