@@ -101,6 +101,8 @@ async def test_reply_button_sends_a_reply_to_that_message(
     assert [m.get("reply_to") for m in stored] == [serial]
 
     await send(ana, "and a plain line")
+    await expect(message(ana, "and a plain line")).to_have_count(1)
+    await expect(message(ana, "and a plain line").locator(".reply-to")).to_have_count(0)
     stored = [m for m in await rest_history(http, visitors.server) if m["data"] == "and a plain line"]
     assert [m.get("reply_to") for m in stored] == [None]
 

@@ -4,7 +4,7 @@
 // channel is `room:` + a slug: accents dropped, lowercase, spaces become "-", characters outside the
 // channel pattern (and ":") removed, repeated "-" merged ("Zoë's Café!" -> "room:zoes-cafe"). A title
 // with nothing left (李雷的房间) gets a slug from a hash of the
-// title ("room:r-1k3x9q"), so everyone typing it meets in the same room. Text that already is a
+// title ("room:r-12r3ecp"), so everyone typing it meets in the same room. Text that already is a
 // channel name with a namespace ("support:Queue-1") is used as it is. The room list is a directory:
 // today a LocalRooms in localStorage; a server directory can replace it with the same methods.
 
