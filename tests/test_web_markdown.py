@@ -186,3 +186,24 @@ async def test_live_preview_renders_markdown_in_batches_not_per_chunk(
     await expect(final.locator(".text strong")).to_have_text("Plan")
     await expect(final.locator(".text")).to_contain_text("w059")
     await expect(final.locator(".caret")).to_have_count(0)
+
+
+async def test_vendored_libraries_are_served_and_nothing_else_there(
+    server: Any, http: aiohttp.ClientSession
+) -> None:
+    """/vendor/<name>.js is served as JavaScript; licences, other folders and odd names are not."""
+    async with http.get(f"{server.url}/vendor/markdown-it.js") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/javascript")
+        assert "markdown-it 15" in (await response.text())[:200]
+    for path in (
+        "/vendor/markdown-it.LICENSE.txt",
+        "/vendor/README.md",
+        "/vendor/missing.js",
+        "/vendor/..%2Fapp.js",
+        "/vendor/.hidden.js",
+        "/other/markdown-it.js",
+        "/vendor/sub/markdown-it.js",
+    ):
+        async with http.get(f"{server.url}{path}") as response:
+            assert response.status == 404, path

@@ -59,6 +59,7 @@ async def test_reply_quotes_show_author_and_excerpt_even_for_unloaded_originals(
     near = message(ana, "me too").locator(".reply-to")
     await expect(near).to_contain_text("archivist")
     await expect(near.locator(".reply-text")).to_have_text("note 079")
+    assert [f for f in frames.of_type("history") if f.get("after") == 78] == [], "79 was in the page"
 
     await ana.reload()
     await expect(far.locator(".reply-author")).to_have_text("carol")
@@ -105,6 +106,19 @@ async def test_reply_button_sends_a_reply_to_that_message(
     await expect(message(ana, "and a plain line").locator(".reply-to")).to_have_count(0)
     stored = [m for m in await rest_history(http, visitors.server) if m["data"] == "and a plain line"]
     assert [m.get("reply_to") for m in stored] == [None]
+
+    # A message grouped under its sender's previous one has Reply too, on hover.
+    await publish(http, visitors.server, "bob", "and the changelog?")
+    second = await publish(http, visitors.server, "bob", "also the blog post")
+    follow_up = message(ana, "also the blog post")
+    await expect(follow_up).to_have_class(re.compile(r"\bcont\b"))
+    await follow_up.hover()
+    await follow_up.locator(".reply-button").click()
+    await expect(ana.locator("#replying-text")).to_have_text("also the blog post")
+    await send(ana, "blog is mine")
+    await expect(message(ana, "blog is mine").locator(".reply-text")).to_have_text("also the blog post")
+    stored = [m for m in await rest_history(http, visitors.server) if m["data"] == "blog is mine"]
+    assert [m.get("reply_to") for m in stored] == [second]
 
 
 async def test_days_are_separated_and_every_time_shows_its_full_date(visitors: Visitors) -> None:

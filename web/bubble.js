@@ -76,6 +76,7 @@ export function buildBubble(msg, ctx) {
   const kind = msg.kind || "human";
   const ts = msg.ts || Date.now();
   const node = el("li", `msg ${kind}`);
+  node.tabIndex = -1; // a tap focuses it, which shows a grouped message's time and Reply
   if (ctx.isMine(msg.client_id)) node.classList.add("mine");
   node.dataset.client = msg.client_id || "";
   node.dataset.ts = String(ts);

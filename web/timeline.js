@@ -295,12 +295,16 @@ export class Timeline {
       fillQuote(quote, original, this.ctx);
       return;
     }
-    // The original is not loaded (older than the first page): fetch that one message, once.
-    if (!this.quoted.has(serial)) this.quoted.set(serial, this.ctx.quote(serial).catch(() => null));
+    // A history page is added newest first: wait until the page is in before deciding the original is
+    // missing, then fetch that one message, once per serial.
     const room = this.quoted;
-    this.quoted.get(serial).then((found) => {
+    queueMicrotask(() => {
       if (room !== this.quoted || !quote.classList.contains("loading")) return;
-      fillQuote(quote, this.messages.get(serial) || found, this.ctx);
+      if (!this.quoted.has(serial)) this.quoted.set(serial, this.ctx.quote(serial).catch(() => null));
+      this.quoted.get(serial).then((found) => {
+        if (room !== this.quoted || !quote.classList.contains("loading")) return;
+        fillQuote(quote, this.messages.get(serial) || found, this.ctx);
+      });
     });
   }
 
