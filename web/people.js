@@ -36,7 +36,7 @@ export class People {
     this.render();
   }
 
-  /** One row per client: {id, name, kind, status, connections}, agents first, then by name. */
+  /** One row per client: {id, name, kind, status, connections}, agents first, then by name, then id. */
   rows() {
     const byClient = new Map();
     for (const member of this.channel ? this.channel.presence() : []) {
@@ -52,7 +52,10 @@ export class People {
     const rows = [...byClient.values()];
     for (const row of rows) row.name = this.names.name(row.id);
     return rows.sort(
-      (a, b) => (a.kind === "agent" ? 0 : 1) - (b.kind === "agent" ? 0 : 1) || a.name.localeCompare(b.name),
+      (a, b) =>
+        (a.kind === "agent" ? 0 : 1) - (b.kind === "agent" ? 0 : 1) ||
+        a.name.localeCompare(b.name) ||
+        (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
     );
   }
 
