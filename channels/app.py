@@ -91,7 +91,7 @@ def build_app(settings: Settings) -> web.Application:
 
     async def static(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        path = root / name
+        path = root / request.match_info.get("folder", "") / name
         if not _STATIC.match(name) or not path.is_file():
             raise web.HTTPNotFound()
         return web.FileResponse(
@@ -100,6 +100,7 @@ def build_app(settings: Settings) -> web.Application:
 
     app.router.add_get("/", index)
     app.router.add_get("/{name}", static)
+    app.router.add_get("/{folder:vendor}/{name}", static)  # vendored browser libraries (web/vendor/)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_shutdown)
     return app

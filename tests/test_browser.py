@@ -145,7 +145,7 @@ class Visitors:
         await page.locator("#name-submit").click()
         await expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
         await expect(page.locator("#me-name")).to_have_text(name)
-        await expect(page.locator(f'#people-list [data-client="{name}"]')).to_have_count(1)
+        await expect(page.locator(f'#people-list [data-name="{name}"]')).to_have_count(1)
         return page
 
     def outside(self) -> list[str]:
@@ -361,8 +361,8 @@ async def test_two_pages_see_each_others_messages_and_presence(visitors: Visitor
     """Two people in the lobby see each other in presence, exchange messages once each, and see leaves."""
     ana = await visitors.open("ana")
     bob = await visitors.open("bob")
-    await expect(ana.locator('#people-list [data-client="bob"]')).to_have_count(1)
-    await expect(bob.locator('#people-list [data-client="ana"]')).to_have_count(1)
+    await expect(ana.locator('#people-list [data-name="bob"]')).to_have_count(1)
+    await expect(bob.locator('#people-list [data-name="ana"]')).to_have_count(1)
 
     await send(ana, "hello @bob, ready?")
     await expect(message(bob, "hello @bob, ready?")).to_have_count(1)
@@ -378,7 +378,7 @@ async def test_two_pages_see_each_others_messages_and_presence(visitors: Visitor
     assert await ana.evaluate("window.__pwned") is None
 
     await bob.context.close()
-    await expect(ana.locator('#people-list [data-client="bob"]')).to_have_count(0)
+    await expect(ana.locator('#people-list [data-name="bob"]')).to_have_count(0)
 
 
 async def test_reload_mid_stream_shows_every_token_once(
@@ -444,7 +444,7 @@ async def test_stop_button_cancels_a_live_stream(
 
     await bubble.locator(".stop").click()
     told = await writer.next_event(lambda f: f["type"] == "stream_cancelled" and f["stream_id"] == stream_id)
-    assert told["by"] == "ana"
+    assert told["by"] == await ana.evaluate("window.agentchatApp.me()")
     await expect(bubble).to_have_attribute("data-status", "cancelled")
     await expect(bubble.locator(".status.cancelled")).to_be_visible()
     await expect(bubble.locator(".stop")).to_have_count(0)
@@ -580,7 +580,7 @@ async def test_token_renewal_keeps_the_page_connected(visitors: Visitors) -> Non
 
     ana = await visitors.open("ana", setup=setup)
     await asyncio.wait_for(renewed.wait(), 2 * TIMEOUT)  # auth_renew comes at half the token's 10 s life
-    assert fetched == ["ana", "ana"]
+    assert fetched == [await ana.evaluate("window.agentchatApp.me()")] * 2
     await expect(ana.locator("#conn")).to_have_attribute("data-state", "connected")
     await send(ana, "still here")
     await expect(message(ana, "still here")).to_have_count(1)
@@ -634,15 +634,16 @@ async def test_demo_agents_answer_in_the_lobby(visitors: Visitors, http: aiohttp
 
 async def test_rooms_are_separate_and_remembered(visitors: Visitors) -> None:
     """A typed name becomes a valid client id; a new room starts empty, keeps its talk, survives reload."""
-    zoe = await visitors.open("Zoe-Li", typed="  Zoë Li!  ")
+    zoe = await visitors.open("Zoë Li!", typed="  Zoë  Li!  ")
+    assert re.fullmatch(r"zoe-li-[0-9a-f]{4}", await zoe.evaluate("window.agentchatApp.me()"))
     bob = await visitors.open("bob")
     await zoe.locator("#room-input").fill("design review")
     await zoe.locator("#room-input").press("Enter")
-    await expect(zoe.locator("#room-title")).to_have_text("room:design-review")
+    await expect(zoe.locator("#room-title")).to_have_text("design review")
     await expect(zoe.locator("#timeline-top")).to_have_attribute("data-state", "start")
     assert zoe.url.endswith("#room%3Adesign-review")
-    await expect(zoe.locator('#people-list [data-client="bob"]')).to_have_count(0)
-    await expect(bob.locator('#people-list [data-client="Zoe-Li"]')).to_have_count(0)
+    await expect(zoe.locator('#people-list [data-name="bob"]')).to_have_count(0)
+    await expect(bob.locator('#people-list [data-name="Zoë Li!"]')).to_have_count(0)
 
     await send(zoe, "only for designers")
     await expect(message(zoe, "only for designers")).to_have_count(1)
@@ -650,9 +651,9 @@ async def test_rooms_are_separate_and_remembered(visitors: Visitors) -> None:
     await expect(message(bob, "lobby talk")).to_have_count(1)
 
     await zoe.reload()
-    await expect(zoe.locator("#room-title")).to_have_text("room:design-review")
+    await expect(zoe.locator("#room-title")).to_have_text("design review")
     await expect(message(zoe, "only for designers")).to_have_count(1)
-    await expect(zoe.locator("#room-list a")).to_have_text(["room:design-review", "room:lobby"])
+    await expect(zoe.locator("#room-list a")).to_have_text(["design review", "room:lobby"])
     await zoe.locator("#room-list a", has_text="room:lobby").click()
     await expect(message(zoe, "lobby talk")).to_have_count(1)
     assert await message(zoe, "only for designers").count() == 0

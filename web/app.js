@@ -1,147 +1,166 @@
-// app.js: the agentchat browser app: rooms, your name, the timeline, presence and live agent answers.
+// app.js: the agentchat browser app: rooms, who you are, the timeline, presence and live agent answers.
 //
-// Rules: the app talks to the server only through agentchat.js (plus one fetch for a dev token). On
+// Rules: the app talks to the server only through agentchat.js (plus tokens.js's token fetch). On
 // opening a room it loads the newest history page first and then attaches from that page's last
 // serial, so nothing is missed or shown twice; after that the client module keeps the room continuous
 // across reconnects, and a continuity loss reloads the view. The session id and key live in
 // sessionStorage, so a page reload resumes the same session (and its presence) where it was.
 
 import { AgentChat } from "./agentchat.js";
-import { Timeline, avatar, el } from "./timeline.js";
+import { avatar, displayText, el, showProblem } from "./bubble.js";
+import { Composer } from "./composer.js";
+import { publishProblem, retryable, stopProblem } from "./errors.js";
+import { Names, cleanDisplayName, legacyName, loadIdentity, saveIdentity } from "./identity.js";
+import { mentions } from "./markdown.js";
+import { People } from "./people.js";
+import { LocalRooms, isChannel, roomFromTyped } from "./rooms.js";
+import { Shell } from "./shell.js";
+import { Timeline } from "./timeline.js";
+import { NoTokenSource, configFetcher, devToken, embeddedConfig, tokenFunction } from "./tokens.js";
+import { Unread } from "./unread.js";
 
-const NAME_KEY = "agentchat.name";
-const ROOMS_KEY = "agentchat.rooms";
-const DEFAULT_ROOM = "room:lobby";
 const PAGE_SIZE = 50;
-const TYPING_EVERY_MS = 3000;
-const TYPING_SHOWN_MS = 5000;
-const CLIENT_ID = /^[A-Za-z0-9][A-Za-z0-9_\-.@]{0,63}$/;
-const CHANNEL = /^[A-Za-z0-9][A-Za-z0-9_\-.:@]{0,199}$/;
-const STATUS_RANK = { streaming: 3, thinking: 2, idle: 1 };
 
 const $ = (id) => document.getElementById(id);
 
-/** Turns what a person typed into a valid client id ("Zoë Li" -> "Zoe-Li"), or "" if nothing is left. */
-export function sanitizeName(raw) {
-  const plain = String(raw).normalize("NFKD").replace(/[\u0300-\u036f]/g, "");
-  const cleaned = plain
-    .trim()
-    .replace(/\s+/g, "-")
-    .replace(/[^A-Za-z0-9_\-.@]/g, "")
-    .replace(/^[^A-Za-z0-9]+/, "")
-    .slice(0, 64);
-  return CLIENT_ID.test(cleaned) ? cleaned : "";
-}
-
-/** Turns a typed room into a channel name; without a namespace it goes to "room:". */
-export function sanitizeRoom(raw) {
-  let name = String(raw)
-    .trim()
-    .replace(/\s+/g, "-")
-    .replace(/[^A-Za-z0-9_\-.:@]/g, "")
-    .replace(/^[^A-Za-z0-9]+/, "");
-  if (!name) return "";
-  if (!name.includes(":")) name = `room:${name}`;
-  name = name.slice(0, 200);
-  return CHANNEL.test(name) ? name : "";
-}
-
 class App {
   constructor() {
-    this.name = sanitizeName(localStorage.getItem(NAME_KEY) || "");
+    this.config = embeddedConfig();
+    this.identity = this.config ? null : loadIdentity();
+    this.names = new Names();
+    this.rooms = new LocalRooms();
     this.client = null;
     this.channel = null;
     this.room = null;
     this.roomSeq = 0; // bumps on every room switch, so late replies for the old room are dropped
     this.offs = [];
     this.loadingOlder = false;
-    this.typers = new Map(); // client_id -> until (ms)
-    this.lastTypingSent = 0;
-    this.continuityLost = false;
-    this.timeline = new Timeline({
-      scroller: $("timeline"),
-      list: $("messages"),
-      live: $("live"),
-      top: $("timeline-top"),
-      hooks: {
-        me: () => this.name,
-        onStop: (streamId, button) => this.stop(streamId, button),
-        onRetry: (id) => this.retry(id),
-      },
+    this.tokenProblem = null;
+    const ctx = {
+      names: this.names,
+      isMine: (clientId) => Boolean(clientId) && clientId === this.me(),
+      isMe: (name) => this.isMe(name),
+      onReply: (serial) => this.composer.replyTo(serial),
+      onStop: (streamId, button) => this.stop(streamId, button),
+      quote: (serial) => this.fetchOriginal(serial),
+    };
+    this.timeline = new Timeline({ scroller: $("timeline"), list: $("messages"), live: $("live"), top: $("timeline-top"), ctx });
+    this.unread = new Unread({
+      timeline: this.timeline,
+      jump: $("jump-unread"),
+      bottom: $("jump-bottom"),
+      onChange: () => this.updateTitle(),
     });
-    this.outbox = new Map(); // pending message id -> text
+    this.people = new People({
+      list: $("people-list"),
+      count: $("people-count"),
+      activity: $("activity"),
+      names: this.names,
+      me: () => this.me(),
+      onMention: (handle) => {
+        this.composer.mention(handle);
+        this.shell.closePanels();
+      },
+      onNames: () => this.timeline.relabel(),
+    });
+    this.shell = new Shell({ tokenProblem: () => this.tokenProblem });
+    this.composer = new Composer({ app: this, timeline: this.timeline, names: this.names });
+  }
+
+  /** My client id: from the server once connected, else the one this browser keeps. */
+  me() {
+    return (this.client && this.client.clientId) || (this.identity && this.identity.clientId) || "";
+  }
+
+  /** My display name. */
+  myName() {
+    return (this.identity && this.identity.name) || (this.config && cleanDisplayName(this.config.name || "")) || this.me();
+  }
+
+  /** Whether a mentioned name means me: my client id, or my display name. */
+  isMe(name) {
+    const key = String(name).toLocaleLowerCase();
+    return Boolean(key) && (key === this.me().toLocaleLowerCase() || key === this.myName().toLocaleLowerCase());
   }
 
   start() {
     this.bindUi();
-    if (this.name) this.boot();
+    if (this.config || this.identity) this.boot();
     else this.askName(true);
   }
 
-  boot() {
-    $("me-name").textContent = this.name;
-    $("me-button").hidden = false;
-    $("me-avatar").replaceWith(Object.assign(avatar(this.name, "human"), { id: "me-avatar" }));
-    this.client = new AgentChat({
-      token: () => this.fetchToken(),
-      storage: sessionStorage,
-      storageKey: `agentchat.session.${this.name}`,
-      takeover: "fresh",
+  async boot() {
+    this.showMe();
+    const fetchOne = this.config ? configFetcher(this.config) : () => devToken(this.identity);
+    let token;
+    try {
+      token = await tokenFunction(async () => {
+        try {
+          const fresh = await fetchOne();
+          this.tokenProblem = null;
+          return fresh;
+        } catch (err) {
+          this.tokenProblem = err instanceof NoTokenSource ? "no token: not in dev mode" : `no token: ${err.message}`;
+          throw err;
+        }
+      });
+    } catch (err) {
+      if (err instanceof NoTokenSource) $("no-token").hidden = false;
+      this.shell.showState({ state: "closed", reason: this.tokenProblem });
+      return;
+    }
+    const who = this.identity ? this.identity.clientId : "embedded";
+    this.client = new AgentChat({ token, storage: sessionStorage, storageKey: `agentchat.session.${who}`, takeover: "fresh" });
+    this.client.on("state", (s) => this.shell.showState(s));
+    this.client.on("connected", (frame) => {
+      this.names.learn(frame.client_id, this.myName());
+      this.showMe();
     });
-    this.client.on("state", (s) => this.showState(s));
     this.client.on("error", (err) => console.warn("agentchat:", err.code, err.message));
-    this.client.connect().catch((err) => this.showState({ state: "closed", reason: err.message }));
-    this.openRoom(this.roomFromHash() || this.rooms()[0] || DEFAULT_ROOM);
+    this.client.connect().catch((err) => this.shell.showState({ state: "closed", reason: err.message }));
+    this.openRoom(this.roomFromHash() || this.rooms.list()[0].channel);
   }
 
-  async fetchToken() {
-    const response = await fetch("/v1/dev/token", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ client_id: this.name, kind: "human" }),
-    });
-    if (!response.ok) {
-      const hint = response.status === 404 ? "the server is not in dev mode" : `HTTP ${response.status}`;
-      this.tokenProblem = `no token: ${hint}`;
-      throw new Error(this.tokenProblem);
-    }
-    this.tokenProblem = null;
-    return (await response.json()).token;
+  showMe() {
+    $("me-name").textContent = this.myName();
+    $("me-button").hidden = false;
+    $("me-button").title = this.config ? this.names.full(this.me()) : `${this.names.full(this.me())}: change your name`;
+    $("me-avatar").replaceWith(Object.assign(avatar(this.me(), "human", this.myName()), { id: "me-avatar" }));
   }
 
   // --- rooms --------------------------------------------------------------------------------------
 
-  rooms() {
-    try {
-      const list = JSON.parse(localStorage.getItem(ROOMS_KEY) || "[]");
-      return Array.isArray(list) ? list.filter((r) => typeof r === "string" && CHANNEL.test(r)) : [];
-    } catch (_) {
-      return [];
-    }
-  }
-
-  rememberRoom(room) {
-    const list = [room, ...this.rooms().filter((r) => r !== room)];
-    if (!list.includes(DEFAULT_ROOM)) list.push(DEFAULT_ROOM);
-    localStorage.setItem(ROOMS_KEY, JSON.stringify(list.slice(0, 12)));
-  }
-
   roomFromHash() {
     const raw = decodeURIComponent(location.hash.replace(/^#/, ""));
-    return raw ? sanitizeRoom(raw) : "";
+    if (!raw) return "";
+    if (raw.includes(":") && isChannel(raw)) return raw;
+    const room = roomFromTyped(raw);
+    return room ? room.channel : "";
   }
 
   renderRooms() {
     const list = $("room-list");
     list.replaceChildren();
-    for (const room of this.rooms()) {
+    for (const room of this.rooms.list()) {
       const item = el("li");
-      const link = el("a", room === this.room ? "current" : "", room);
-      link.href = `#${encodeURIComponent(room)}`;
-      if (room === this.room) link.setAttribute("aria-current", "page");
+      const link = el("a", room.channel === this.room ? "current" : "", room.title || room.channel);
+      link.href = `#${encodeURIComponent(room.channel)}`;
+      link.title = room.channel;
+      link.dataset.channel = room.channel;
+      if (room.channel === this.room) link.setAttribute("aria-current", "page");
       item.append(link);
       list.append(item);
     }
+  }
+
+  /** The room's title as shown (the typed title, else the channel name). */
+  roomTitle() {
+    return this.rooms.titleOf(this.room);
+  }
+
+  updateTitle() {
+    const count = this.unread.count;
+    document.title = `${count ? `(${count}) ` : ""}${this.roomTitle()} · agentchat`;
   }
 
   async openRoom(room) {
@@ -151,25 +170,31 @@ class App {
     this.offs = [];
     if (this.channel) this.channel.detach().catch(() => {});
     this.room = room;
-    this.rememberRoom(room);
+    this.rooms.remember(room);
     if (this.roomFromHash() !== room) history.replaceState(null, "", `#${encodeURIComponent(room)}`);
-    document.title = `${room} · agentchat`;
-    $("room-title").textContent = room;
-    $("composer-input").placeholder = `Message ${room} (mention @planner to ask the agent)`;
+    $("room-title").textContent = this.roomTitle();
+    $("room-title").title = room;
     this.renderRooms();
-    this.closePanels();
+    this.shell.closePanels();
     this.timeline.clear();
-    this.typers.clear();
-    this.renderActivity();
+    this.unread.reset();
+    this.composer.reset();
 
     const channel = this.client.channel(room);
     this.channel = channel;
-    this.renderPresence();
+    this.people.show(channel);
+    this.composer.updateHint();
     const on = (type, fn) => this.offs.push(channel.on(type, fn));
     on("message", (m) => this.onMessage(m));
-    on("stream", ({ stream }) => this.timeline.pinned(() => this.timeline.updateStream(stream)));
+    on("stream", ({ stream }) => {
+      this.timeline.pinned(() => this.timeline.updateStream(stream));
+      this.unread.render();
+    });
     on("stream_gone", ({ stream }) => this.timeline.removeStream(stream.stream_id));
-    on("presence", () => this.renderPresence());
+    on("presence", () => {
+      this.people.render();
+      this.composer.updateHint();
+    });
     on("continuity_lost", ({ reason }) => this.onContinuityLost(reason));
     on("detached", (frame) => this.timeline.addNotice(`Detached from the room: ${frame.message || frame.code}`,
       channel.position ? channel.position.serial : 0));
@@ -182,7 +207,7 @@ class App {
       const newest = page.messages.reduce((max, m) => Math.max(max, m.serial), 0);
       await channel.attach({ position: { serial: newest, epoch: null } });
       if (seq !== this.roomSeq) return;
-      await channel.enter({ kind: "human" });
+      await channel.enter({ kind: "human", display_name: this.myName() });
     } catch (err) {
       if (seq !== this.roomSeq) return;
       this.timeline.setTop("error", `Cannot open ${room}: ${err.message}`);
@@ -191,7 +216,10 @@ class App {
 
   showPage(page, initial) {
     const add = () => {
-      for (const m of page.messages) this.timeline.addMessage(m);
+      for (const m of page.messages) {
+        this.names.learnFrom(m);
+        this.timeline.addMessage(m);
+      }
       this.timeline.hasMore = page.has_more;
       this.timeline.setTop(page.has_more ? "more" : "start");
     };
@@ -219,12 +247,20 @@ class App {
     }
   }
 
+  /** The message with this serial from history (for a reply quote whose original is not loaded). */
+  async fetchOriginal(serial) {
+    const page = await this.channel.history({ after: serial - 1, limit: 1, direction: "forwards" });
+    const found = page.messages.find((m) => m.serial === serial) || null;
+    if (found && this.names.learnFrom(found)) this.timeline.relabel();
+    return found;
+  }
+
   async onContinuityLost(reason) {
     // Messages may be missing from the view: start it again from the newest history page.
-    this.continuityLost = true;
-    this.showState({ state: this.client.state });
+    this.shell.markContinuityLost(this.client.state);
     const seq = this.roomSeq;
     this.timeline.clear();
+    this.unread.reset();
     for (const stream of this.channel.streams.values()) this.timeline.updateStream(stream);
     try {
       const page = await this.channel.history({ limit: PAGE_SIZE });
@@ -241,39 +277,32 @@ class App {
 
   onMessage(m) {
     if (m.ephemeral) {
-      if (m.name === "typing" && m.client_id !== this.name) {
-        this.typers.set(m.client_id, Date.now() + TYPING_SHOWN_MS);
-        this.renderActivity();
-        setTimeout(() => this.renderActivity(), TYPING_SHOWN_MS + 50);
-      }
+      if (m.name === "typing") this.people.typing(m.client_id);
       return;
     }
-    if (this.typers.delete(m.client_id)) this.renderActivity();
-    const mine = m.client_id === this.name;
+    if (this.names.learnFrom(m)) this.timeline.relabel();
+    this.people.spoke(m.client_id);
+    const mine = m.client_id === this.me();
+    if (!mine && this.unread.away() && !this.timeline.element(m.serial)) {
+      this.unread.note(m, mentions(displayText(m.data)).some((name) => this.isMe(name)));
+    }
     this.timeline.pinned(() => this.timeline.addMessage(m), mine);
+    this.unread.render();
   }
 
-  send(text) {
-    const id = `${this.name}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    this.outbox.set(id, text);
-    this.timeline.pinned(() => this.timeline.addPending(id, text, this.name), true);
-    this.publish(id);
-  }
-
-  retry(id) {
-    this.publish(id);
-  }
-
-  async publish(id) {
-    const text = this.outbox.get(id);
+  /** Publishes the pending message `id` from the composer's outbox; a refusal is shown under it. */
+  async publish(id, { text, replyTo }) {
     const channel = this.channel;
     try {
       // The id makes the publish idempotent: the client resends it after a drop, the room keeps one.
-      await channel.publish(text, { id });
-      this.outbox.delete(id);
+      await channel.publish(text, { id, reply_to: replyTo ?? undefined });
       this.timeline.settlePending(id);
+      return true;
     } catch (err) {
-      if (channel === this.channel) this.timeline.failPending(id, err.message);
+      if (channel !== this.channel) return false;
+      const retry = retryable(err.code) ? () => this.publish(id, { text, replyTo }) : null;
+      this.timeline.failPending(id, publishProblem(err, text, this.client.limits), retry);
+      return false;
     }
   }
 
@@ -286,119 +315,20 @@ class App {
       if (err.code === 40401) return; // it ended meanwhile; its final message is on its way
       button.disabled = false;
       button.textContent = "Stop";
-      button.title = `Could not stop: ${err.message}`;
+      const node = this.timeline.streamElement(streamId);
+      if (node) this.timeline.pinned(() => showProblem(node, stopProblem(err)));
     }
-  }
-
-  typing() {
-    const now = Date.now();
-    if (now - this.lastTypingSent < TYPING_EVERY_MS || !this.channel || this.client.state !== "connected") return;
-    this.lastTypingSent = now;
-    this.channel.publish(null, { name: "typing", ephemeral: true }).catch(() => {});
-  }
-
-  // --- presence and activity ----------------------------------------------------------------------
-
-  members() {
-    // One row per client: a person or agent may be connected several times.
-    const byClient = new Map();
-    for (const member of this.channel ? this.channel.presence() : []) {
-      const data = member.data && typeof member.data === "object" ? member.data : {};
-      const kind = member.kind === "agent" || data.kind === "agent" ? "agent" : member.kind || "human";
-      const row = byClient.get(member.client_id) || { id: member.client_id, kind, status: null, connections: 0 };
-      row.connections += 1;
-      if (kind === "agent") row.kind = "agent";
-      const status = typeof data.status === "string" ? data.status : null;
-      if (status && (STATUS_RANK[status] || 0) >= (STATUS_RANK[row.status] || 0)) row.status = status;
-      byClient.set(member.client_id, row);
-    }
-    return [...byClient.values()].sort(
-      (a, b) => (a.kind === "agent" ? 0 : 1) - (b.kind === "agent" ? 0 : 1) || a.id.localeCompare(b.id),
-    );
-  }
-
-  renderPresence() {
-    const rows = this.members();
-    const list = $("people-list");
-    list.replaceChildren();
-    for (const row of rows) {
-      const item = el("li", `person ${row.kind}`);
-      item.dataset.client = row.id;
-      item.dataset.kind = row.kind;
-      if (row.status) item.dataset.status = row.status;
-      const button = el("button", "person-button");
-      button.type = "button";
-      button.append(avatar(row.id, row.kind));
-      const label = el("span", "person-name", row.id);
-      button.append(label);
-      if (row.id === this.name) button.append(el("span", "you", "you"));
-      if (row.kind === "agent") {
-        button.append(el("span", `agent-status ${row.status || "idle"}`, row.status || "idle"));
-        button.title = `Mention @${row.id}`;
-        button.addEventListener("click", () => this.mention(row.id));
-      } else {
-        button.disabled = row.id === this.name;
-        button.title = row.id === this.name ? "You" : `Mention @${row.id}`;
-        button.addEventListener("click", () => this.mention(row.id));
-      }
-      item.append(button);
-      list.append(item);
-    }
-    $("people-count").textContent = String(rows.length);
-    this.renderActivity();
-  }
-
-  renderActivity() {
-    const now = Date.now();
-    const parts = [];
-    for (const [who, until] of this.typers) {
-      if (until > now) parts.push(`${who} is typing…`);
-      else this.typers.delete(who);
-    }
-    for (const row of this.members()) if (row.status === "thinking") parts.push(`${row.id} is thinking…`);
-    $("activity").textContent = parts.join("  ·  ");
-  }
-
-  mention(clientId) {
-    const input = $("composer-input");
-    const prefix = input.value && !/\s$/.test(input.value) ? " " : "";
-    input.value += `${prefix}@${clientId} `;
-    this.closePanels();
-    input.focus();
-    this.autosize();
-  }
-
-  // --- connection state ---------------------------------------------------------------------------
-
-  showState({ state, reason }) {
-    if (state === "connected" && this.client && this.continuityLost && this._lastState !== "connected") {
-      this.continuityLost = false; // a fresh (re)connect after the loss clears the warning
-    }
-    this._lastState = state;
-    const conn = $("conn");
-    let label = state;
-    let shown = state;
-    if (state === "reconnecting") label = this.tokenProblem || "reconnecting…";
-    if (state === "connecting") label = "connecting…";
-    if (state === "closed") label = reason ? `disconnected: ${reason}` : "disconnected";
-    if (this.continuityLost && state === "connected") {
-      shown = "lost";
-      label = "continuity lost";
-    }
-    conn.dataset.state = shown;
-    conn.title = shown === "lost" ? "Messages may have been missed; the room was reloaded from history" : "";
-    $("conn-text").textContent = label;
-    document.body.dataset.connection = shown;
   }
 
   // --- ui wiring ----------------------------------------------------------------------------------
 
   askName(first) {
+    if (this.config) return; // the embedding site names its people
     const dialog = $("name-dialog");
     const input = $("name-input");
-    input.value = this.name || "";
+    input.value = (this.identity && this.identity.name) || legacyName();
     $("name-cancel").hidden = first;
-    $("name-hint").textContent = "Letters, digits and _ - . @ (spaces become dashes).";
+    $("name-hint").textContent = "Any name, in any script, up to 64 characters.";
     $("name-hint").classList.remove("error");
     dialog.dataset.first = first ? "1" : "";
     if (!dialog.open) dialog.showModal();
@@ -407,43 +337,20 @@ class App {
   }
 
   submitName() {
-    const name = sanitizeName($("name-input").value);
+    const name = cleanDisplayName($("name-input").value);
     if (!name) {
-      $("name-hint").textContent = "Please use at least one letter or digit.";
+      $("name-hint").textContent = "Please type a name of 1 to 64 characters.";
       $("name-hint").classList.add("error");
       return;
     }
-    const dialog = $("name-dialog");
-    dialog.close();
-    localStorage.setItem(NAME_KEY, name);
-    if (!this.client) {
-      this.name = name;
-      this.boot();
-    } else if (name !== this.name) {
-      // A new name is a new identity: new token, new session. Start the page over with it.
+    $("name-dialog").close();
+    const before = this.identity;
+    this.identity = saveIdentity(name);
+    if (!this.client) this.boot();
+    else if (!before || before.name !== name) {
+      // The name is in the token and in presence: start the page over with it (same client id).
       this.client.close();
       location.reload();
-    }
-  }
-
-  autosize() {
-    const input = $("composer-input");
-    input.style.height = "auto";
-    input.style.height = `${Math.min(input.scrollHeight, 180)}px`;
-  }
-
-  closePanels() {
-    document.body.classList.remove("show-rooms", "show-people");
-    $("scrim").hidden = true;
-  }
-
-  togglePanel(which) {
-    const cls = `show-${which}`;
-    const open = !document.body.classList.contains(cls);
-    this.closePanels();
-    if (open) {
-      document.body.classList.add(cls);
-      $("scrim").hidden = false;
     }
   }
 
@@ -457,33 +364,16 @@ class App {
       if ($("name-dialog").dataset.first) event.preventDefault();
     });
     $("me-button").addEventListener("click", () => this.askName(false));
-
-    const input = $("composer-input");
-    $("composer").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const text = input.value.trim();
-      if (!text || !this.channel) return;
-      input.value = "";
-      this.autosize();
-      this.send(text);
-    });
-    input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        $("composer").requestSubmit();
-      }
-    });
-    input.addEventListener("input", () => {
-      this.autosize();
-      if (input.value.trim()) this.typing();
-    });
+    this.composer.bind();
 
     $("room-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      const room = sanitizeRoom($("room-input").value);
+      const room = roomFromTyped($("room-input").value);
       if (!room) return;
       $("room-input").value = "";
-      location.hash = encodeURIComponent(room);
+      this.rooms.remember(room.channel, room.title);
+      if (room.channel === this.room) this.openRoomTitle();
+      location.hash = encodeURIComponent(room.channel);
     });
     window.addEventListener("hashchange", () => {
       const room = this.roomFromHash();
@@ -492,13 +382,16 @@ class App {
 
     $("timeline").addEventListener("scroll", () => {
       if ($("timeline").scrollTop < 120) this.loadOlder();
+      this.unread.update();
     });
-    $("rooms-toggle").addEventListener("click", () => this.togglePanel("rooms"));
-    $("people-toggle").addEventListener("click", () => this.togglePanel("people"));
-    $("scrim").addEventListener("click", () => this.closePanels());
-    document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") this.closePanels();
-    });
+    document.addEventListener("visibilitychange", () => this.unread.update());
+    this.shell.bind();
+  }
+
+  openRoomTitle() {
+    $("room-title").textContent = this.roomTitle();
+    this.renderRooms();
+    this.updateTitle();
   }
 }
 

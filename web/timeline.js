@@ -1,101 +1,45 @@
 // timeline.js: the room's message list: durable messages in serial order, live streams and sends below.
 //
 // Rules: every durable message is shown once, at its serial's place, whatever order history pages,
-// replays and live frames bring it in. A live stream's bubble is the same element that later shows its
-// durable message, so the answer never jumps or doubles. Message data is only ever set with
-// textContent / text nodes (never innerHTML), so nothing a sender writes can run in the page.
+// replays and live frames bring it in; it is kept by serial (and id) so later changes (the final text of
+// a stream, edits, counts) update the same element in place. A live stream's bubble is the element that
+// later shows its durable message, so the answer never jumps or doubles; its preview is re-rendered at
+// most once per `previewMs` however fast chunks come. A day separator stands before each day's first
+// message. Message text only reaches the page through markdown.js (escaped, no raw HTML).
 
-const MENTION = /@([A-Za-z0-9][A-Za-z0-9_\-.@]*)/g;
+import { addReplyButton, buildBubble, dayKey, dayLabel, el, fillBubble, fillQuote, labelBubble, showProblem } from "./bubble.js";
+import { caretHost, renderRich } from "./markdown.js";
+
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
-
-/** Creates an element with an optional class and text (set with textContent). */
-export function el(tag, className = "", text = undefined) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-/** A stable colour for a client id. */
-export function hue(clientId) {
-  let h = 0;
-  for (const ch of clientId || "") h = (h * 31 + ch.codePointAt(0)) % 360;
-  return h;
-}
-
-/** An avatar element: initial on a colour from the id; agents get a rounded square. */
-export function avatar(clientId, kind) {
-  const node = el("span", `avatar ${kind === "agent" ? "agent" : ""}`, (clientId || "?").slice(0, 1).toUpperCase());
-  node.style.setProperty("--h", String(hue(clientId)));
-  node.setAttribute("aria-hidden", "true");
-  return node;
-}
-
-/** Appends `text` to `parent` with @mentions wrapped in spans (text nodes only, no HTML parsing). */
-export function renderText(parent, text, me) {
-  let last = 0;
-  for (const match of text.matchAll(MENTION)) {
-    let name = match[1];
-    while (name.endsWith(".") || name.endsWith("-")) name = name.slice(0, -1);
-    const start = match.index;
-    const end = start + 1 + name.length;
-    if (start > last) parent.append(text.slice(last, start));
-    const span = el("span", name === me ? "mention me" : "mention", `@${name}`);
-    parent.append(span);
-    last = end;
-  }
-  if (last < text.length) parent.append(text.slice(last));
-}
-
-/** The mentions in a text, without the @. */
-export function mentions(text) {
-  const names = [];
-  for (const match of String(text).matchAll(MENTION)) names.push(match[1].replace(/[.-]+$/, ""));
-  return names;
-}
-
-/** Text shown for a message's data: strings as they are, {text} objects by their text, else JSON. */
-export function displayText(data) {
-  if (typeof data === "string") return data;
-  if (data && typeof data === "object" && typeof data.text === "string") return data.text;
-  if (data === null || data === undefined) return "";
-  return JSON.stringify(data, null, 2);
-}
-
-function timeOf(ts) {
-  const date = new Date(ts || Date.now());
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-}
-
-const STATUS_LABEL = {
-  cancelled: "stopped",
-  aborted: "interrupted",
-};
-const STATUS_TITLE = {
-  cancelled: "The answer was cancelled before it finished",
-  aborted: "The writer went away before finishing; this is the text so far",
-};
+const PREVIEW_MS = 100;
 
 export class Timeline {
   /**
    * scroller: the scrolling element; list: the <ol> of durable messages; live: the <ol> below it for
    * streams and sends in flight; top: the element above the list (loading / beginning marker).
-   * hooks: {me(): string, onStop(streamId, button), onRetry(pendingId)}.
+   * ctx: bubble.js's context plus onStop(streamId, button), quote(serial) -> Promise<message|null>.
    */
-  constructor({ scroller, list, live, top, hooks }) {
+  constructor({ scroller, list, live, top, ctx }) {
     this.scroller = scroller;
     this.list = list;
     this.live = live;
     this.top = top;
-    this.hooks = hooks;
+    this.ctx = { ...ctx, onQuote: (serial) => this.scrollToMessage(serial) };
+    this.previewMs = PREVIEW_MS; // least time between two renders of a live preview
     this.clear();
   }
 
   /** Empties the view (room switch, continuity lost). */
   clear() {
-    this.bySerial = new Map();
-    this.streams = new Map(); // stream_id -> {node, textNode}
+    for (const entry of this.streams?.values() || []) clearTimeout(entry.timer);
+    this.messages = new Map(); // serial -> message
+    this.bySerial = new Map(); // serial -> element
+    this.byId = new Map(); // message id -> serial
+    this.quoted = new Map(); // serial -> Promise of an original fetched for a reply quote
+    this.days = new Map(); // day key -> separator element
+    this.streams = new Map(); // stream_id -> {node, body, stream, timer, last, renders}
     this.pending = new Map(); // message id -> node
+    this.divider = null;
     this.oldest = null;
     this.hasMore = true;
     this.list.replaceChildren();
@@ -122,8 +66,9 @@ export class Timeline {
   /** Runs `change`, keeping the view pinned to the bottom if it was there (or if `force`). */
   pinned(change, force = false) {
     const stick = force || this.nearBottom();
-    change();
+    const result = change();
     if (stick) this.scrollToBottom();
+    return result;
   }
 
   /** Runs `change` that adds content above, keeping what the reader sees in place. */
@@ -134,6 +79,11 @@ export class Timeline {
     this.scroller.scrollTop = top + (this.scroller.scrollHeight - before);
   }
 
+  /** The durable message with this serial, if it is loaded. */
+  message(serial) {
+    return this.messages.get(serial);
+  }
+
   /** Shows a durable message at its serial's place (once). Returns its element. */
   addMessage(msg) {
     if (msg.serial === null || msg.serial === undefined) return null;
@@ -142,6 +92,7 @@ export class Timeline {
     let node = null;
     const stream = msg.stream_id ? this.streams.get(msg.stream_id) : null;
     if (stream) {
+      clearTimeout(stream.timer);
       node = stream.node;
       this.streams.delete(msg.stream_id);
       node.classList.remove("streaming");
@@ -150,16 +101,41 @@ export class Timeline {
       this.pending.get(msg.id).remove();
       this.pending.delete(msg.id);
     }
-    node = node || this._bubble(msg);
+    node = node || buildBubble(msg, this.ctx);
     node.dataset.serial = String(msg.serial);
-    if (msg.id) node.dataset.id = msg.id;
-    this._fillBody(node, msg.data, msg.status || null);
+    if (msg.id) {
+      node.dataset.id = msg.id;
+      this.byId.set(msg.id, msg.serial);
+    }
+    this.messages.set(msg.serial, msg);
+    fillBubble(node, msg, this.ctx);
+    addReplyButton(node, msg.serial, this.ctx);
     this.bySerial.set(msg.serial, node);
     this._insertSorted(node, msg.serial);
     if (this.oldest === null || msg.serial < this.oldest) this.oldest = msg.serial;
+    this._placeDay(node);
     this._group(node);
     if (node.nextElementSibling) this._group(node.nextElementSibling);
+    this._fillQuotes(node);
+    for (const quote of this._quotesOf(msg.serial)) fillQuote(quote, msg, this.ctx);
     return node;
+  }
+
+  /** Applies `changes` (new data, status...) to a loaded message in place; returns its element or null. */
+  updateMessage(serial, changes) {
+    const node = this.bySerial.get(serial);
+    if (!node) return null;
+    const msg = { ...this.messages.get(serial), ...changes };
+    this.messages.set(serial, msg);
+    fillBubble(node, msg, this.ctx);
+    for (const quote of this._quotesOf(serial)) fillQuote(quote, msg, this.ctx);
+    return node;
+  }
+
+  /** The element of the durable message with this serial, or of the one with this id. */
+  element(serialOrId) {
+    const serial = typeof serialOrId === "number" ? serialOrId : this.byId.get(serialOrId);
+    return this.bySerial.get(serial) || null;
   }
 
   /** A line in the timeline that is not a message (continuity notices). */
@@ -171,46 +147,63 @@ export class Timeline {
     return node;
   }
 
+  /** Puts the "new messages" divider just before the message with this serial (one divider at a time). */
+  placeDivider(serial) {
+    this.removeDivider();
+    const node = el("li", "unread-divider");
+    node.setAttribute("role", "separator");
+    node.append(el("span", "unread-label", "New messages"));
+    node.dataset.serial = String(serial - 0.1);
+    this._insertSorted(node, serial - 0.1);
+    this.divider = node;
+    return node;
+  }
+
+  /** Removes the "new messages" divider. */
+  removeDivider() {
+    this.divider?.remove();
+    this.divider = null;
+  }
+
+  /** Scrolls the message with this serial into view and flashes it; false when it is not loaded. */
+  scrollToMessage(serial) {
+    const node = this.bySerial.get(serial);
+    if (!node) return false;
+    node.scrollIntoView({ block: "center" });
+    node.classList.remove("flash");
+    void node.offsetWidth; // restart the animation when the same quote is clicked twice
+    node.classList.add("flash");
+    return true;
+  }
+
   /** Creates or refreshes the bubble of a live stream from the module's LiveStream. */
   updateStream(stream) {
     let entry = this.streams.get(stream.stream_id);
     if (!entry) {
-      const node = this._bubble({
-        client_id: stream.client_id,
-        kind: stream.kind,
-        ts: stream.ts,
-        reply_to: stream.reply_to,
-      });
+      const node = buildBubble(
+        { client_id: stream.client_id, kind: stream.kind, ts: stream.ts, reply_to: stream.reply_to },
+        this.ctx,
+      );
       node.classList.add("streaming");
       node.dataset.streamId = stream.stream_id;
       const stop = el("button", "stop btn small", "Stop");
       stop.type = "button";
       stop.title = "Cancel this answer";
-      stop.addEventListener("click", () => this.hooks.onStop(stream.stream_id, stop));
+      stop.addEventListener("click", () => this.ctx.onStop(stream.stream_id, stop));
       node.querySelector(".meta").append(stop);
-      entry = { node, body: node.querySelector(".text"), tail: null, length: 0 };
+      entry = { node, body: node.querySelector(".text"), stream, timer: null, last: -Infinity, renders: 0, cost: 0 };
       this.streams.set(stream.stream_id, entry);
       // Streams sit above my sends in flight, so my next line does not land inside a running answer.
       this.live.insertBefore(node, this.live.querySelector(".pending"));
+      this._fillQuotes(node);
     }
-    const text = stream.text();
-    if (!entry.tail || text.length < entry.length) {
-      entry.tail = document.createTextNode("");
-      entry.body.replaceChildren(entry.tail, el("span", "caret"));
-      entry.length = 0;
+    entry.stream = stream;
+    if (entry.timer === null) {
+      // Re-rendering markdown costs time: at most once per interval, and longer for long texts.
+      const wait = entry.last + Math.max(this.previewMs, 4 * entry.cost) - performance.now();
+      if (wait <= 0) this._renderPreview(entry);
+      else entry.timer = setTimeout(() => this.pinned(() => this._renderPreview(entry)), wait);
     }
-    // Chunks only extend the text: render the new part only. Text up to the last whitespace is final
-    // (a mention never spans whitespace) and gets its mentions; the rest waits in the tail text node.
-    let open = entry.tail.data + text.slice(entry.length);
-    entry.length = text.length;
-    const cut = open.search(/\s\S*$/);
-    if (cut >= 0) {
-      const done = document.createDocumentFragment();
-      renderText(done, open.slice(0, cut + 1), this.hooks.me());
-      entry.body.insertBefore(done, entry.tail);
-      open = open.slice(cut + 1);
-    }
-    entry.tail.data = open;
     return entry.node;
   }
 
@@ -218,99 +211,101 @@ export class Timeline {
   removeStream(streamId) {
     const entry = this.streams.get(streamId);
     if (!entry) return;
+    clearTimeout(entry.timer);
     entry.node.remove();
     this.streams.delete(streamId);
   }
 
+  /** The live bubble of a stream, if it is still open. */
+  streamElement(streamId) {
+    return this.streams.get(streamId)?.node || null;
+  }
+
   /** Shows my message while its publish is in flight. */
-  addPending(id, text, me) {
-    const node = this._bubble({ client_id: me, kind: "human", ts: Date.now() });
+  addPending(id, text, me, replyTo = null) {
+    const node = buildBubble({ client_id: me, kind: "human", ts: Date.now(), reply_to: replyTo }, this.ctx);
     node.classList.add("pending");
     node.dataset.pendingId = id;
-    this._fillBody(node, text, null);
+    fillBubble(node, { data: text }, this.ctx);
     this.pending.set(id, node);
     this.live.append(node);
+    this._fillQuotes(node);
     return node;
   }
 
-  /** Marks a pending send as failed, with a retry button. */
-  failPending(id, reason) {
+  /** Marks a pending send as failed, saying why; `retry` (a function) only when trying again can help. */
+  failPending(id, problem, retry = null) {
     const node = this.pending.get(id);
     if (!node) return;
     node.classList.add("failed");
-    const meta = node.querySelector(".meta");
-    meta.querySelector(".retry")?.remove();
-    const retry = el("button", "retry btn small", "Retry");
-    retry.type = "button";
-    retry.title = reason;
-    retry.addEventListener("click", () => {
+    showProblem(node, problem, retry && (() => {
       node.classList.remove("failed");
-      retry.remove();
-      this.hooks.onRetry(id);
-    });
-    meta.append(retry);
+      retry();
+    }));
   }
 
   /** Forgets a pending send whose message is already shown (acked duplicate). */
   settlePending(id) {
     const node = this.pending.get(id);
-    if (node && this.list.querySelector(`[data-id="${CSS.escape(id)}"]`)) {
+    if (node && this.byId.has(id)) {
       node.remove();
       this.pending.delete(id);
     }
   }
 
-  // --- building -----------------------------------------------------------------------------------
-
-  _bubble(msg) {
-    const me = this.hooks.me();
-    const kind = msg.kind || "human";
-    const node = el("li", `msg ${kind}`);
-    if (msg.client_id === me) node.classList.add("mine");
-    node.dataset.client = msg.client_id || "";
-    node.dataset.ts = String(msg.ts || Date.now());
-    node.append(avatar(msg.client_id, kind));
-    const body = el("div", "body");
-    const meta = el("div", "meta");
-    meta.append(el("span", "author", msg.client_id || "?"));
-    if (kind === "agent") meta.append(el("span", "tag", "agent"));
-    else if (kind === "system") meta.append(el("span", "tag", "system"));
-    const time = el("time", "", timeOf(msg.ts));
-    time.dateTime = new Date(msg.ts || Date.now()).toISOString();
-    meta.append(time);
-    body.append(meta);
-    if (msg.reply_to) {
-      const quoted = this.bySerial.get(msg.reply_to);
-      const reply = el("div", "reply-to");
-      const who = quoted ? quoted.dataset.client : "";
-      const what = quoted ? quoted.querySelector(".text")?.textContent || "" : `message #${msg.reply_to}`;
-      reply.append(el("span", "reply-arrow", "↪"));
-      if (who) reply.append(el("span", "reply-author", who));
-      reply.append(el("span", "reply-text", what.length > 90 ? `${what.slice(0, 90)}…` : what));
-      body.append(reply);
+  /** Refreshes every author label (someone with a known name arrived, or two now share a name). */
+  relabel() {
+    for (const node of [...this.list.children, ...this.live.children]) {
+      if (node.classList.contains("msg")) labelBubble(node, this.ctx);
     }
-    body.append(el("div", "text"));
-    node.append(body);
-    return node;
+    for (const quote of document.querySelectorAll(".reply-to:not(.loading):not(.missing)")) {
+      const original = this.messages.get(Number(quote.dataset.replyTo));
+      if (original) fillQuote(quote, original, this.ctx);
+    }
   }
 
-  _fillBody(node, data, status) {
-    const me = this.hooks.me();
-    const body = node.querySelector(".text");
-    const text = displayText(data);
-    body.replaceChildren();
-    body.classList.toggle("json", typeof data === "object" && data !== null && typeof data.text !== "string");
-    if (text) renderText(body, text, me);
-    else if (status) body.append(el("span", "empty", "(no text)"));
-    if (mentions(text).includes(me)) node.classList.add("mentions-me");
-    node.dataset.status = status || "";
-    const meta = node.querySelector(".meta");
-    meta.querySelector(".status")?.remove();
-    if (status && status !== "complete") {
-      const badge = el("span", `status ${status}`, STATUS_LABEL[status] || status);
-      badge.title = STATUS_TITLE[status] || "";
-      meta.append(badge);
+  // --- internals ----------------------------------------------------------------------------------
+
+  _renderPreview(entry) {
+    entry.timer = null;
+    if (!this.streams.has(entry.stream.stream_id)) return;
+    const started = performance.now();
+    const text = entry.stream.text();
+    entry.body.classList.remove("plain", "markdown");
+    entry.body.classList.add(renderRich(entry.body, text, this.ctx.isMe));
+    caretHost(entry.body).append(el("span", "caret"));
+    if (!text) return; // an opened, still empty stream: its first text shows at once
+    entry.last = performance.now();
+    entry.cost = entry.last - started;
+    entry.renders += 1;
+    entry.node.dataset.renders = String(entry.renders);
+  }
+
+  _quotesOf(serial) {
+    return [...this.list.querySelectorAll(`.reply-to[data-reply-to="${serial}"]`),
+      ...this.live.querySelectorAll(`.reply-to[data-reply-to="${serial}"]`)];
+  }
+
+  _fillQuotes(node) {
+    const quote = node.querySelector(".reply-to");
+    if (!quote) return;
+    const serial = Number(quote.dataset.replyTo);
+    const original = this.messages.get(serial);
+    if (original) {
+      fillQuote(quote, original, this.ctx);
+      return;
     }
+    // A history page is added newest first: wait until the page is in before deciding the original is
+    // missing, then fetch that one message, once per serial.
+    const room = this.quoted;
+    queueMicrotask(() => {
+      if (room !== this.quoted || !quote.classList.contains("loading")) return;
+      if (!this.quoted.has(serial)) this.quoted.set(serial, this.ctx.quote(serial).catch(() => null));
+      this.quoted.get(serial).then((found) => {
+        if (room !== this.quoted || !quote.classList.contains("loading")) return;
+        fillQuote(quote, this.messages.get(serial) || found, this.ctx);
+      });
+    });
   }
 
   _insertSorted(node, serial) {
@@ -320,12 +315,31 @@ export class Timeline {
       return;
     }
     for (const child of this.list.children) {
-      if (Number(child.dataset.serial) > serial) {
+      if (child !== node && Number(child.dataset.serial) > serial) {
         this.list.insertBefore(node, child);
         return;
       }
     }
     this.list.append(node);
+  }
+
+  _placeDay(node) {
+    // One separator per local day, just before that day's first message (serial - 0.25 keeps order).
+    const ts = Number(node.dataset.ts);
+    const key = dayKey(ts);
+    const serial = Number(node.dataset.serial);
+    let separator = this.days.get(key);
+    if (separator && Number(separator.dataset.serial) < serial) return;
+    if (!separator) {
+      separator = el("li", "day");
+      separator.setAttribute("role", "separator");
+      separator.append(el("span", "day-label", dayLabel(ts)));
+      separator.dataset.day = String(key);
+      this.days.set(key, separator);
+    }
+    separator.dataset.serial = String(serial - 0.25);
+    separator.title = new Date(ts).toLocaleDateString([], { dateStyle: "full" });
+    this.list.insertBefore(separator, node);
   }
 
   _group(node) {
