@@ -9,6 +9,7 @@ import inspect
 import logging
 import os
 import signal
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -79,6 +80,7 @@ class Bot:
         self._ready = asyncio.Event()
         self._caught_up: set[str] = set()
         self._slots: asyncio.Semaphore | None = None
+        self._on_shutdown: list[Callable[[], Awaitable[None] | None]] = []
 
     # --- registration ----------------------------------------------------------------------
 
@@ -176,6 +178,11 @@ class Bot:
         """Ask `run` to shut down gracefully."""
         self._stop.set()
 
+    def on_shutdown(self, callback: Callable[[], Awaitable[None] | None]) -> None:
+        """Call `callback` (sync or async) each time `run` ends, after the connection is closed,
+        e.g. to close a model's HTTP session."""
+        self._on_shutdown.append(callback)
+
     async def wait_ready(self) -> None:
         """Wait until every channel is attached, presence entered and the catch-up scan is done."""
         await self._ready.wait()
@@ -198,6 +205,13 @@ class Bot:
         await client.close()
         self._ready.clear()
         self._caught_up.clear()
+        for callback in self._on_shutdown:
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("%s: shutdown callback failed", self.client_id)
 
     async def _watch(self, channel: Channel) -> None:
         position = await channel.attach()
@@ -352,9 +366,30 @@ def _being_cancelled() -> bool:
 
 
 def load_bot(spec: str) -> Bot:
-    """Import `module:attr` (attr defaults to `bot`): a Bot, or a callable returning one."""
+    """Import `module:attr` (attr defaults to `bot`): a Bot, or a callable returning one.
+
+    The module may live in the current directory even when it is not on `sys.path` (as under the
+    `agentchat` console script). Raises ValueError when it cannot be found, TypeError when it is
+    not a Bot.
+    """
     module_name, _, attr = spec.partition(":")
-    target = getattr(importlib.import_module(module_name), attr or "bot")
+    if not module_name:
+        raise ValueError(f"expected module:attr, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.partition(".")[0] or here in sys.path:
+            raise ValueError(f"cannot import {module_name!r}: {exc}") from exc
+        sys.path.insert(0, here)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as again:
+            raise ValueError(f"cannot import {module_name!r} (looked in {here} too): {again}") from again
+    try:
+        target = getattr(module, attr or "bot")
+    except AttributeError as exc:
+        raise ValueError(f"{module_name} has no attribute {attr or 'bot'!r}") from exc
     bot = target if isinstance(target, Bot) else target() if callable(target) else None
     if not isinstance(bot, Bot):
         raise TypeError(f"{spec} is neither a Bot nor a callable returning one")

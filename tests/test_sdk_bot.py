@@ -42,9 +42,9 @@ async def test_echo_bot_answers_mentions_only(server: TestServer) -> None:
         assert replies_to(history, ignored, "echo") == []
 
 
-async def test_planner_answers_humans_and_keeps_presence_status(server: TestServer) -> None:
-    """The planner streams answers to humans who address it or nobody; its presence goes
-    thinking, streaming, idle."""
+async def test_planner_answers_mentions_and_keeps_presence_status(server: TestServer) -> None:
+    """The planner streams a plan from the question to a message that mentions it, nothing else;
+    its presence goes thinking, streaming, idle."""
     planner = scripted.make_bot(rate=500)
     async with (
         running(planner, server),
@@ -57,11 +57,12 @@ async def test_planner_answers_humans_and_keeps_presence_status(server: TestServ
         await subscription.start()
         await agent.channel("room:lobby").publish("an agent says something")
         await room.publish("@echo not for the planner")
-        question = await room.publish("what should we do?")
+        await room.publish("what should we do? (addressed to nobody)")
+        question = await room.publish("@planner what should we do about the release notes?")
         got = await messages_until(subscription, lambda m: m.client_id == "planner")
         answer = got[-1]
         assert answer.reply_to == question and answer.status == "complete" and answer.name == "answer"
-        assert answer.data == "".join(scripted.tokenize(answer.data))
+        assert answer.data == scripted.plan_for("what should we do about the release notes")
         assert len([m for m in got if m.client_id == "planner"]) == 1
         statuses: list[str] = []
         async with asyncio.timeout(WAIT):
@@ -87,7 +88,7 @@ async def test_member_cancel_stops_the_handler(server: TestServer) -> None:
         feed = await room.events().start()
         subscription = room.subscribe()
         await subscription.start()
-        await room.publish("a long question")
+        await room.publish("@planner a long question")
         async with asyncio.timeout(WAIT):
             event = await anext(feed)
             while event.type != "stream_open":
@@ -111,7 +112,7 @@ async def test_graceful_shutdown_ends_streams_and_leaves_presence(server: TestSe
         subscription = room.subscribe()
         await subscription.start()
         async with running(planner, server):
-            await room.publish("tell me everything")
+            await room.publish("@planner tell me everything")
             async with asyncio.timeout(WAIT):
                 event = await anext(feed)
                 while event.type != "stream_chunk":
@@ -154,7 +155,6 @@ async def test_restarted_bot_answers_what_it_missed_exactly_once(server: TestSer
 async def _start_bot_process(server: TestServer, rate: float) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
         "AGENTCHAT_SCRIPTED_RATE": str(rate),
         "AGENTCHAT_TOKEN": server.token("planner", kind="agent"),
         "AGENTCHAT_LOG_LEVEL": "WARNING",
@@ -162,9 +162,9 @@ async def _start_bot_process(server: TestServer, rate: float) -> asyncio.subproc
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agents",
+        "agentchat",
         "bot",
-        "agents.examples.scripted:bot",
+        "agentchat.examples.scripted:bot",
         "--url",
         server.url,
         env=env,
@@ -186,7 +186,7 @@ async def test_bot_killed_mid_answer_answers_exactly_once_after_restart(
         try:
             async with asyncio.timeout(WAIT):
                 await room.presence.wait_for(lambda members: any(m.client_id == "planner" for m in members))
-            question = await room.publish("how do we start?")
+            question = await room.publish("@planner how do we start?")
             assert question is not None
             async with asyncio.timeout(WAIT):
                 event = await anext(feed)
@@ -268,7 +268,7 @@ async def test_bot_whose_session_is_lost_mid_answer_answers_again(make_server: C
         room = human.channel("room:lobby")
         feed = await room.events().start()
         subscription = await room.subscribe().start()
-        question = await room.publish("plan the week")
+        question = await room.publish("@planner plan the week")
         async with asyncio.timeout(WAIT):
             event = await anext(feed)
             while event.type != "stream_chunk":
