@@ -14,7 +14,7 @@ from agentchat.models import HistoryPage, LiveEvent, Message, Position
 from agentchat.presence import Presence
 from agentchat.stream import Stream
 from agentchat.subscription import EventFeed, Subscription
-from agentchat_server.protocol import Code
+from agentchat_server.protocol import Code, Sequencer, Verdict
 
 if TYPE_CHECKING:
     from agentchat.client import Client
@@ -32,20 +32,24 @@ class Channel:
     def __init__(self, client: Client, name: str) -> None:
         self.client = client
         self.name = name
-        self.position: Position | None = None
         self.presence = Presence(self)
+        self._sequencer = Sequencer()
+        self._epoch: str | None = None
         self._want = False
         self._attached = asyncio.Event()
         self._attaching: asyncio.Future[dict[str, Any]] | None = None
-        self._sent_position: Position | None = None
-        self._repairing = False
-        self._skip_allowed = False
         self._error: AgentChatError | None = None
         self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._feeds: weakref.WeakSet[EventFeed] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"<Channel {self.name} position={self.position}>"
+
+    @property
+    def position(self) -> Position | None:
+        """The last durable message delivered (None before the first attach)."""
+        serial = self._sequencer.position
+        return None if serial is None else Position(serial, self._epoch)
 
     @property
     def attached(self) -> bool:
@@ -87,7 +91,8 @@ class Channel:
         self._want = False
         self.presence._forget()
         # A later attach starts from then, not from here: the gap is not this view's business.
-        self.position = None
+        self._sequencer = Sequencer()
+        self._epoch = None
         if self._attached.is_set():
             self._attached.clear()
             try:
@@ -106,7 +111,7 @@ class Channel:
         subscription = Subscription(self, after, max_buffer)
         if after is not None and not self._want and self.position is None:
             # Not attached yet: attach from `after` so the server replays what follows it.
-            self.position = Position(after)
+            self._sequencer = Sequencer(after)
         self._subscriptions.add(subscription)
         return subscription
 
@@ -231,7 +236,6 @@ class Channel:
         frame: dict[str, Any] = {"type": "attach", "channel": self.name, "presence": True}
         if self.position is not None:
             frame["position"] = self.position.to_wire()
-        self._sent_position = self.position
         future = self.client.submit(frame, retain=False)
         future.add_done_callback(self._attach_done)
         return future
@@ -261,7 +265,6 @@ class Channel:
 
     def _link_lost(self) -> None:
         self._attached.clear()
-        self._repairing = False
 
     def _shut(self, error: AgentChatError) -> None:
         self._attached.clear()
@@ -300,8 +303,11 @@ class Channel:
 
     def _on_attached(self, frame: dict[str, Any]) -> None:
         position = Position.from_wire(frame.get("position"))
-        sent = self._sent_position
-        if sent is not None and not frame.get("resumed", True):
+        resumed = frame.get("resumed", True) is not False
+        self._sequencer.attached(position.serial, resumed)
+        if not resumed or self._epoch is None:
+            self._epoch = position.epoch
+        if not resumed:
             reason = frame.get("reason") or {}
             lost = ContinuityLost(
                 self.name,
@@ -309,36 +315,24 @@ class Channel:
                 str(reason.get("message", "")),
                 position,
             )
-            self.position = position
-            # Whatever serial comes next is where delivery resumes (the server may skip a lost gap).
-            self._skip_allowed = True
             for subscription in list(self._subscriptions):
                 subscription._lost(lost)
-        elif sent is None or self.position is None:
-            self.position = position
-        elif self.position.epoch is None:
-            self.position = Position(self.position.serial, position.epoch)
-        self._repairing = False
         self.presence._on_attached()
         self._attached.set()
 
     def _on_message(self, frame: dict[str, Any]) -> None:
         serial = int(frame["serial"])
-        epoch = self.position.epoch if self.position else None
-        if self.position is not None:
-            if serial <= self.position.serial:
-                return
-            if serial > self.position.serial + 1 and not self._skip_allowed:
-                # The server promises no gaps; if one shows up, replay from what we have rather than skip.
-                log.error(
-                    "gap in %s: got serial %d after %d; re-attaching", self.name, serial, self.position.serial
-                )
-                if not self._repairing and self.client.connected:
-                    self._repairing = True
-                    self._attaching = self._send_attach()
-                return
-        self._skip_allowed = False
-        self.position = Position(serial, epoch)
+        before = self._sequencer.position
+        verdict = self._sequencer.offer(serial)
+        if verdict is Verdict.GAP:
+            # The server promises no gaps; never skip one: attach again from the position and hold
+            # newer serials until the reply (the replay brings them in order).
+            log.error("gap in %s: got serial %d after %s; re-attaching", self.name, serial, before)
+            if self.client.connected:
+                self._attaching = self._send_attach()
+            return
+        if verdict is not Verdict.DELIVER:
+            return
         message = Message.from_wire(frame, self.name)
         for subscription in list(self._subscriptions):
             subscription._offer(message)

@@ -258,8 +258,8 @@ class Client:
             await asyncio.sleep(self.backoff.delay(failures))
 
     def _stops_for(self, closed: Closed) -> bool:
-        expired_for_good = closed.code == CloseCode.TOKEN_EXPIRED and self._token_provider is None
-        if closed.fatal or expired_for_good:
+        # `renew` needs a way to get a fresh token; without a provider it is a stop.
+        if closed.action == "stop" or (closed.action == "renew" and self._token_provider is None):
             self._shut(ConnectionClosed(closed.code, closed.reason))
             return True
         return False

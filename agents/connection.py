@@ -13,7 +13,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from agentchat_server.protocol import CloseCode, Format, ProtocolError, decode, encode
+from agentchat_server.protocol import (
+    CloseCode,
+    Format,
+    ProtocolError,
+    Reconnect,
+    decode,
+    encode,
+    reconnect_policy,
+)
 
 log = logging.getLogger("agentchat.connection")
 
@@ -43,15 +51,9 @@ class Closed:
     reason: str
 
     @property
-    def fatal(self) -> bool:
-        """True when reconnecting cannot help (see the close code table in docs/protocol.md)."""
-        return self.code in (
-            CloseCode.NORMAL,
-            1009,
-            CloseCode.PROTOCOL_ABUSE,
-            CloseCode.UNAUTHORIZED,
-            CloseCode.SESSION_TAKEN_OVER,
-        )
+    def action(self) -> Reconnect:
+        """What the client does next: `resume`, `renew` or `stop` (the protocol's `reconnect_policy`)."""
+        return reconnect_policy(self.code)
 
 
 class HandshakeFailed(Exception):

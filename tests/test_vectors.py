@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agentchat.connection import Closed
 from agentchat_server.core.ordering import Cursor, Offer
 from agentchat_server.protocol import RECONNECT_POLICY, Sequencer, reconnect_policy
+from tests.conftest import need
+from tests.wire import UNIT
 
 VECTORS = Path(__file__).parent / "vectors"
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +76,12 @@ def test_reconnect_vectors_protocol_table(case: dict[str, Any]) -> None:
     assert reconnect_policy(case["code"]) == case["action"]
 
 
+@pytest.mark.parametrize("case", RECONNECT)
+def test_reconnect_vectors_sdk(case: dict[str, Any]) -> None:
+    """The SDK decides what to do after a close by the same table."""
+    assert Closed(case["code"], "test").action == case["action"]
+
+
 def test_reconnect_table_is_covered_by_vectors() -> None:
     """Every code of the table has a vector, so a new code cannot slip in untested."""
     covered = {c["code"] for c in load("reconnect.json")["cases"]}
@@ -84,3 +95,15 @@ def test_docs_close_code_table_matches_policy() -> None:
     rows = re.findall(r"^\| (\d{4}) \|[^|]*\| `(resume|renew|stop)`", section, re.M)
     documented = {int(code): action for code, action in rows}
     assert documented == {code: action for code, (action, _) in RECONNECT_POLICY.items()}
+
+
+def test_web_client_passes_the_vectors_under_node() -> None:
+    """web/agentchat.js passes the ordering and reconnect vectors under node's test runner (tests/js/)."""
+    node = shutil.which("node")
+    need(node is not None, "node is not installed: the web client's vector tests (tests/js/) cannot run")
+    assert node is not None
+    result = subprocess.run(
+        [node, "--test", "tests/js/"], cwd=ROOT, capture_output=True, text=True, timeout=UNIT * 12
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "# fail 0" in result.stdout and "# pass 0" not in result.stdout
