@@ -296,10 +296,20 @@ class Bot:
             async with self._slots:
                 self._busy += 1
                 self._status_dirty.set()
-                context = Context(self, channel, message, attempt)
-                context._task = asyncio.create_task(self._invoke(handler, context))
+                assert self.client is not None
+                context = Context(
+                    self.client,
+                    channel,
+                    message,
+                    attempt,
+                    me=self.client.client_id or self.client_id,
+                    coalesce=self.coalesce,
+                    on_streaming=self._streams_changed,
+                )
+                task = asyncio.create_task(self._invoke(handler, context))
+                context.on_stop(task.cancel)
                 try:
-                    await context._task
+                    await task
                 except asyncio.CancelledError:
                     if not context.stopped_by_cancel or _being_cancelled():
                         raise

@@ -17,6 +17,7 @@ class Position:
     epoch: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
+        """The position as the protocol's `position` object."""
         wire: dict[str, Any] = {"serial": self.serial}
         if self.epoch is not None:
             wire["epoch"] = self.epoch
@@ -24,6 +25,7 @@ class Position:
 
     @classmethod
     def from_wire(cls, value: Any) -> Position:
+        """A position from a frame's `position` field (serial 0 when it is missing)."""
         if not isinstance(value, dict):
             return cls(0, None)
         epoch = value.get("epoch")
@@ -50,6 +52,7 @@ class Message:
 
     @classmethod
     def from_wire(cls, frame: dict[str, Any], channel: str | None = None) -> Message:
+        """A message from a `message` frame or a history entry (`channel` when the entry has none)."""
         return cls(
             channel=str(frame.get("channel", channel or "")),
             serial=frame.get("serial"),
@@ -93,6 +96,7 @@ class Member:
 
     @classmethod
     def from_wire(cls, value: dict[str, Any]) -> Member:
+        """A member from a presence frame's `member` or a `presence_sync` entry."""
         return cls(
             client_id=str(value.get("client_id", "")),
             connection_id=str(value.get("connection_id", "")),

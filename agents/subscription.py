@@ -4,34 +4,41 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Generator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any
 
 from agentchat.errors import ContinuityLost
+from agentchat.events import Attached, ChannelEvent, Delivered, Ended, Live, Lost
 from agentchat.models import LiveEvent, Message
-
-if TYPE_CHECKING:
-    from agentchat.channel import Channel
+from agentchat.ports import ChannelView
+from agentchat_server.protocol import Code
 
 
 class Subscription:
     """An async iterator over a channel's durable messages, in serial order, no gaps, no duplicates.
 
-    The channel is attached on first use. If messages may have been missed (retention, epoch
+    It starts after serial `after` when given, else at the channel's position when the channel has
+    one, else at the position of the attach that `subscribe()` started. `await`ing it (or `start()`,
+    or `async with`) waits for that attach. If messages may have been missed (retention, epoch
     change) the next `__anext__` raises ContinuityLost; iterating again continues live. The buffer
     is bounded (`max_buffer`): a consumer that falls behind stops buffering and catches up from
     history when it reads again, so nothing is lost and memory stays bounded.
     """
 
-    def __init__(self, channel: Channel, after: int | None, max_buffer: int) -> None:
+    def __init__(
+        self, channel: ChannelView, after: int | None, max_buffer: int, *, behind: bool = False
+    ) -> None:
         self.channel = channel
         self._last = after
         self._max = max_buffer
         self._buffer: deque[Message | ContinuityLost] = deque()
-        self._behind = False
+        # Older than what the channel delivers: the difference comes from history first.
+        self._behind = behind
         self._wakeup = asyncio.Event()
         self._end: BaseException | None = None
         self._started = False
+        self._unlisten = channel.listen(self._on_event)
 
     @property
     def last_serial(self) -> int | None:
@@ -39,19 +46,14 @@ class Subscription:
         return self._last
 
     async def start(self) -> Subscription:
-        """Attach the channel and fix the starting point; later messages are buffered for this view."""
+        """Wait until the channel is attached; messages committed from then on are yielded."""
         if not self._started:
+            await self.channel.attach()
             self._started = True
-            position = await self.channel.attach()
-            if self._last is None:
-                self._last = position.serial
-            elif self._last < position.serial:
-                first = self._buffer[0] if self._buffer else None
-                if not (isinstance(first, Message) and first.serial == self._last + 1):
-                    # Older than what the channel has delivered: fill the difference from history.
-                    self._buffer.clear()
-                    self._behind = True
         return self
+
+    def __await__(self) -> Generator[Any, None, Subscription]:
+        return self.start().__await__()
 
     def close(self) -> None:
         """Stop this view; a waiting `__anext__` ends the iteration."""
@@ -69,7 +71,8 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Message:
-        await self.start()
+        if self._end is None:
+            await self.start()
         while True:
             if self._buffer:
                 item = self._buffer.popleft()
@@ -88,7 +91,18 @@ class Subscription:
             self._wakeup.clear()
             await self._wakeup.wait()
 
-    # --- fed by the channel ----------------------------------------------------------------
+    # --- fed by the channel's events -------------------------------------------------------
+
+    def _on_event(self, event: ChannelEvent) -> None:
+        if isinstance(event, Delivered):
+            self._offer(event.message)
+        elif isinstance(event, Attached):
+            if self._last is None:
+                self._last = event.position.serial
+        elif isinstance(event, Lost):
+            self._lost(event.error)
+        elif isinstance(event, Ended):
+            self._finish(event.error)
 
     def _offer(self, message: Message) -> None:
         if self._behind or self._end is not None:
@@ -111,6 +125,7 @@ class Subscription:
     def _finish(self, error: BaseException) -> None:
         if self._end is None:
             self._end = error
+            self._unlisten()
         self._wakeup.set()
 
     async def _catch_up(self) -> None:
@@ -120,15 +135,17 @@ class Subscription:
         self._buffer.extend(fresh)
         newest = fresh[-1].serial if fresh else after
         assert newest is not None
-        live = self.channel.position.serial if self.channel.position else 0
+        position = self.channel.position
+        live = position.serial if position is not None else 0
         if newest >= live:
             self._behind = False
         elif not fresh:
             # History cannot reach the live position: retention removed it.
             self._behind = False
-            position = self.channel.position
             self._buffer.append(
-                ContinuityLost(self.channel.name, 80002, "history after the position is gone", position)
+                ContinuityLost(
+                    self.channel.name, Code.HISTORY_LOST, "history after the position is gone", position
+                )
             )
 
 
@@ -139,23 +156,28 @@ class EventFeed:
     the durable messages carry the truth). Not replayed after a reconnect.
     """
 
-    def __init__(self, channel: Channel, max_buffer: int) -> None:
+    def __init__(self, channel: ChannelView, max_buffer: int) -> None:
         self.channel = channel
         self._events: deque[LiveEvent] = deque(maxlen=max_buffer)
         self._wakeup = asyncio.Event()
         self._end: BaseException | None = None
         self.dropped = 0
+        self._unlisten = channel.listen(self._on_event)
 
     async def start(self) -> EventFeed:
-        """Attach the channel; events from then on are kept for this feed."""
+        """Wait until the channel is attached; events from then on are kept for this feed."""
         await self.channel.attach()
         return self
+
+    def __await__(self) -> Generator[Any, None, EventFeed]:
+        return self.start().__await__()
 
     def __aiter__(self) -> EventFeed:
         return self
 
     async def __anext__(self) -> LiveEvent:
-        await self.channel.attach()
+        if self._end is None:
+            await self.channel.attach()
         while not self._events:
             if self._end is not None:
                 raise self._end
@@ -167,13 +189,17 @@ class EventFeed:
         """Stop this feed; a waiting `__anext__` ends the iteration."""
         self._finish(StopAsyncIteration())
 
-    def _offer(self, event: LiveEvent) -> None:
-        if len(self._events) == self._events.maxlen:
-            self.dropped += 1
-        self._events.append(event)
-        self._wakeup.set()
+    def _on_event(self, event: ChannelEvent) -> None:
+        if isinstance(event, Live):
+            if len(self._events) == self._events.maxlen:
+                self.dropped += 1
+            self._events.append(event.event)
+            self._wakeup.set()
+        elif isinstance(event, Ended):
+            self._finish(event.error)
 
     def _finish(self, error: BaseException) -> None:
         if self._end is None:
             self._end = error
+            self._unlisten()
         self._wakeup.set()

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from agentchat.connection import Closed
+from agentchat.events import Delivered
+from agentchat.state import ClientState
 from agentchat_server.core.ordering import Cursor, Offer
 from agentchat_server.protocol import RECONNECT_POLICY, Sequencer, reconnect_policy
 from tests.conftest import need
@@ -44,6 +46,51 @@ def test_ordering_vectors_protocol_sequencer(case: dict[str, Any]) -> None:
             assert step["op"] == "attached"
             seq.attached(step["serial"], step["resumed"])
         assert seq.position == step["position"], step
+
+
+@pytest.mark.parametrize("case", cases("ordering.json", "sdk"))
+def test_ordering_vectors_sdk_core(case: dict[str, Any]) -> None:
+    """The SDK's core delivers, drops and attaches again exactly as the vectors say, frames in and out."""
+    events: list[Any] = []
+    sent: list[dict[str, Any]] = []
+    core = ClientState(events.append)
+    connected = {"session_id": "s", "key": "k", "client_id": "ana", "kind": "human", "resumed": False}
+    core.link_up(connected, sent.append)
+    core.want("room:x", case["position"])
+    if case["position"] is not None:
+        core.receive(attached_frame(case["position"], True, sent[-1]["ref"]))
+    for step in case["steps"]:
+        attaches, delivered = len(sent), len(events)
+        if step["op"] == "message":
+            core.receive(
+                {"type": "message", "channel": "room:x", "serial": step["serial"], "id": "m", "data": 1}
+            )
+            new = [e.message.serial for e in events[delivered:] if isinstance(e, Delivered)]
+            assert new == ([step["serial"]] if step["expect"] == "deliver" else []), step
+            asked = [f for f in sent[attaches:] if f["type"] == "attach"]
+            if step["expect"] == "gap":
+                assert [f["position"]["serial"] for f in asked] == [step["position"]], step
+            else:
+                assert asked == [], step
+        else:
+            outstanding = core.channel("room:x").attaching
+            core.receive(
+                attached_frame(step["serial"], step["resumed"], sent[-1]["ref"] if outstanding else None)
+            )
+        position = core.channel("room:x").position
+        assert position is not None and position.serial == step["position"], step
+
+
+def attached_frame(serial: int, resumed: bool, ref: int | None) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "attached",
+        "channel": "room:x",
+        "position": {"serial": serial, "epoch": "e"},
+        "resumed": resumed,
+    }
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
 
 
 @pytest.mark.parametrize("case", cases("ordering.json", "server"))
