@@ -17,7 +17,7 @@ import sys
 from agentchat.bot import run_bot_from_spec
 from agentchat.errors import AgentChatError
 from agentchat.examples import run_demo
-from agentchat.tokens import MintFunction, key_minter
+from agentchat.tokens import first_key, key_minter
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     bot.add_argument("--token", default=os.environ.get("AGENTCHAT_TOKEN"))
     bot.add_argument("--keys", help="mint tokens locally with name:secret (default AGENTCHAT_KEYS)")
     bot.add_argument("--channel", action="append", dest="channels", help="channel to join (repeatable)")
+    bot.add_argument(
+        "--wait-for-server", type=float, metavar="SECONDS", help="give up after this long (default: never)"
+    )
     demo = commands.add_parser("demo", help="run the demo agents (echo and planner)")
     demo.add_argument("--url", default=os.environ.get("AGENTCHAT_URL", DEFAULT_URL))
     demo.add_argument("--channel", default="room:lobby")
@@ -45,14 +48,19 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "bot":
             asyncio.run(
                 run_bot_from_spec(
-                    args.spec, args.url, token=args.token, keys=args.keys, channels=args.channels
+                    args.spec,
+                    args.url,
+                    token=args.token,
+                    keys=args.keys,
+                    channels=args.channels,
+                    wait_for_server=args.wait_for_server,
                 )
             )
         else:
             keys = args.keys or os.environ.get("AGENTCHAT_KEYS")
             if not keys:
                 parser.error("no API key: pass --keys name:secret or set AGENTCHAT_KEYS")
-            asyncio.run(_demo(args.url, key_minter(keys), args.channel))
+            asyncio.run(_demo(args.url, keys, args.channel))
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     except AgentChatError as exc:
@@ -62,12 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         pass  # a second Ctrl-C during shutdown: nothing left worth a traceback
 
 
-async def _demo(url: str, mint: MintFunction, channel: str) -> None:
+async def _demo(url: str, keys: str, channel: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_demo(url, mint, channel, stop=stop)
+    await run_demo(url, key_minter(keys), channel, stop=stop, api_key=first_key(keys))
 
 
 if __name__ == "__main__":

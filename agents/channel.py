@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, overload
 
 from agentchat.errors import AgentChatError
@@ -14,7 +14,7 @@ from agentchat.models import HistoryPage, Message, Position
 from agentchat.ports import Hub, Listener
 from agentchat.presence import Presence
 from agentchat.stream import Stream
-from agentchat.subscription import EventFeed, Subscription
+from agentchat.subscription import EventFeed, StreamFeed, Subscription
 
 log = logging.getLogger("agentchat.channel")
 
@@ -114,6 +114,14 @@ class Channel:
         self._client.state.want(self._name)
         return feed
 
+    def streams(self, *, max_streams: int = 1000) -> StreamFeed:
+        """The streams being written in this channel, assembled: `async for update in channel.streams()`
+        yields a StreamUpdate when one starts, grows or ends (see StreamFeed). Attaches at this call."""
+        current = [assembly.update() for assembly in self._state.streams.values()]
+        feed = StreamFeed(self, current, max_streams)
+        self._client.state.want(self._name)
+        return feed
+
     # --- requests --------------------------------------------------------------------------
 
     @overload
@@ -198,6 +206,31 @@ class Channel:
         reply = await self._client.request(frame)
         messages = [Message.from_wire(m, self._name) for m in reply.get("messages") or []]
         return HistoryPage(messages, bool(reply.get("has_more")))
+
+    async def messages(
+        self,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        direction: Literal["backwards", "forwards"] = "backwards",
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Message]:
+        """Every message of history between the exclusive bounds, newest first by default, read page
+        by page (a page may be cut short: only `has_more` ends the paging); at most `limit` of them."""
+        count = 0
+        while limit is None or count < limit:
+            size = page_size if limit is None else min(page_size, limit - count)
+            page = await self.history(limit=size, before=before, after=after, direction=direction)
+            for message in page:
+                yield message
+                count += 1
+            if not page.has_more or page.last_serial is None:
+                return
+            if direction == "backwards":
+                before = page.last_serial
+            else:
+                after = page.last_serial
 
     async def occupancy(self) -> dict[str, int]:
         """Counts of connections, subscribers, publishers and presence members in the channel."""

@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 import random
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,7 +22,7 @@ import aiohttp
 
 from agentchat.channel import Channel
 from agentchat.connection import Closed, HandshakeFailed, Link, websocket_url
-from agentchat.errors import AgentChatError, ConnectionClosed, LinkGone
+from agentchat.errors import AgentChatError, ConnectionClosed, LinkGone, ServerUnavailable
 from agentchat.events import Event, Failed, Ready, RenewToken, Replied, Stopped
 from agentchat.ports import Listener
 from agentchat.state import ClientState
@@ -73,6 +74,7 @@ class Client:
         if token is None and token_provider is None:
             raise ValueError("give a token or a token_provider")
         self.url = websocket_url(url, format)
+        self.base_url = url
         self.format: Format = format
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
@@ -85,7 +87,7 @@ class Client:
         self._session = session
         self._own_session = session is None
         self._futures: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._listeners: dict[str, list[Listener]] = {}
+        self._listeners: dict[str, list[Callable[[], Listener | None]]] = {}
         self._channels: dict[str, Channel] = {}
         self._link: Link | None = None
         self._ready = asyncio.Event()
@@ -142,9 +144,11 @@ class Client:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect once (retrying transient failures until `connect_timeout`; None waits for good).
+        """Connect once, retrying while no server answers, for `connect_timeout` seconds (None: as
+        long as it takes), with one log line per attempt.
 
-        Raises ConnectionClosed on a refusal after which retrying cannot help.
+        Raises ServerUnavailable when the time is up (the client keeps trying until closed), and
+        ConnectionClosed on a refusal after which retrying cannot help.
         """
         if self.state.closed is not None:
             raise self.state.closed
@@ -154,8 +158,13 @@ class Client:
             self._first = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._run(), name="agentchat-client")
         assert self._first is not None
-        async with asyncio.timeout(self.connect_timeout):
-            await asyncio.shield(self._first)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await asyncio.shield(self._first)
+        except TimeoutError:
+            if self._first.done() or self.connect_timeout is None:
+                raise
+            raise ServerUnavailable(self.base_url, self.connect_timeout) from None
 
     async def wait_connected(self) -> None:
         """Wait until connected and re-attached; raise ConnectionClosed if the client has stopped."""
@@ -213,13 +222,22 @@ class Client:
 
     def listen(self, channel: str, callback: Listener) -> Callable[[], None]:
         """Call `callback` with every event of `channel` (`agentchat.events`), in order; returns the
-        function that stops it. Callbacks run synchronously and must not block."""
+        function that stops it. Callbacks run synchronously and must not block.
+
+        A bound method is held weakly: it stops when its object is collected (a subscription you
+        dropped costs nothing); any other callable is held until stopped.
+        """
         listeners = self._listeners.setdefault(channel, [])
-        listeners.append(callback)
+        held: Callable[[], Listener | None]
+        if inspect.ismethod(callback):
+            held = weakref.WeakMethod(callback)
+        else:
+            held = functools.partial(_same, callback)
+        listeners.append(held)
 
         def stop() -> None:
-            if callback in listeners:
-                listeners.remove(callback)
+            if held in listeners:
+                listeners.remove(held)
 
         return stop
 
@@ -249,7 +267,12 @@ class Client:
         elif isinstance(event, RenewToken):
             self._spawn(self._renew())
         else:
-            for callback in list(self._listeners.get(event.channel, ())):
+            listeners = self._listeners.get(event.channel, [])
+            for held in list(listeners):
+                callback = held()
+                if callback is None:
+                    listeners.remove(held)
+                    continue
                 try:
                     callback(event)
                 except Exception:
@@ -271,7 +294,15 @@ class Client:
         failures = 0
         while self.state.closed is None:
             try:
-                link = await self._open()
+                token = await self._fresh_token()
+            except Exception as exc:
+                # A token service can be down for a while too: retry it like the server.
+                failures += 1
+                log.warning("cannot get a token (attempt %d): %r", failures, exc)
+                await asyncio.sleep(self.backoff.delay(failures))
+                continue
+            try:
+                link = await self._open(token)
             except HandshakeFailed as exc:
                 if self.state.after_close(exc.closed.code, exc.closed.reason) == "stop":
                     return
@@ -280,8 +311,19 @@ class Client:
                 continue
             except (OSError, aiohttp.ClientError, TimeoutError) as exc:
                 failures += 1
-                log.info("connect to %s failed (attempt %d): %s", self.url, failures, exc)
-                await asyncio.sleep(self.backoff.delay(failures))
+                delay = self.backoff.delay(failures)
+                why = str(exc) or type(exc).__name__
+                if self._first is not None and not self._first.done():
+                    log.warning(
+                        "waiting for the server at %s (attempt %d: %s); next try in %.1f s",
+                        self.base_url,
+                        failures,
+                        why,
+                        delay,
+                    )
+                else:
+                    log.info("reconnecting to %s (attempt %d): %s", self.base_url, failures, why)
+                await asyncio.sleep(delay)
                 continue
             failures = 0
             closed = await self._serve(link)
@@ -293,9 +335,9 @@ class Client:
             failures = 1
             await asyncio.sleep(self.backoff.delay(failures))
 
-    async def _open(self) -> Link:
+    async def _open(self, token: str) -> Link:
         assert self._session is not None
-        connect = self.state.connect_frame(await self._fresh_token())
+        connect = self.state.connect_frame(token)
         return await Link.open(self._session, self.url, self.format, connect)
 
     async def _fresh_token(self) -> str:
@@ -336,3 +378,7 @@ class Client:
         task = asyncio.create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _same(callback: Listener) -> Listener:
+    return callback

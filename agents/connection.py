@@ -43,6 +43,18 @@ def websocket_url(base: str, fmt: Format) -> str:
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
 
 
+def http_url(base: str, path: str) -> str:
+    """The http(s):// URL of `path` on the server at `base` (http(s):// or ws(s)://, any path ignored)."""
+    parts = urlsplit(base)
+    scheme = {"http": "http", "https": "https", "ws": "http", "wss": "https"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {base!r}")
+    prefix = parts.path.rstrip("/")
+    if prefix.endswith("/v1/ws"):
+        prefix = prefix[: -len("/v1/ws")]
+    return urlunsplit((scheme, parts.netloc, prefix + path, "", ""))
+
+
 @dataclass(frozen=True, slots=True)
 class Closed:
     """Why a connection ended: the WebSocket close code (None for a dropped socket) and a reason."""

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any, Literal
 
 from agentchat.channel import Channel
 from agentchat.client import Client
+from agentchat.errors import ConflictError
 from agentchat.models import Message
 from agentchat.stream import Stream
 
-MAX_ID = 128
-
-
-def reply_id(client_id: str, channel: str, serial: int, attempt: int = 0, index: int = 0) -> str:
-    """The id of a bot's answer to message `serial`: the same on every run, so the server dedupes it.
-
-    `attempt` > 0 marks a new answer after an earlier one was aborted; `index` > 0 a handler's
-    second, third … reply to the same message.
-    """
-    where = channel
-    if len(client_id) + len(channel) + 48 > MAX_ID:
-        where = hashlib.sha256(channel.encode()).hexdigest()[:16]
-    value = f"{client_id}:reply:{where}:{serial}"
-    if attempt:
-        value += f":retry{attempt}"
-    if index:
-        value += f":{index + 1}"
-    return value
+ReplyIds = Callable[[str, int, int, int], str]
+"""`ids(channel, serial, attempt, index)`: the id of an answer (see `agentchat.replies`)."""
 
 
 class Context:
     """Handed to each handler call: `message`, `channel`, and `reply` / `stream` with derived ids.
 
-    Replies carry `reply_to=message.serial` and an id derived from it (see `reply_id`), so a bot
-    that runs again after a crash cannot post a second answer: the server keeps the first.
+    Replies carry `reply_to=message.serial` and an id derived from it (`agentchat.replies`), so a
+    bot that runs again after a crash cannot post a second answer: the server keeps the first.
     """
 
     def __init__(
@@ -45,7 +29,7 @@ class Context:
         message: Message,
         attempt: int,
         *,
-        me: str,
+        ids: ReplyIds,
         coalesce: float = 0.04,
         on_streaming: Callable[[int], None] | None = None,
     ) -> None:
@@ -55,7 +39,7 @@ class Context:
         self.replies = 0
         self.stopped_by_cancel = False
         self._client = client
-        self._me = me
+        self._ids = ids
         self._coalesce = coalesce
         self._on_streaming = on_streaming
         self._on_stop: list[Callable[[], Any]] = []
@@ -68,17 +52,30 @@ class Context:
     def next_reply_id(self) -> str:
         """The id the next reply (message or stream) of this handler call will use."""
         assert self.message.serial is not None
-        return reply_id(self._me, self.channel.name, self.message.serial, self.attempt, self.replies)
+        return self._ids(self.channel.name, self.message.serial, self.attempt, self.replies)
 
     def on_stop(self, callback: Callable[[], Any]) -> None:
         """Call `callback` when a member cancels this handler's stream (the Bot stops the handler)."""
         self._on_stop.append(callback)
 
-    async def reply(self, data: Any, *, name: str = "message") -> int | None:
-        """Publish an answer (reply_to the trigger, derived id); return its serial."""
+    async def reply(self, data: Any, *, name: str = "message", if_serial: int | None = None) -> int:
+        """Publish an answer (reply_to the trigger, derived id); return its serial once committed.
+
+        With `if_serial` it is published only if the channel's last serial is still that one (turn
+        taking): otherwise ConflictError (`.last_serial` says where the channel is) and nothing is
+        published; the next `reply` uses the same id again.
+        """
         message_id = self.next_reply_id()
+        index = self.replies
         self.replies += 1
-        return await self.channel.publish(data, name=name, id=message_id, reply_to=self.message.serial)
+        try:
+            return await self.channel.publish(
+                data, name=name, id=message_id, reply_to=self.message.serial, if_serial=if_serial
+            )
+        except ConflictError:
+            if self.replies == index + 1:
+                self.replies = index  # nothing was published: the id is still free for the retry
+            raise
 
     def stream(
         self,

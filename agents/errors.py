@@ -81,6 +81,19 @@ class ConnectionClosed(AgentChatError):
         self.reason = reason
 
 
+class ServerUnavailable(AgentChatError, TimeoutError):
+    """No agentchat server answered at the URL within the time given to wait for one."""
+
+    def __init__(self, url: str, waited: float) -> None:
+        super().__init__(f"no agentchat server answered at {url} within {waited:g} s")
+        self.url = url
+        self.waited = waited
+
+
+class DevModeOff(AgentChatError):
+    """The server does not mint development tokens (it was not started with `--dev`)."""
+
+
 class LinkGone(AgentChatError):
     """The connection a request was sent on ended before its reply, and the request is not one that
     is sent again after a reconnect (attach, detach, auth, ephemeral publishes)."""

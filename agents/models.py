@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,10 +109,26 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
-    """One page of history in the order asked for; page on with the last message's serial."""
+    """One page of history in the order asked for: iterate it (or `messages`), `len()` counts it.
+
+    Only `has_more` says whether more messages lie beyond the page: the server may cut a page short
+    of the `limit` asked for (by bytes, or at its `history_max_page`). Page on with the last
+    message's serial, or let `Channel.messages()` do the paging.
+    """
 
     messages: list[Message]
     has_more: bool
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    @property
+    def last_serial(self) -> int | None:
+        """The serial of the page's last message (where the next page starts), None when empty."""
+        return self.messages[-1].serial if self.messages else None
 
 
 @dataclass(frozen=True, slots=True)

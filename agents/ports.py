@@ -8,11 +8,11 @@ each other's modules, so the import graph of `agentchat` has no cycles: the Clie
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
 
 from agentchat.events import ChannelEvent
-from agentchat.models import HistoryPage, Position
+from agentchat.models import HistoryPage, Message, Position
 from agentchat.state import ClientState
 
 Listener = Callable[[ChannelEvent], None]
@@ -76,6 +76,18 @@ class ChannelView(Protocol):
         direction: Literal["backwards", "forwards"] = "backwards",
     ) -> HistoryPage:
         """One page of history."""
+        ...
+
+    def messages(
+        self,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        direction: Literal["backwards", "forwards"] = "backwards",
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Message]:
+        """Every message of history between the bounds, page by page (following `has_more`)."""
         ...
 
     def listen(self, callback: Listener) -> Callable[[], None]:

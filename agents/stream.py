@@ -19,6 +19,7 @@ from agentchat_server.protocol import Code
 log = logging.getLogger("agentchat.stream")
 
 END_ON_ERROR_TIMEOUT = 10.0
+FIND_FINAL_WITHIN = 1000  # messages searched, newest first, for an end whose ack was lost
 
 
 class Stream:
@@ -295,8 +296,8 @@ class Stream:
                     log.exception("on_finish callback failed")
 
     async def _find_final(self) -> int | None:
-        page = await self.channel.history(limit=100)
-        for message in page.messages:
+        # The final message is recent: it was stored just before our reconnect.
+        async for message in self.channel.messages(limit=FIND_FINAL_WITHIN):
             if message.stream_id == self.stream_id or message.id == self.id:
                 return message.serial
         return None

@@ -1,15 +1,16 @@
-"""Per-consumer views of a channel: durable messages in serial order, and live-only events."""
+"""Per-consumer views of a channel: durable messages in serial order, live-only events, streams read."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
+from agentchat.assembly import StreamUpdate
 from agentchat.errors import ContinuityLost
-from agentchat.events import Attached, ChannelEvent, Delivered, Ended, Live, Lost
+from agentchat.events import Attached, ChannelEvent, Delivered, Ended, Live, Lost, StreamChanged
 from agentchat.models import LiveEvent, Message
 from agentchat.ports import ChannelView
 from agentchat_server.protocol import Code
@@ -130,23 +131,25 @@ class Subscription:
 
     async def _catch_up(self) -> None:
         after = self._last or 0
+        # Whatever the channel delivered before this read was committed before it: history has it.
+        before = self.channel.position
         page = await self.channel.history(after=after, direction="forwards", limit=min(self._max, 1000))
-        fresh = [m for m in page.messages if m.serial is not None and m.serial > after]
+        fresh = [m for m in page if m.serial is not None and m.serial > after]
         self._buffer.extend(fresh)
         newest = fresh[-1].serial if fresh else after
         assert newest is not None
-        position = self.channel.position
-        live = position.serial if position is not None else 0
-        if newest >= live:
+        now = self.channel.position
+        if newest >= (now.serial if now is not None else 0):
             self._behind = False
-        elif not fresh:
-            # History cannot reach the live position: retention removed it.
+        elif not page.has_more and newest < (before.serial if before is not None else 0):
+            # History ends short of what the channel had delivered: retention removed the rest.
             self._behind = False
             self._buffer.append(
                 ContinuityLost(
-                    self.channel.name, Code.HISTORY_LOST, "history after the position is gone", position
+                    self.channel.name, Code.HISTORY_LOST, "history after the position is gone", now
                 )
             )
+        # Otherwise: more pages, or messages committed meanwhile: the next read goes on from `newest`.
 
 
 class EventFeed:
@@ -194,6 +197,68 @@ class EventFeed:
             if len(self._events) == self._events.maxlen:
                 self.dropped += 1
             self._events.append(event.event)
+            self._wakeup.set()
+        elif isinstance(event, Ended):
+            self._finish(event.error)
+
+    def _finish(self, error: BaseException) -> None:
+        if self._end is None:
+            self._end = error
+            self._unlisten()
+        self._wakeup.set()
+
+
+class StreamFeed:
+    """An async iterator of `StreamUpdate`s: the streams being written in a channel, as a reader shows them.
+
+    It starts with the streams open now, then yields an update each time one grows (a snapshot or
+    chunks, in index order, resends ignored) and once when it is over: the final durable message
+    replaces the preview (`status` complete, cancelled or aborted, `message` set), or `lost` when
+    it ended unseen. Updates of one stream that wait unread are merged, newest wins: a slow reader
+    skips previews, never an end. Bounded by `max_streams` streams waiting (oldest dropped).
+    """
+
+    def __init__(self, channel: ChannelView, current: list[StreamUpdate], max_streams: int = 1000) -> None:
+        self.channel = channel
+        self._waiting: OrderedDict[str, StreamUpdate] = OrderedDict((u.stream_id, u) for u in current)
+        self._max = max_streams
+        self._wakeup = asyncio.Event()
+        self._end: BaseException | None = None
+        self.dropped = 0
+        self._unlisten = channel.listen(self._on_event)
+
+    async def start(self) -> StreamFeed:
+        """Wait until the channel is attached."""
+        await self.channel.attach()
+        return self
+
+    def __await__(self) -> Generator[Any, None, StreamFeed]:
+        return self.start().__await__()
+
+    def __aiter__(self) -> StreamFeed:
+        return self
+
+    async def __anext__(self) -> StreamUpdate:
+        if self._end is None:
+            await self.channel.attach()
+        while not self._waiting:
+            if self._end is not None:
+                raise self._end
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._waiting.popitem(last=False)[1]
+
+    def close(self) -> None:
+        """Stop this feed; a waiting `__anext__` ends the iteration."""
+        self._finish(StopAsyncIteration())
+
+    def _on_event(self, event: ChannelEvent) -> None:
+        if isinstance(event, StreamChanged):
+            update = event.update
+            if update.stream_id not in self._waiting and len(self._waiting) >= self._max:
+                self._waiting.popitem(last=False)
+                self.dropped += 1
+            self._waiting[update.stream_id] = update
             self._wakeup.set()
         elif isinstance(event, Ended):
             self._finish(event.error)

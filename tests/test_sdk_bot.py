@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from agentchat import Backoff, Bot, Client, Context, Message
-from agentchat.context import reply_id
 from agentchat.examples import echo, scripted
+from agentchat.replies import reply_id
 from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, cut_connection, messages_until, running
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET = "a reply secret shared by both runs of the bot"
 
 
 def replies_to(messages: list[Message], serial: int, client_id: str) -> list[Message]:
@@ -27,7 +28,8 @@ def replies_to(messages: list[Message], serial: int, client_id: str) -> list[Mes
 
 async def test_echo_bot_answers_mentions_only(server: TestServer) -> None:
     """The echo bot answers `@echo` messages with a reply id derived from the trigger, and nothing else."""
-    async with running(echo.make_bot(), server), Client(server.url, token=server.token("ana")) as human:
+    bot = echo.make_bot()
+    async with running(bot, server), Client(server.url, token=server.token("ana")) as human:
         room = human.channel("room:lobby")
         subscription = room.subscribe()
         await subscription.start()
@@ -37,7 +39,7 @@ async def test_echo_bot_answers_mentions_only(server: TestServer) -> None:
         got = await messages_until(subscription, lambda m: m.client_id == "echo")
         answer = got[-1]
         assert answer.data == "echo: hi there" and answer.reply_to == asked
-        assert answer.id == reply_id("echo", "room:lobby", asked)
+        assert answer.id == bot.reply_id("room:lobby", asked)
         history = (await room.history()).messages
         assert replies_to(history, ignored, "echo") == []
 
@@ -158,6 +160,7 @@ async def _start_bot_process(server: TestServer, rate: float) -> asyncio.subproc
         "AGENTCHAT_SCRIPTED_RATE": str(rate),
         "AGENTCHAT_TOKEN": server.token("planner", kind="agent"),
         "AGENTCHAT_LOG_LEVEL": "WARNING",
+        "AGENTCHAT_REPLY_SECRET": SECRET,
     }
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -204,8 +207,9 @@ async def test_bot_killed_mid_answer_answers_exactly_once_after_restart(
                 await process.wait()
         answers = replies_to(got, question, "planner")
         assert [m.status for m in answers] == ["aborted", "complete"]
-        assert answers[0].id == reply_id("planner", "room:lobby", question)
-        assert answers[1].id == reply_id("planner", "room:lobby", question, attempt=1)
+        # Both processes read the same AGENTCHAT_REPLY_SECRET: the restarted bot knows its ids.
+        assert answers[0].id == reply_id(SECRET.encode(), "room:lobby", question)
+        assert answers[1].id == reply_id(SECRET.encode(), "room:lobby", question, attempt=1)
         history = (await room.history(after=question, direction="forwards")).messages
         assert [m.status for m in replies_to(history, question, "planner")] == ["aborted", "complete"]
 
@@ -243,7 +247,7 @@ async def test_context_reply_publishes_with_derived_ids(server: TestServer) -> N
 
     @bot.on_message(humans_only=True)
     async def answer(context: Context) -> None:
-        assert context.next_reply_id() == reply_id("twice", context.channel.name, context.message.serial or 0)
+        assert context.next_reply_id() == bot.reply_id(context.channel.name, context.message.serial or 0)
         await context.reply("first")
         await context.reply("second")
 
@@ -253,7 +257,7 @@ async def test_context_reply_publishes_with_derived_ids(server: TestServer) -> N
         question = await room.publish("hi")
         got = await messages_until(subscription, lambda m: m.data == "second")
         ids = [m.id for m in got if m.client_id == "twice"]
-        expected = [reply_id("twice", "room:lobby", question, index=n) for n in (0, 1)]
+        expected = [bot.reply_id("room:lobby", question, index=n) for n in (0, 1)]
         assert ids == expected
 
 
@@ -278,4 +282,4 @@ async def test_bot_whose_session_is_lost_mid_answer_answers_again(make_server: C
         got = await messages_until(subscription, lambda m: m.client_id == "planner" and m.status != "aborted")
     answers = replies_to(got, question, "planner")
     assert [m.status for m in answers] == ["aborted", "complete"]
-    assert answers[1].id == reply_id("planner", "room:lobby", question, attempt=1)
+    assert answers[1].id == planner.reply_id("room:lobby", question, attempt=1)

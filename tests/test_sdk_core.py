@@ -326,3 +326,27 @@ def test_detaching_while_the_attach_is_on_its_way_detaches_on_the_server_too() -
     harness.attached(4)
     assert [f["type"] for f in harness.sent] == ["attach", "detach"]
     assert not harness.core.channel(ROOM).attached
+
+
+def test_answer_ledger_answers_once_and_retries_aborted_answers() -> None:
+    """A trigger is answered once; an aborted answer asks for another attempt, after a running one."""
+    from agentchat.ledger import AnswerLedger
+    from agentchat.models import Message
+
+    def answer(serial: int, to: int, status: str | None) -> Message:
+        return Message(
+            ROOM, serial, f"a{serial}", "message", "x", "bot", "agent", 0, reply_to=to, status=status
+        )
+
+    ledger = AnswerLedger("bot", max_attempts=2)
+    key = (ROOM, 7)
+    assert ledger.next_attempt(key) == 0
+    ledger.start(key)
+    assert ledger.next_attempt(key) is None
+    assert ledger.wants_retry(answer(8, 7, "aborted")) is None
+    ledger.note(answer(8, 7, "aborted"))
+    assert ledger.finish(key) is True and ledger.next_attempt(key) == 1
+    ledger.note(answer(9, 7, "aborted"))
+    assert ledger.next_attempt(key) is None and ledger.wants_retry(answer(9, 7, "aborted")) == key
+    ledger.note(answer(10, 7, "complete"))
+    assert ledger.answered(key) and ledger.wants_retry(answer(11, 7, "aborted")) is None

@@ -103,8 +103,7 @@ async def test_demo_ignores_unaddressed_messages(server: TestServer) -> None:
         stop.set()
         async with asyncio.timeout(WAIT):
             await demo
-        page = await room.history(after=chatter[0] - 1, direction="forwards", limit=100)
-        answers = page.messages
+        answers = [m async for m in room.messages(after=chatter[0] - 1, direction="forwards")]
     replies = [(m.client_id, m.reply_to) for m in answers if m.client_id in ("echo", "planner")]
     assert replies == [("echo", echoed), ("planner", asked)]
 

@@ -16,12 +16,21 @@ def demo_bots(channel: str = "room:lobby") -> list[Bot]:
 
 
 async def run_demo(
-    url: str, mint: MintFunction, channel: str = "room:lobby", *, stop: asyncio.Event | None = None
+    url: str,
+    mint: MintFunction,
+    channel: str = "room:lobby",
+    *,
+    stop: asyncio.Event | None = None,
+    api_key: str | None = None,
 ) -> None:
     """Run the demo bots in `channel` until cancelled, or until `stop` is set (then they shut down
     gracefully and this returns). `mint(client_id, kind)` returns a token; it is called again on
-    every reconnect and renewal. The bots wait for the server as long as it takes."""
+    every reconnect and renewal. `api_key` ("name:secret"), when given, keeps the bots' reply ids
+    stable across restarts (`agentchat.replies`). The bots wait for the server as long as it takes."""
     bots = demo_bots(channel)
+    if api_key is not None:
+        for bot in bots:
+            bot.derive_reply_secret(api_key)
 
     async def stop_all(event: asyncio.Event) -> None:
         await event.wait()

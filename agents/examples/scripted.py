@@ -127,9 +127,10 @@ def make_bot(
         if model is not None:
             started = False
             try:
-                page = await context.channel.history(before=(context.message.serial or 0) + 1, limit=20)
+                before = (context.message.serial or 0) + 1
+                recent = [m async for m in context.channel.messages(before=before, limit=20)]
                 me = context.client.client_id or CLIENT_ID
-                chat = chat_messages(list(reversed(page.messages)), me, PROMPT)
+                chat = chat_messages(list(reversed(recent)), me, PROMPT)
                 async for delta in model.stream(chat):
                     started = True
                     yield delta
