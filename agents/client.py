@@ -315,8 +315,9 @@ class Client:
                 why = str(exc) or type(exc).__name__
                 if self._first is not None and not self._first.done():
                     log.warning(
-                        "waiting for the server at %s (attempt %d: %s); next try in %.1f s",
+                        "waiting for the server at %s (%s, attempt %d: %s); next try in %.1f s",
                         self.base_url,
+                        self.state.client_id or "client",
                         failures,
                         why,
                         delay,

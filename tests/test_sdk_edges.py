@@ -238,7 +238,9 @@ async def test_a_bot_started_before_its_server_waits_for_it(tmp_path: Path) -> N
     try:
         async with asyncio.timeout(WAIT):
             await waiting.enough.wait()
-        assert all(line.startswith(f"waiting for the server at {url} (attempt ") for line in waiting.lines)
+        assert all(
+            line.startswith(f"waiting for the server at {url} (echo, attempt ") for line in waiting.lines
+        )
         await server.start()
         async with asyncio.timeout(WAIT):
             await bot.wait_ready()
@@ -293,7 +295,7 @@ async def test_bot_command_without_a_server_says_so_in_one_line(tmp_path: Path) 
         _, err = await process.communicate()
     text = err.decode()
     assert process.returncode == 1, text
-    assert f"waiting for the server at {url} (attempt 1" in text
+    assert f"waiting for the server at {url} (echo, attempt 1:" in text
     assert f"agentchat: no agentchat server answered at {url} within" in text
     assert "Traceback" not in text
 
