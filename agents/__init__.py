@@ -1,5 +1,6 @@
 """The agentchat Python SDK: a reconnecting Client, channels, presence, token streams and Bots."""
 
+from agentchat.assembly import StreamUpdate
 from agentchat.bot import Bot
 from agentchat.channel import Channel
 from agentchat.client import Backoff, Client, TokenProvider
@@ -10,8 +11,11 @@ from agentchat.errors import (
     ConflictError,
     ConnectionClosed,
     ContinuityLost,
+    DevModeOff,
+    LinkGone,
     RateLimitedError,
     RequestError,
+    ServerUnavailable,
     StreamCancelled,
     StreamLost,
     TooManyPending,
@@ -19,7 +23,8 @@ from agentchat.errors import (
 from agentchat.models import HistoryPage, LiveEvent, Member, Message, Position
 from agentchat.presence import Presence
 from agentchat.stream import Stream
-from agentchat.subscription import EventFeed, Subscription
+from agentchat.subscription import EventFeed, StreamFeed, Subscription
+from agentchat.tokens import dev_token
 
 __all__ = [
     "AgentChatError",
@@ -32,8 +37,10 @@ __all__ = [
     "ConnectionClosed",
     "Context",
     "ContinuityLost",
+    "DevModeOff",
     "EventFeed",
     "HistoryPage",
+    "LinkGone",
     "LiveEvent",
     "Member",
     "Message",
@@ -41,10 +48,14 @@ __all__ = [
     "Presence",
     "RateLimitedError",
     "RequestError",
+    "ServerUnavailable",
     "Stream",
     "StreamCancelled",
+    "StreamFeed",
     "StreamLost",
+    "StreamUpdate",
     "Subscription",
     "TokenProvider",
     "TooManyPending",
+    "dev_token",
 ]

@@ -9,36 +9,33 @@ import inspect
 import logging
 import os
 import signal
-import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, overload
 
+from agentchat.answering import Answerer, Handler
 from agentchat.channel import Channel
 from agentchat.client import Client, TokenProvider
-from agentchat.context import Context
-from agentchat.errors import AlreadyExistsError, ContinuityLost, StreamLost
+from agentchat.errors import ContinuityLost
 from agentchat.filters import Addressed, Filter
+from agentchat.ledger import AnswerLedger
 from agentchat.models import Message
-from agentchat.tokens import MintFunction, key_minter
+from agentchat.replies import configured_secret, random_secret, reply_id, secret_from_key
+from agentchat.status import StatusKeeper
+from agentchat.tokens import MintFunction, first_key, key_minter
 
 log = logging.getLogger("agentchat.bot")
-
-Handler = Callable[[Context], Awaitable[Any] | AsyncIterator[str]]
-"""`async def h(ctx) -> str | None` (a returned string is sent as the reply) or an async generator
-of text pieces (streamed as the reply)."""
-
-REMEMBERED_TRIGGERS = 10_000
 
 
 class Bot:
     """An agent in one or more channels: `@bot.on_message(...)` handlers, then `await bot.run(url, ...)`.
 
     Presence data is `{**presence, "status": idle|thinking|streaming}`, updated as handlers run.
-    Answers use ids derived from the trigger, so each message is answered at most once, even
-    across crashes; on start (and after lost continuity) the bot reads the last `catch_up`
-    messages (no older than `catch_up_age` seconds) and answers those it has not answered. An
-    answer that ended `aborted` (the bot died mid-stream) is retried, up to `max_attempts` in all.
+    Answers use ids derived from the trigger and `reply_secret` (see `agentchat.replies`), so each
+    message is answered at most once, even across crashes; on start (and after lost continuity)
+    the bot reads the last `catch_up` messages (no older than `catch_up_age` seconds) and answers
+    those it has not answered. An answer that ended `aborted` (the bot died mid-stream) is retried,
+    up to `max_attempts` in all. AGENTCHAT_REPLY_SECRET is read here, once.
     """
 
     def __init__(
@@ -54,31 +51,26 @@ class Bot:
         coalesce: float = 0.04,
         shutdown_grace: float = 5.0,
         status_debounce: float = 0.05,
+        reply_secret: str | bytes | None = None,
     ) -> None:
         self.client_id = client_id
         self.channels = list(channels)
         self.presence = {"kind": "agent", **(presence or {})}
         self.catch_up = catch_up
         self.catch_up_age = catch_up_age
-        self.max_attempts = max_attempts
         self.coalesce = coalesce
         self.shutdown_grace = shutdown_grace
-        self.status_debounce = status_debounce
         self.client: Client | None = None
-        self.status = "idle"
-        self._concurrency = concurrency
+        self._status = StatusKeeper(status_debounce)
+        self.concurrency = concurrency
+        self._reply_secret = configured_secret(reply_secret)
         self._handlers: list[tuple[Filter, Handler]] = []
-        self._replies: OrderedDict[tuple[str, int], list[str | None]] = OrderedDict()
-        self._in_flight: set[tuple[str, int]] = set()
-        self._retry_when_done: set[tuple[str, int]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._busy = 0
-        self._open_streams = 0
-        self._status_dirty = asyncio.Event()
+        self._ledger = AnswerLedger(client_id, max_attempts)
+        self._answerer: Answerer | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._caught_up: set[str] = set()
-        self._slots: asyncio.Semaphore | None = None
+        self._on_shutdown: list[Callable[[], Awaitable[None] | None]] = []
 
     # --- registration ----------------------------------------------------------------------
 
@@ -143,25 +135,47 @@ class Bot:
         *,
         token: str | None = None,
         token_provider: TokenProvider | None = None,
+        wait_for_server: float | None = None,
         **options: Any,
     ) -> None:
         """Connect, join the channels and answer messages until `stop()` or cancellation.
 
-        Shutdown is graceful: handlers get `shutdown_grace` seconds, then are cancelled (their
-        streams end `cancelled`); presence is left and the connection closed.
+        A server that is not up yet is waited for, `wait_for_server` seconds (None: as long as it
+        takes, until `stop()`), with one log line per attempt; then ServerUnavailable. `options`
+        go to the Client. Shutdown is graceful: handlers get `shutdown_grace` seconds, then are
+        cancelled (their streams end `cancelled`); presence is left and the connection closed.
         """
         self._stop.clear()
-        self._slots = asyncio.Semaphore(self._concurrency)
+        options.setdefault("connect_timeout", wait_for_server)
         client = Client(url, token=token, token_provider=token_provider, client_id=self.client_id, **options)
         try:
-            await client.connect()
+            connected = await self._connect(client)
         except BaseException:
             await client.close()
+            await self._after_shutdown()
             raise
+        if not connected:
+            await client.close()
+            await self._after_shutdown()
+            return
         self.client = client
-        self.status = "idle"
-        watchers = [asyncio.create_task(self._watch(client.channel(name))) for name in self.channels]
-        status = asyncio.create_task(self._status_loop())
+        self._status.status = "idle"
+        self._answerer = Answerer(
+            client,
+            self._handlers,
+            self._ledger,
+            self._status,
+            me=self.client_id,
+            reply_ids=self.reply_id,
+            catch_up=self.catch_up,
+            catch_up_age=self.catch_up_age,
+            concurrency=self.concurrency,
+            coalesce=self.coalesce,
+        )
+        watchers = [
+            asyncio.create_task(self._watch(client.channel(name), self._answerer)) for name in self.channels
+        ]
+        status = asyncio.create_task(self._status.run(self._publish_status))
         stop = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait([*watchers, stop], return_when=asyncio.FIRST_COMPLETED)
@@ -170,25 +184,58 @@ class Bot:
                     task.result()  # a watcher only ends by failing: surface it
         finally:
             stop.cancel()
-            await self._shutdown(client, [*watchers, status])
+            await self._shutdown(client, self._answerer, [*watchers, status])
+
+    @property
+    def status(self) -> str:
+        """The presence status last published: `idle`, `thinking` or `streaming`."""
+        return self._status.status
+
+    @property
+    def max_attempts(self) -> int:
+        """Answers to one message in all, counting the ones that ended `aborted`."""
+        return self._ledger.max_attempts
+
+    @max_attempts.setter
+    def max_attempts(self, value: int) -> None:
+        """Change the number of attempts for answers from now on."""
+        self._ledger.max_attempts = value
 
     def stop(self) -> None:
-        """Ask `run` to shut down gracefully."""
+        """Ask `run` to shut down gracefully (also while it waits for the server)."""
         self._stop.set()
+
+    def reply_id(self, channel: str, serial: int, attempt: int = 0, index: int = 0) -> str:
+        """The id of this bot's answer to message `serial` of `channel` (see `agentchat.replies`)."""
+        if self._reply_secret is None:
+            self._reply_secret = random_secret()
+            log.info(
+                "%s: reply ids are random for this run; set AGENTCHAT_REPLY_SECRET (or run with an API "
+                "key) so that a restarted bot recognises its own answers",
+                self.client_id,
+            )
+        return reply_id(self._reply_secret, channel, serial, attempt, index)
+
+    def derive_reply_secret(self, api_key: str) -> None:
+        """Derive the reply secret from the API key ("name:secret") this bot's tokens are minted
+        with, unless one was given (argument or AGENTCHAT_REPLY_SECRET)."""
+        if self._reply_secret is None:
+            self._reply_secret = secret_from_key(api_key, self.client_id)
+
+    def on_shutdown(self, callback: Callable[[], Awaitable[None] | None]) -> None:
+        """Call `callback` (sync or async) each time `run` ends, after the connection is closed,
+        e.g. to close a model's HTTP session."""
+        self._on_shutdown.append(callback)
 
     async def wait_ready(self) -> None:
         """Wait until every channel is attached, presence entered and the catch-up scan is done."""
         await self._ready.wait()
 
-    async def _shutdown(self, client: Client, watchers: list[asyncio.Task[None]]) -> None:
+    async def _shutdown(self, client: Client, answerer: Answerer, watchers: list[asyncio.Task[None]]) -> None:
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=self.shutdown_grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await answerer.drain(self.shutdown_grace)
         try:
             async with asyncio.timeout(self.shutdown_grace):
                 for name in self.channels:
@@ -198,163 +245,87 @@ class Bot:
         await client.close()
         self._ready.clear()
         self._caught_up.clear()
+        await self._after_shutdown()
 
-    async def _watch(self, channel: Channel) -> None:
+    async def _connect(self, client: Client) -> bool:
+        # Waiting for a server may take long: a stop() meanwhile ends the wait (False).
+        connecting = asyncio.create_task(client.connect())
+        stopping = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not connecting.done():
+                connecting.cancel()
+            await asyncio.gather(connecting, stopping, return_exceptions=True)
+        if connecting.cancelled():
+            return False
+        connecting.result()
+        return True
+
+    async def _after_shutdown(self) -> None:
+        for callback in self._on_shutdown:
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("%s: shutdown callback failed", self.client_id)
+
+    async def _watch(self, channel: Channel, answerer: Answerer) -> None:
         position = await channel.attach()
         await channel.presence.enter({**self.presence, "status": self.status})
         subscription = channel.subscribe(after=position.serial)
-        await self._catch_up(channel, position.serial)
+        await answerer.catch_up(channel, position.serial)
         self._caught_up.add(channel.name)
         if len(self._caught_up) == len(set(self.channels)):
             self._ready.set()
         while True:
             try:
                 async for message in subscription:
-                    await self._consider(channel, message)
+                    await answerer.consider(channel, message)
             except ContinuityLost as lost:
                 log.warning("%s: %s; scanning recent history", self.client_id, lost)
-                await self._catch_up(channel, lost.position.serial)
-
-    # --- deciding what to answer -----------------------------------------------------------
-
-    async def _catch_up(self, channel: Channel, upto: int) -> None:
-        if self.catch_up <= 0 or upto <= 0:
-            return
-        page = await channel.history(before=upto + 1, limit=self.catch_up)
-        messages = sorted(page.messages, key=lambda m: m.serial or 0)
-        for message in messages:
-            self._note_reply(channel, message)
-        oldest = (time.time() - self.catch_up_age) * 1000
-        for message in messages:
-            if message.ts >= oldest and message.client_id != self.client_id:
-                self._maybe_answer(channel, message)
-
-    async def _consider(self, channel: Channel, message: Message) -> None:
-        if message.client_id != self.client_id:
-            self._maybe_answer(channel, message)
-            return
-        self._note_reply(channel, message)
-        if message.status == "aborted" and message.reply_to is not None:
-            # Our earlier answer died with its writer (a crash or a lost session): answer anew.
-            key = (channel.name, message.reply_to)
-            if key in self._in_flight:
-                # The handler that wrote it has not noticed yet; answer again once it has finished.
-                self._retry_when_done.add(key)
-            elif not self._answered(key):
-                page = await channel.history(after=message.reply_to - 1, limit=1, direction="forwards")
-                trigger = page.messages[0] if page.messages else None
-                if trigger is not None and trigger.serial == message.reply_to:
-                    if trigger.ts >= (time.time() - self.catch_up_age) * 1000:
-                        self._maybe_answer(channel, trigger)
-
-    def _note_reply(self, channel: Channel, message: Message) -> None:
-        if message.client_id != self.client_id or message.reply_to is None:
-            return
-        key = (channel.name, message.reply_to)
-        self._replies.setdefault(key, []).append(message.status)
-        self._replies.move_to_end(key)
-        while len(self._replies) > REMEMBERED_TRIGGERS:
-            self._replies.popitem(last=False)
-
-    def _answered(self, key: tuple[str, int]) -> bool:
-        return any(status != "aborted" for status in self._replies.get(key, ()))
-
-    def _maybe_answer(self, channel: Channel, message: Message) -> None:
-        assert message.serial is not None
-        key = (channel.name, message.serial)
-        if key in self._in_flight or self._answered(key):
-            return
-        attempt = len(self._replies.get(key, ()))
-        if attempt >= self.max_attempts:
-            return
-        handler = next((h for rule, h in self._handlers if rule.matches(message, self.client_id)), None)
-        if handler is None:
-            return
-        self._in_flight.add(key)
-        task = asyncio.create_task(self._handle(channel, message, attempt, handler))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, channel: Channel, message: Message, attempt: int, handler: Handler) -> None:
-        assert self._slots is not None and message.serial is not None
-        key = (channel.name, message.serial)
-        try:
-            async with self._slots:
-                self._busy += 1
-                self._status_dirty.set()
-                context = Context(self, channel, message, attempt)
-                context._task = asyncio.create_task(self._invoke(handler, context))
-                try:
-                    await context._task
-                except asyncio.CancelledError:
-                    if not context.stopped_by_cancel or _being_cancelled():
-                        raise
-                    log.info("%s: answer to %s cancelled by a member", self.client_id, key)
-                except AlreadyExistsError:
-                    log.info("%s: %s is answered already; skipping", self.client_id, key)
-                except StreamLost as exc:
-                    log.warning("%s: answer to %s lost: %s", self.client_id, key, exc)
-                except Exception:
-                    log.exception("%s: handler failed on %s", self.client_id, key)
-                finally:
-                    self._busy -= 1
-                    self._status_dirty.set()
-        finally:
-            self._in_flight.discard(key)
-            if key in self._retry_when_done:
-                self._retry_when_done.discard(key)
-                if not self._stop.is_set():
-                    self._maybe_answer(channel, message)
-
-    async def _invoke(self, handler: Handler, context: Context) -> None:
-        if inspect.isasyncgenfunction(handler):
-            pieces = handler(context)
-            assert isinstance(pieces, AsyncIterator)
-            async with context.stream() as stream:
-                async for piece in pieces:
-                    await stream.append(piece)
-            return
-        result = handler(context)
-        assert inspect.isawaitable(result)
-        value = await result
-        if isinstance(value, str) and context.replies == 0:
-            await context.reply(value)
+                await answerer.catch_up(channel, lost.position.serial)
 
     # --- presence status -------------------------------------------------------------------
 
-    def _streams_changed(self, delta: int) -> None:
-        self._open_streams += delta
-        self._status_dirty.set()
-
-    async def _status_loop(self) -> None:
-        # One task sends every update, so presence never shows an older status after a newer one.
-        while True:
-            await self._status_dirty.wait()
-            # Let a burst of changes settle (a stream ending, then its handler) into one update.
-            await asyncio.sleep(self.status_debounce)
-            self._status_dirty.clear()
-            status = "streaming" if self._open_streams else "thinking" if self._busy else "idle"
-            if status == self.status or self.client is None:
-                continue
-            self.status = status
-            for name in self.channels:
-                channel = self.client.channel(name)
-                if channel.attached:
-                    try:
-                        await channel.presence.update({**self.presence, "status": status})
-                    except Exception as exc:
-                        log.info("presence update failed: %s", exc)
-
-
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    async def _publish_status(self, status: str) -> None:
+        assert self.client is not None
+        for name in self.channels:
+            channel = self.client.channel(name)
+            if channel.attached:
+                try:
+                    await channel.presence.update({**self.presence, "status": status})
+                except Exception as exc:
+                    log.info("presence update failed: %s", exc)
 
 
 def load_bot(spec: str) -> Bot:
-    """Import `module:attr` (attr defaults to `bot`): a Bot, or a callable returning one."""
+    """Import `module:attr` (attr defaults to `bot`): a Bot, or a callable returning one.
+
+    The module may live in the current directory even when it is not on `sys.path` (as under the
+    `agentchat` console script). Raises ValueError when it cannot be found, TypeError when it is
+    not a Bot.
+    """
     module_name, _, attr = spec.partition(":")
-    target = getattr(importlib.import_module(module_name), attr or "bot")
+    if not module_name:
+        raise ValueError(f"expected module:attr, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.partition(".")[0] or here in sys.path:
+            raise ValueError(f"cannot import {module_name!r}: {exc}") from exc
+        sys.path.insert(0, here)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as again:
+            raise ValueError(f"cannot import {module_name!r} (looked in {here} too): {again}") from again
+    try:
+        target = getattr(module, attr or "bot")
+    except AttributeError as exc:
+        raise ValueError(f"{module_name} has no attribute {attr or 'bot'!r}") from exc
     bot = target if isinstance(target, Bot) else target() if callable(target) else None
     if not isinstance(bot, Bot):
         raise TypeError(f"{spec} is neither a Bot nor a callable returning one")
@@ -371,12 +342,14 @@ async def run_bot_from_spec(
     keys: str | Sequence[str] | None = None,
     channels: Sequence[str] | None = None,
     handle_signals: bool = True,
+    wait_for_server: float | None = None,
 ) -> None:
     """Load the bot named by `module:attr` and run it until stopped (what `agentchat bot` does).
 
     Credentials, first given wins: `token`, `token_provider`, `mint(client_id, kind)`, API `keys`
-    ("name:secret", minting locally), else the AGENTCHAT_KEYS variable. With `handle_signals`,
-    SIGINT and SIGTERM stop the bot gracefully.
+    ("name:secret", minting locally; the reply secret is derived from the first), else the
+    AGENTCHAT_KEYS variable. With `handle_signals`, SIGINT and SIGTERM stop the bot gracefully.
+    `wait_for_server` is how long to wait for a server that is not up (None: until stopped).
     """
     bot = load_bot(spec)
     if channels:
@@ -387,13 +360,14 @@ async def run_bot_from_spec(
             if not keys:
                 raise ValueError("give a token, a token_provider, mint or API keys (AGENTCHAT_KEYS)")
             mint = key_minter(keys)
+            bot.derive_reply_secret(first_key(keys))
         token_provider = functools.partial(mint, bot.client_id, "agent")
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
     for sig in signals:
         loop.add_signal_handler(sig, bot.stop)
     try:
-        await bot.run(url, token=token, token_provider=token_provider)
+        await bot.run(url, token=token, token_provider=token_provider, wait_for_server=wait_for_server)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -1,23 +1,20 @@
-"""A Channel: attach at a position, publish, read history, and fan incoming frames out to local views."""
+"""A Channel: a thin view over one channel's core state, with its requests (publish, history, streams)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-import weakref
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Literal, overload
 
-from agentchat.errors import AgentChatError, ContinuityLost, RequestError, request_error
-from agentchat.models import HistoryPage, LiveEvent, Message, Position
+from agentchat.errors import AgentChatError
+from agentchat.events import Attached, ChannelEvent, Ended
+from agentchat.models import HistoryPage, Message, Position
+from agentchat.ports import Hub, Listener
 from agentchat.presence import Presence
 from agentchat.stream import Stream
-from agentchat.subscription import EventFeed, Subscription
-from agentchat_server.protocol import Code
-
-if TYPE_CHECKING:
-    from agentchat.client import Client
+from agentchat.subscription import EventFeed, StreamFeed, Subscription
 
 log = logging.getLogger("agentchat.channel")
 
@@ -29,28 +26,41 @@ class Channel:
     channel re-attaches from it, so subscriptions continue without gap or duplicate.
     """
 
-    def __init__(self, client: Client, name: str) -> None:
-        self.client = client
-        self.name = name
-        self.position: Position | None = None
+    def __init__(self, client: Hub, name: str) -> None:
+        self._client = client
+        self._name = name
+        self._state = client.state.channel(name)
+        self._changed = asyncio.Event()
         self.presence = Presence(self)
-        self._want = False
-        self._attached = asyncio.Event()
-        self._attaching: asyncio.Future[dict[str, Any]] | None = None
-        self._sent_position: Position | None = None
-        self._repairing = False
-        self._skip_allowed = False
-        self._error: AgentChatError | None = None
-        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
-        self._feeds: weakref.WeakSet[EventFeed] = weakref.WeakSet()
+        client.listen(name, self._on_event)
 
     def __repr__(self) -> str:
         return f"<Channel {self.name} position={self.position}>"
 
     @property
+    def name(self) -> str:
+        """The channel's name."""
+        return self._name
+
+    @property
+    def client(self) -> Hub:
+        """The Client this channel belongs to."""
+        return self._client
+
+    @property
+    def position(self) -> Position | None:
+        """The last durable message delivered on this connection (None before the first attach)."""
+        return self._state.position
+
+    @property
     def attached(self) -> bool:
         """True while attached on the current connection."""
-        return self._attached.is_set()
+        return self._state.attached
+
+    def listen(self, callback: Listener) -> Callable[[], None]:
+        """Call `callback` with every event of this channel (`agentchat.events`), in order;
+        returns the function that stops it."""
+        return self._client.listen(self._name, callback)
 
     # --- attach / detach -------------------------------------------------------------------
 
@@ -59,61 +69,57 @@ class Channel:
 
         Raises RequestError if the server refuses (e.g. `40300`); calling again retries.
         """
-        if not self._want:
-            self._error = None
-        self._want = True
-        while not self._attached.is_set():
-            if self._error is not None:
-                raise self._error
-            if self._attaching is None or self._attaching.done():
-                if not self.client.connected:
-                    await self.client.wait_connected()
-                    continue
-                self._attaching = self._send_attach()
-            try:
-                await asyncio.shield(self._attaching)
-            except RequestError as exc:
-                self._want = False
-                raise exc
-            except AgentChatError:
-                raise
-            except Exception:
-                continue  # the connection ended; the next one re-attaches
-        assert self.position is not None
-        return self.position
+        core = self._client.state
+        state = core.want(self._name)
+        while not state.attached:
+            if core.closed is not None:
+                raise core.closed
+            if state.error is not None:
+                raise state.error
+            if not state.wanted:
+                state = core.want(self._name)  # detached meanwhile: this call wants it again
+            self._changed.clear()
+            await self._changed.wait()
+        position = state.position
+        assert position is not None
+        return position
 
     async def detach(self) -> None:
         """Detach: stop receiving and leave presence in this channel; open views end."""
-        self._want = False
-        self.presence._forget()
-        # A later attach starts from then, not from here: the gap is not this view's business.
-        self.position = None
-        if self._attached.is_set():
-            self._attached.clear()
+        if self._client.state.forget(self._name):
             try:
-                await self.client.request({"type": "detach", "channel": self.name}, retain=False)
-            except Exception as exc:  # a dropped link detaches too
-                log.debug("detach of %s: %s", self.name, exc)
-        self._end_views(StopAsyncIteration())
+                await self._client.request({"type": "detach", "channel": self._name}, retain=False)
+            except AgentChatError as exc:  # a dropped link detaches too
+                log.debug("detach of %s: %s", self._name, exc)
 
     def subscribe(self, *, after: int | None = None, max_buffer: int = 1000) -> Subscription:
         """A view of durable messages after serial `after` (default: from now), live, in order.
 
-        Use `async for message in channel.subscribe()` or `async with channel.subscribe() as sub`.
+        The channel is attached at this call. `await channel.subscribe()` returns once it is
+        attached: every message committed after that is yielded. Use `async for message in ...` or
+        `async with ... as sub`; see Subscription.
         """
-        if after is None and self._attached.is_set() and self.position is not None:
-            after = self.position.serial
-        subscription = Subscription(self, after, max_buffer)
-        if after is not None and not self._want and self.position is None:
-            # Not attached yet: attach from `after` so the server replays what follows it.
-            self.position = Position(after)
-        self._subscriptions.add(subscription)
+        position = self._state.position
+        start = after if after is not None else position.serial if position is not None else None
+        behind = after is not None and position is not None and after < position.serial
+        subscription = Subscription(self, start, max_buffer, behind=behind)
+        self._client.state.want(self._name, after)
         return subscription
 
     def events(self, *, max_buffer: int = 1000) -> EventFeed:
-        """A view of live-only frames: stream_*, ephemeral messages, presence (drops oldest when full)."""
+        """A view of live-only frames: stream_*, ephemeral messages, presence (drops oldest when full).
+
+        The channel is attached at this call."""
         feed = EventFeed(self, max_buffer)
-        self._feeds.add(feed)
+        self._client.state.want(self._name)
+        return feed
+
+    def streams(self, *, max_streams: int = 1000) -> StreamFeed:
+        """The streams being written in this channel, assembled: `async for update in channel.streams()`
+        yields a StreamUpdate when one starts, grows or ends (see StreamFeed). Attaches at this call."""
+        current = [assembly.update() for assembly in self._state.streams.values()]
+        feed = StreamFeed(self, current, max_streams)
+        self._client.state.want(self._name)
         return feed
 
     # --- requests --------------------------------------------------------------------------
@@ -170,12 +176,12 @@ class Channel:
     ) -> list[int | None]:
         """Publish 1-100 messages atomically (dicts with data, name, id, reply_to, ephemeral)."""
         batch = [{**m, "id": m.get("id") or uuid.uuid4().hex} for m in messages]
-        frame: dict[str, Any] = {"type": "publish", "channel": self.name, "messages": batch}
+        frame: dict[str, Any] = {"type": "publish", "channel": self._name, "messages": batch}
         if if_serial is not None:
             frame["if_serial"] = if_serial
         # Ephemeral messages are not worth resending after a drop; durable ones dedupe by id.
         durable = not any(m.get("ephemeral") for m in batch)
-        reply = await self.client.request(frame, retain=durable)
+        reply = await self._client.request(frame, retain=durable)
         return list(reply.get("serials") or [])
 
     async def history(
@@ -189,7 +195,7 @@ class Channel:
         """One page of history; `backwards` (default) is newest first. Bounds are exclusive serials."""
         frame: dict[str, Any] = {
             "type": "history",
-            "channel": self.name,
+            "channel": self._name,
             "limit": limit,
             "direction": direction,
         }
@@ -197,13 +203,38 @@ class Channel:
             frame["before"] = before
         if after is not None:
             frame["after"] = after
-        reply = await self.client.request(frame)
-        messages = [Message.from_wire(m, self.name) for m in reply.get("messages") or []]
+        reply = await self._client.request(frame)
+        messages = [Message.from_wire(m, self._name) for m in reply.get("messages") or []]
         return HistoryPage(messages, bool(reply.get("has_more")))
+
+    async def messages(
+        self,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        direction: Literal["backwards", "forwards"] = "backwards",
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Message]:
+        """Every message of history between the exclusive bounds, newest first by default, read page
+        by page (a page may be cut short: only `has_more` ends the paging); at most `limit` of them."""
+        count = 0
+        while limit is None or count < limit:
+            size = page_size if limit is None else min(page_size, limit - count)
+            page = await self.history(limit=size, before=before, after=after, direction=direction)
+            for message in page:
+                yield message
+                count += 1
+            if not page.has_more or page.last_serial is None:
+                return
+            if direction == "backwards":
+                before = page.last_serial
+            else:
+                after = page.last_serial
 
     async def occupancy(self) -> dict[str, int]:
         """Counts of connections, subscribers, publishers and presence members in the channel."""
-        reply = await self.client.request({"type": "occupancy", "channel": self.name})
+        reply = await self._client.request({"type": "occupancy", "channel": self._name})
         return dict(reply.get("occupancy") or {})
 
     def stream(
@@ -221,131 +252,10 @@ class Channel:
 
     async def cancel_stream(self, stream_id: str) -> int | None:
         """Cancel another member's open stream (needs `cancel`); return the final message's serial."""
-        reply = await self.client.request({"type": "stream_cancel", "stream_id": stream_id})
+        reply = await self._client.request({"type": "stream_cancel", "stream_id": stream_id})
         serial = reply.get("serial")
         return serial if isinstance(serial, int) else None
 
-    # --- connection events (called by the Client) ------------------------------------------
-
-    def _send_attach(self) -> asyncio.Future[dict[str, Any]]:
-        frame: dict[str, Any] = {"type": "attach", "channel": self.name, "presence": True}
-        if self.position is not None:
-            frame["position"] = self.position.to_wire()
-        self._sent_position = self.position
-        future = self.client.submit(frame, retain=False)
-        future.add_done_callback(self._attach_done)
-        return future
-
-    def _attach_done(self, future: asyncio.Future[dict[str, Any]]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if isinstance(error, RequestError):
-            log.warning("attach %s refused: %s", self.name, error)
-            self._want = False
-            self._error = error
-            self._end_views(error)
-
-    async def _restore(self) -> None:
-        if not self._want:
-            return
-        self._attaching = self._send_attach()
-        try:
-            await self._attaching
-        except RequestError:
-            return
-        try:
-            await self.presence._restore()
-        except RequestError as exc:
-            log.warning("re-entering presence in %s refused: %s", self.name, exc)
-
-    def _link_lost(self) -> None:
-        self._attached.clear()
-        self._repairing = False
-
-    def _shut(self, error: AgentChatError) -> None:
-        self._attached.clear()
-        self._end_views(error)
-
-    def _end_views(self, error: BaseException) -> None:
-        for subscription in list(self._subscriptions):
-            subscription._finish(error)
-        for feed in list(self._feeds):
-            feed._finish(error)
-
-    # --- incoming frames -------------------------------------------------------------------
-
-    def _dispatch(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        if kind == "message":
-            if frame.get("serial") is None:
-                self._live(frame)
-            else:
-                self._on_message(frame)
-        elif kind == "attached":
-            self._on_attached(frame)
-        elif kind == "detached":
-            if frame.get("code") is not None:
-                error = request_error(frame)
-                log.warning("server detached %s: %s", self.name, error)
-                self._want = False
-                self._attached.clear()
-                self._error = error
-                self._end_views(error)
-        elif kind in ("presence", "presence_sync"):
-            self.presence._on_frame(frame)
-            self._live(frame)
-        else:
-            self._live(frame)
-
-    def _on_attached(self, frame: dict[str, Any]) -> None:
-        position = Position.from_wire(frame.get("position"))
-        sent = self._sent_position
-        if sent is not None and not frame.get("resumed", True):
-            reason = frame.get("reason") or {}
-            lost = ContinuityLost(
-                self.name,
-                int(reason.get("code", Code.HISTORY_LOST)),
-                str(reason.get("message", "")),
-                position,
-            )
-            self.position = position
-            # Whatever serial comes next is where delivery resumes (the server may skip a lost gap).
-            self._skip_allowed = True
-            for subscription in list(self._subscriptions):
-                subscription._lost(lost)
-        elif sent is None or self.position is None:
-            self.position = position
-        elif self.position.epoch is None:
-            self.position = Position(self.position.serial, position.epoch)
-        self._repairing = False
-        self.presence._on_attached()
-        self._attached.set()
-
-    def _on_message(self, frame: dict[str, Any]) -> None:
-        serial = int(frame["serial"])
-        epoch = self.position.epoch if self.position else None
-        if self.position is not None:
-            if serial <= self.position.serial:
-                return
-            if serial > self.position.serial + 1 and not self._skip_allowed:
-                # The server promises no gaps; if one shows up, replay from what we have rather than skip.
-                log.error(
-                    "gap in %s: got serial %d after %d; re-attaching", self.name, serial, self.position.serial
-                )
-                if not self._repairing and self.client.connected:
-                    self._repairing = True
-                    self._attaching = self._send_attach()
-                return
-        self._skip_allowed = False
-        self.position = Position(serial, epoch)
-        message = Message.from_wire(frame, self.name)
-        for subscription in list(self._subscriptions):
-            subscription._offer(message)
-
-    def _live(self, frame: dict[str, Any]) -> None:
-        if not self._feeds:
-            return
-        event = LiveEvent(str(frame.get("type")), self.name, frame)
-        for feed in list(self._feeds):
-            feed._offer(event)
+    def _on_event(self, event: ChannelEvent) -> None:
+        if isinstance(event, Attached | Ended):
+            self._changed.set()

@@ -13,7 +13,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from agentchat_server.protocol import CloseCode, Format, ProtocolError, decode, encode
+from agentchat_server.protocol import (
+    CloseCode,
+    Format,
+    ProtocolError,
+    Reconnect,
+    decode,
+    encode,
+    reconnect_policy,
+)
 
 log = logging.getLogger("agentchat.connection")
 
@@ -35,6 +43,18 @@ def websocket_url(base: str, fmt: Format) -> str:
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
 
 
+def http_url(base: str, path: str) -> str:
+    """The http(s):// URL of `path` on the server at `base` (http(s):// or ws(s)://, any path ignored)."""
+    parts = urlsplit(base)
+    scheme = {"http": "http", "https": "https", "ws": "http", "wss": "https"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {base!r}")
+    prefix = parts.path.rstrip("/")
+    if prefix.endswith("/v1/ws"):
+        prefix = prefix[: -len("/v1/ws")]
+    return urlunsplit((scheme, parts.netloc, prefix + path, "", ""))
+
+
 @dataclass(frozen=True, slots=True)
 class Closed:
     """Why a connection ended: the WebSocket close code (None for a dropped socket) and a reason."""
@@ -43,15 +63,9 @@ class Closed:
     reason: str
 
     @property
-    def fatal(self) -> bool:
-        """True when reconnecting cannot help (see the close code table in docs/protocol.md)."""
-        return self.code in (
-            CloseCode.NORMAL,
-            1009,
-            CloseCode.PROTOCOL_ABUSE,
-            CloseCode.UNAUTHORIZED,
-            CloseCode.SESSION_TAKEN_OVER,
-        )
+    def action(self) -> Reconnect:
+        """What the client does next: `resume`, `renew` or `stop` (the protocol's `reconnect_policy`)."""
+        return reconnect_policy(self.code)
 
 
 class HandshakeFailed(Exception):

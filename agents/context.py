@@ -2,70 +2,80 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
+from agentchat.channel import Channel
+from agentchat.client import Client
+from agentchat.errors import ConflictError
 from agentchat.models import Message
 from agentchat.stream import Stream
 
-if TYPE_CHECKING:
-    from agentchat.bot import Bot
-    from agentchat.channel import Channel
-    from agentchat.client import Client
-
-MAX_ID = 128
-
-
-def reply_id(client_id: str, channel: str, serial: int, attempt: int = 0, index: int = 0) -> str:
-    """The id of a bot's answer to message `serial`: the same on every run, so the server dedupes it.
-
-    `attempt` > 0 marks a new answer after an earlier one was aborted; `index` > 0 a handler's
-    second, third … reply to the same message.
-    """
-    where = channel
-    if len(client_id) + len(channel) + 48 > MAX_ID:
-        where = hashlib.sha256(channel.encode()).hexdigest()[:16]
-    value = f"{client_id}:reply:{where}:{serial}"
-    if attempt:
-        value += f":retry{attempt}"
-    if index:
-        value += f":{index + 1}"
-    return value
+ReplyIds = Callable[[str, int, int, int], str]
+"""`ids(channel, serial, attempt, index)`: the id of an answer (see `agentchat.replies`)."""
 
 
 class Context:
     """Handed to each handler call: `message`, `channel`, and `reply` / `stream` with derived ids.
 
-    Replies carry `reply_to=message.serial` and an id derived from it (see `reply_id`), so a bot
-    that runs again after a crash cannot post a second answer: the server keeps the first.
+    Replies carry `reply_to=message.serial` and an id derived from it (`agentchat.replies`), so a
+    bot that runs again after a crash cannot post a second answer: the server keeps the first.
     """
 
-    def __init__(self, bot: Bot, channel: Channel, message: Message, attempt: int) -> None:
-        self.bot = bot
+    def __init__(
+        self,
+        client: Client,
+        channel: Channel,
+        message: Message,
+        attempt: int,
+        *,
+        ids: ReplyIds,
+        coalesce: float = 0.04,
+        on_streaming: Callable[[int], None] | None = None,
+    ) -> None:
         self.channel = channel
         self.message = message
         self.attempt = attempt
         self.replies = 0
         self.stopped_by_cancel = False
-        self._task: asyncio.Task[Any] | None = None
+        self._client = client
+        self._ids = ids
+        self._coalesce = coalesce
+        self._on_streaming = on_streaming
+        self._on_stop: list[Callable[[], Any]] = []
 
     @property
     def client(self) -> Client:
         """The bot's Client (for other channels or raw requests)."""
-        return self.channel.client
+        return self._client
 
     def next_reply_id(self) -> str:
         """The id the next reply (message or stream) of this handler call will use."""
         assert self.message.serial is not None
-        me = self.client.client_id or self.bot.client_id
-        return reply_id(me, self.channel.name, self.message.serial, self.attempt, self.replies)
+        return self._ids(self.channel.name, self.message.serial, self.attempt, self.replies)
 
-    async def reply(self, data: Any, *, name: str = "message") -> int | None:
-        """Publish an answer (reply_to the trigger, derived id); return its serial."""
+    def on_stop(self, callback: Callable[[], Any]) -> None:
+        """Call `callback` when a member cancels this handler's stream (the Bot stops the handler)."""
+        self._on_stop.append(callback)
+
+    async def reply(self, data: Any, *, name: str = "message", if_serial: int | None = None) -> int:
+        """Publish an answer (reply_to the trigger, derived id); return its serial once committed.
+
+        With `if_serial` it is published only if the channel's last serial is still that one (turn
+        taking): otherwise ConflictError (`.last_serial` says where the channel is) and nothing is
+        published; the next `reply` uses the same id again.
+        """
         message_id = self.next_reply_id()
+        index = self.replies
         self.replies += 1
-        return await self.channel.publish(data, name=name, id=message_id, reply_to=self.message.serial)
+        try:
+            return await self.channel.publish(
+                data, name=name, id=message_id, reply_to=self.message.serial, if_serial=if_serial
+            )
+        except ConflictError:
+            if self.replies == index + 1:
+                self.replies = index  # nothing was published: the id is still free for the retry
+            raise
 
     def stream(
         self,
@@ -77,43 +87,44 @@ class Context:
     ) -> Stream:
         """A streamed answer (reply_to the trigger, derived id). Opening it raises AlreadyExistsError
         when the answer exists; the Bot treats that as done. A cancel stops the handler."""
-        stream = _BotStream(
-            self,
+        stream = _AnswerStream(
+            self.channel,
+            self._on_streaming,
             name=name,
             reply_to=self.message.serial,
             id=self.next_reply_id(),
             meta=meta,
             format=format,
-            coalesce=self.bot.coalesce if coalesce is None else coalesce,
+            coalesce=self._coalesce if coalesce is None else coalesce,
         )
+        stream.on_cancel(self._member_cancelled)
         self.replies += 1
         return stream
 
-    def _stop_handler(self) -> None:
-        # The model may be blocked awaiting its next token; cancelling the task stops it now.
-        if self._task is not None and not self._task.done():
-            self.stopped_by_cancel = True
-            self._task.cancel()
+    def _member_cancelled(self) -> None:
+        # The model may be blocked awaiting its next token; stopping the handler stops it now.
+        self.stopped_by_cancel = True
+        for callback in self._on_stop:
+            callback()
 
 
-class _BotStream(Stream):
-    """A Stream that keeps the bot's presence status in step and stops the handler on cancel."""
+class _AnswerStream(Stream):
+    """A Stream that reports when it starts streaming (its first chunk) and when it is over."""
 
-    def __init__(self, context: Context, **options: Any) -> None:
-        super().__init__(context.channel, **options)
-        self._context = context
+    def __init__(self, channel: Channel, on_streaming: Callable[[int], None] | None, **options: Any) -> None:
+        super().__init__(channel, **options)
+        self._on_streaming = on_streaming
         self._counted = False
-        self.on_cancel(context._stop_handler)
+        self.on_finish(self._finished)
 
     async def append(self, chunk: Any) -> None:
         # "streaming" starts with the first token; until then the bot is still "thinking".
-        if not self._counted and self.status == "open":
+        if not self._counted and self.status == "open" and self._on_streaming is not None:
             self._counted = True
-            self._context.bot._streams_changed(+1)
+            self._on_streaming(+1)
         await super().append(chunk)
 
-    def _release(self) -> None:
-        super()._release()
-        if self._counted:
+    def _finished(self) -> None:
+        if self._counted and self._on_streaming is not None:
             self._counted = False
-            self._context.bot._streams_changed(-1)
+            self._on_streaming(-1)

@@ -28,6 +28,7 @@ class ConflictError(RequestError):
 
     @property
     def last_serial(self) -> int | None:
+        """The channel's last serial when the publish was refused (publish again after it)."""
         value = self.details.get("last_serial")
         return value if isinstance(value, int) else None
 
@@ -37,11 +38,13 @@ class AlreadyExistsError(RequestError):
 
     @property
     def serial(self) -> int | None:
+        """The serial of the message that has this id, when one exists."""
         value = self.details.get("serial")
         return value if isinstance(value, int) else None
 
     @property
     def stream_id(self) -> str | None:
+        """The open stream that has this id, when one is open."""
         value = self.details.get("stream_id")
         return value if isinstance(value, str) else None
 
@@ -51,6 +54,7 @@ class RateLimitedError(RequestError):
 
     @property
     def retry_after(self) -> float:
+        """Seconds to wait before publishing again (1 when the server did not say)."""
         value = self.details.get("retry_after")
         return float(value) if isinstance(value, int | float) else 1.0
 
@@ -75,6 +79,27 @@ class ConnectionClosed(AgentChatError):
         super().__init__(f"connection closed ({code}): {reason}" if code else f"connection closed: {reason}")
         self.code = code
         self.reason = reason
+
+
+class ServerUnavailable(AgentChatError, TimeoutError):
+    """No agentchat server answered at the URL within the time given to wait for one."""
+
+    def __init__(self, url: str, waited: float) -> None:
+        super().__init__(f"no agentchat server answered at {url} within {waited:g} s")
+        self.url = url
+        self.waited = waited
+
+
+class DevModeOff(AgentChatError):
+    """The server does not mint development tokens (it was not started with `--dev`)."""
+
+
+class LinkGone(AgentChatError):
+    """The connection a request was sent on ended before its reply, and the request is not one that
+    is sent again after a reconnect (attach, detach, auth, ephemeral publishes)."""
+
+    def __init__(self, message: str = "the connection ended before the reply") -> None:
+        super().__init__(message)
 
 
 class TooManyPending(AgentChatError):

@@ -23,6 +23,7 @@ class Filter:
     when: Callable[[Message], bool] | None = None
 
     def matches(self, message: Message, me: str) -> bool:
+        """True when a bot whose client_id is `me` should hand `message` to this filter's handler."""
         if message.client_id == me or message.serial is None:
             return False
         if self.addressed == "me" and me not in message.mentions:

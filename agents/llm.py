@@ -14,6 +14,7 @@ import aiohttp
 from agentchat.bot import Bot
 from agentchat.context import Context
 from agentchat.errors import AgentChatError
+from agentchat.filters import Addressed
 from agentchat.models import Message
 
 
@@ -175,21 +176,28 @@ def make_llm_bot(
     settings: LLMSettings | None = None,
     system: str | None = None,
     context_messages: int = 20,
-    addressed: str = "me",
+    addressed: Addressed = "me",
 ) -> Bot:
-    """A bot that answers messages addressed to it by streaming the model's reply into the channel.
+    """A bot that answers by streaming the model's reply into the channel.
 
-    The model sees the last `context_messages` messages of the channel up to the question.
+    `addressed` picks the messages it answers: `"me"` (they mention `@client_id`, the default),
+    `"me_or_nobody"`, or `"any"` (every message but its own). The model sees the last
+    `context_messages` messages up to the question. The settings are read once, here (from the
+    environment when `settings` is None): change them by making a new bot. The HTTP session the
+    model opens is closed when the bot's `run` ends.
     """
     model = ChatModel(settings)
     bot = Bot(client_id, channels, presence={"role": "assistant", "model": model.settings.model})
+    bot.on_shutdown(model.close)
     prompt = system or f"You are {client_id}, a helpful participant in a group chat. Answer briefly."
 
-    @bot.on_message(addressed="me" if addressed == "me" else "me_or_nobody")
+    @bot.on_message(addressed=addressed)
     async def answer(context: Context) -> None:
+        """Stream the model's answer to `context.message`, given the recent conversation."""
         assert context.message.serial is not None
-        page = await context.channel.history(before=context.message.serial + 1, limit=context_messages)
-        chat = chat_messages(list(reversed(page.messages)), context.client.client_id or client_id, prompt)
+        before = context.message.serial + 1
+        recent = [m async for m in context.channel.messages(before=before, limit=context_messages)]
+        chat = chat_messages(list(reversed(recent)), context.client.client_id or client_id, prompt)
         async with context.stream(name="answer", meta={"model": model.settings.model}) as stream:
             async for delta in model.stream(chat):
                 await stream.append(delta)

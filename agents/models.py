@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ class Position:
     epoch: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
+        """The position as the protocol's `position` object."""
         wire: dict[str, Any] = {"serial": self.serial}
         if self.epoch is not None:
             wire["epoch"] = self.epoch
@@ -24,6 +26,7 @@ class Position:
 
     @classmethod
     def from_wire(cls, value: Any) -> Position:
+        """A position from a frame's `position` field (serial 0 when it is missing)."""
         if not isinstance(value, dict):
             return cls(0, None)
         epoch = value.get("epoch")
@@ -50,6 +53,7 @@ class Message:
 
     @classmethod
     def from_wire(cls, frame: dict[str, Any], channel: str | None = None) -> Message:
+        """A message from a `message` frame or a history entry (`channel` when the entry has none)."""
         return cls(
             channel=str(frame.get("channel", channel or "")),
             serial=frame.get("serial"),
@@ -93,6 +97,7 @@ class Member:
 
     @classmethod
     def from_wire(cls, value: dict[str, Any]) -> Member:
+        """A member from a presence frame's `member` or a `presence_sync` entry."""
         return cls(
             client_id=str(value.get("client_id", "")),
             connection_id=str(value.get("connection_id", "")),
@@ -104,10 +109,26 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
-    """One page of history in the order asked for; page on with the last message's serial."""
+    """One page of history in the order asked for: iterate it (or `messages`), `len()` counts it.
+
+    Only `has_more` says whether more messages lie beyond the page: the server may cut a page short
+    of the `limit` asked for (by bytes, or at its `history_max_page`). Page on with the last
+    message's serial, or let `Channel.messages()` do the paging.
+    """
 
     messages: list[Message]
     has_more: bool
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    @property
+    def last_serial(self) -> int | None:
+        """The serial of the page's last message (where the next page starts), None when empty."""
+        return self.messages[-1].serial if self.messages else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,14 @@
-"""Presence in one channel: enter/update/leave (re-entered after reconnects) and the live member set."""
+"""Presence in one channel: a thin view over the core's member set, and enter/update/leave requests."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from agentchat.events import ChannelEvent, Ended, PresenceChanged
 from agentchat.models import Member
-
-if TYPE_CHECKING:
-    from agentchat.channel import Channel
-
-_ABSENT = object()
+from agentchat.ports import ChannelView
 
 
 class Presence:
@@ -21,17 +18,15 @@ class Presence:
     After a reconnect the entry is entered again with its latest data.
     """
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: ChannelView) -> None:
         self._channel = channel
-        self._members: dict[tuple[str, str], Member] = {}
-        self._data: Any = _ABSENT
-        self._fresh_sync = False
         self._changed = asyncio.Event()
+        channel.listen(self._on_event)
 
     @property
     def members(self) -> list[Member]:
         """The members as this connection last saw them (needs the channel attached)."""
-        return list(self._members.values())
+        return list(self._channel.client.state.channel(self._channel.name).members.values())
 
     async def enter(self, data: Any = None) -> None:
         """Enter (or update) this connection's presence with `data`; attaches the channel first."""
@@ -43,8 +38,9 @@ class Presence:
 
     async def leave(self) -> None:
         """Leave; the entry is no longer restored after reconnects."""
-        self._data = _ABSENT
-        if self._channel.attached:
+        core = self._channel.client.state
+        core.clear_presence(self._channel.name)
+        if core.channel(self._channel.name).attached:
             await self._channel.client.request(
                 {"type": "presence", "channel": self._channel.name, "action": "leave"}
             )
@@ -55,7 +51,9 @@ class Presence:
         return [Member.from_wire(m) for m in reply.get("members") or []]
 
     async def wait_for(self, predicate: Callable[[list[Member]], bool]) -> list[Member]:
-        """Wait until `predicate(members)` holds for the live member set; return that set."""
+        """Wait until `predicate(members)` holds for the live member set; return that set.
+
+        Raises what ended the channel's views (ConnectionClosed, a refusal) if that comes first."""
         await self._channel.attach()
         while True:
             members = self.members
@@ -63,39 +61,20 @@ class Presence:
                 return members
             self._changed.clear()
             await self._changed.wait()
+            core = self._channel.client.state
+            if core.closed is not None:
+                raise core.closed
+            error = core.channel(self._channel.name).error
+            if error is not None:
+                raise error
 
     async def _send(self, action: str, data: Any) -> None:
         await self._channel.attach()
-        self._data = data
+        self._channel.client.state.set_presence(self._channel.name, data)
         await self._channel.client.request(
             {"type": "presence", "channel": self._channel.name, "action": action, "data": data}
         )
 
-    async def _restore(self) -> None:
-        if self._data is not _ABSENT:
-            frame = {"type": "presence", "channel": self._channel.name, "action": "enter", "data": self._data}
-            await self._channel.client.request(frame, retain=False)
-
-    def _forget(self) -> None:
-        self._data = _ABSENT
-        self._members.clear()
-
-    def _on_attached(self) -> None:
-        self._fresh_sync = True
-
-    def _on_frame(self, frame: dict[str, Any]) -> None:
-        if frame.get("type") == "presence_sync":
-            if self._fresh_sync:
-                self._members.clear()
-                self._fresh_sync = False
-            for value in frame.get("members") or []:
-                member = Member.from_wire(value)
-                self._members[(member.client_id, member.connection_id)] = member
-        else:
-            member = Member.from_wire(frame.get("member") or {})
-            key = (member.client_id, member.connection_id)
-            if frame.get("action") == "leave":
-                self._members.pop(key, None)
-            else:
-                self._members[key] = member
-        self._changed.set()
+    def _on_event(self, event: ChannelEvent) -> None:
+        if isinstance(event, PresenceChanged | Ended):
+            self._changed.set()

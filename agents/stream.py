@@ -1,4 +1,4 @@
-"""The writer side of a token stream: open, coalesced appends with chunk indexes, end or cancel."""
+"""The writer side of a token stream: open, coalesced appends, end or cancel (chunk state: the core)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,20 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from agentchat.errors import (
-    AgentChatError,
-    AlreadyExistsError,
-    RequestError,
-    StreamCancelled,
-    StreamLost,
-)
+from agentchat.errors import AgentChatError, AlreadyExistsError, RequestError, StreamCancelled, StreamLost
+from agentchat.events import ChannelEvent, WriterAcked, WriterCancelled, WriterFailed
+from agentchat.ports import ChannelView
+from agentchat.writer_state import WriterState
 from agentchat_server.protocol import Code
-
-if TYPE_CHECKING:
-    from agentchat.channel import Channel
 
 log = logging.getLogger("agentchat.stream")
 
 END_ON_ERROR_TIMEOUT = 10.0
+FIND_FINAL_WITHIN = 1000  # messages searched, newest first, for an end whose ack was lost
 
 
 class Stream:
@@ -42,7 +36,7 @@ class Stream:
 
     def __init__(
         self,
-        channel: Channel,
+        channel: ChannelView,
         *,
         name: str = "message",
         reply_to: int | None = None,
@@ -63,29 +57,34 @@ class Stream:
         self.stream_id: str | None = None
         self.serial: int | None = None
         self.status: str | None = None
-        self.cancelled_by: str | None = None
         self._max_unacked = max_unacked
-        self._chunks: list[Any] = []
+        self._writer: WriterState | None = None
         self._buffer: list[Any] = []
-        self._acks: deque[asyncio.Future[dict[str, Any]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
-        self._error: AgentChatError | None = None
+        self._progress = asyncio.Event()
         self._cancelled = asyncio.Event()
         self._on_cancel: list[Callable[[], None]] = []
-        self._resent_from = -1
+        self._on_finish: list[Callable[[], None]] = []
+        self._unlisten: Callable[[], None] | None = None
 
     @property
     def content(self) -> Any:
         """Everything appended so far: the text, or for `json` streams the list of chunks."""
+        sent = self._writer.chunks if self._writer is not None else []
         if self.format == "text":
-            return "".join(self._chunks) + "".join(self._buffer)
-        return [*self._chunks, *self._buffer]
+            return "".join(sent) + "".join(self._buffer)
+        return [*sent, *self._buffer]
 
     @property
     def cancelled(self) -> bool:
         """True once someone cancelled the stream (the writer should stop producing)."""
         return self._cancelled.is_set()
+
+    @property
+    def cancelled_by(self) -> str | None:
+        """The client_id of the member who cancelled the stream, if one did."""
+        return self._writer.cancelled_by if self._writer is not None else None
 
     async def wait_cancelled(self) -> None:
         """Return when the stream is cancelled."""
@@ -94,6 +93,10 @@ class Stream:
     def on_cancel(self, callback: Callable[[], None]) -> None:
         """Call `callback` (once, synchronously) when a cancel arrives, e.g. to stop the model task."""
         self._on_cancel.append(callback)
+
+    def on_finish(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once, synchronously) when the stream is over: ended, cancelled or lost."""
+        self._on_finish.append(callback)
 
     # --- writer API ------------------------------------------------------------------------
 
@@ -120,12 +123,13 @@ class Stream:
             stream_id = exc.stream_id
         self.stream_id = stream_id
         self.status = "open"
-        self.client._streams[stream_id] = self
+        self._writer = self.client.state.open_writer(self.channel.name, stream_id)
+        self._unlisten = self.channel.listen(self._on_event)
         return self
 
     async def append(self, chunk: Any) -> None:
         """Add a chunk (a string for text streams). Raises StreamCancelled / StreamLost when over."""
-        self._check_open()
+        writer = self._check_open()
         if self.format == "text":
             if not isinstance(chunk, str):
                 raise TypeError("text streams take str chunks")
@@ -133,15 +137,15 @@ class Stream:
                 return
         self._buffer.append(chunk)
         loop = asyncio.get_running_loop()
-        if self.format == "json" or not self._chunks or self.coalesce <= 0:
+        if self.format == "json" or not writer.chunks or self.coalesce <= 0:
             self._flush()
         elif self._timer is None:
             delay = max(0.0, self._last_flush + self.coalesce - loop.time())
             self._timer = loop.call_later(delay, self._flush)
         # Backpressure: a writer far ahead of the server's acks waits instead of buffering without end.
-        while len(self._acks) >= self._max_unacked:
-            await asyncio.wait({self._acks[0]})
-            self._acks.popleft()
+        while writer.unacked >= self._max_unacked:
+            self._progress.clear()
+            await self._progress.wait()
             self._check_open()
 
     async def end(
@@ -154,16 +158,18 @@ class Stream:
         """
         if self.status in ("complete", "cancelled"):
             return self.serial
-        self._check_open()
+        writer = self._check_open()
         self._flush()
-        await asyncio.gather(*self._acks, return_exceptions=True)
-        self._acks.clear()
+        # `chunks` in stream_end must match what the server holds: wait until it confirmed them all.
+        while writer.acked < len(writer.chunks) and not writer.over:
+            self._progress.clear()
+            await self._progress.wait()
         self._check_open()
         frame: dict[str, Any] = {
             "type": "stream_end",
             "stream_id": self.stream_id,
             "status": status,
-            "chunks": len(self._chunks),
+            "chunks": len(writer.chunks),
         }
         declared = self.content if data is None else data
         if _fits(declared, self.client.limits):
@@ -172,7 +178,7 @@ class Stream:
             reply = await self.client.request(frame)
         except RequestError as exc:
             if exc.code == Code.STREAM_NOT_FOUND and self.cancelled:
-                raise self._error or exc from None
+                raise StreamCancelled(str(self.stream_id), self.cancelled_by) from None
             if exc.code == Code.STREAM_NOT_FOUND and exc.resent:
                 # The first end was applied but its ack was lost in a reconnect.
                 self._finish(status, await self._find_final())
@@ -205,7 +211,7 @@ class Stream:
             return False
         if isinstance(exc, StreamCancelled) and exc.stream_id == self.stream_id:
             return True
-        if self.status == "open" and self._error is None:
+        if self.status == "open":
             # Never leave a stream open behind a failed writer: end it with what it has.
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 async with asyncio.timeout(END_ON_ERROR_TIMEOUT):
@@ -214,62 +220,57 @@ class Stream:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if self.status != "open":
+    def _check_open(self) -> WriterState:
+        writer = self._writer
+        if writer is not None and writer.cancelled:
+            raise StreamCancelled(str(self.stream_id), writer.cancelled_by)
+        if writer is not None and writer.error is not None:
+            raise writer.error
+        if writer is None or self.status != "open":
             raise StreamLost(f"stream {self.id} is not open ({self.status})")
+        return writer
 
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._buffer or self.status != "open" or self._error is not None:
+        writer = self._writer
+        if not self._buffer or self.status != "open" or writer is None or writer.over:
             return
         if self.format == "text":
             pieces: list[Any] = _split("".join(self._buffer), _max_chars(self.client.limits))
         else:
             pieces = list(self._buffer)
         self._buffer.clear()
-        for piece in pieces:
-            self._send_chunk(len(self._chunks), piece)
-            self._chunks.append(piece)
+        self.client.state.append(writer.stream_id, pieces)
         self._last_flush = asyncio.get_running_loop().time()
 
-    def _send_chunk(self, index: int, piece: Any) -> None:
-        frame = {"type": "stream_append", "stream_id": self.stream_id, "i": index, "d": piece}
-        try:
-            future = self.client.submit(frame)
-        except AgentChatError as exc:
-            # Runs from a timer too, where nobody would see the exception: keep it for the writer.
-            self._fail(exc)
+    def _on_event(self, event: ChannelEvent) -> None:
+        if (
+            not isinstance(event, WriterAcked | WriterCancelled | WriterFailed)
+            or event.stream_id != self.stream_id
+        ):
             return
-        future.add_done_callback(self._chunk_done)
-        self._acks.append(future)
-
-    def _chunk_done(self, future: asyncio.Future[dict[str, Any]]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is None:
-            return
-        if isinstance(error, RequestError) and error.code == Code.CHUNK_OUT_OF_ORDER:
-            expected = error.details.get("next")
-            if isinstance(expected, int) and expected > self._resent_from and self.status == "open":
-                self._resent_from = expected
-                for index in range(expected, len(self._chunks)):
-                    self._send_chunk(index, self._chunks[index])
-            return
-        if isinstance(error, RequestError) and error.code == Code.STREAM_NOT_FOUND and self.cancelled:
-            return
-        if isinstance(error, RequestError) and error.code in (Code.STREAM_NOT_FOUND, Code.NOT_STREAM_WRITER):
-            self._fail(StreamLost(f"stream {self.id} ended by the server ({error.code})"))
-        elif isinstance(error, AgentChatError):
-            self._fail(error)
+        self._progress.set()
+        if isinstance(event, WriterCancelled):
+            self._cancelled.set()
+            if self.status == "open":
+                self.status = "cancelled"
+                self._buffer.clear()
+            self._release()
+            for callback in self._on_cancel:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("on_cancel callback failed")
+        elif isinstance(event, WriterFailed):
+            if self.status == "open":
+                self.status = "aborted"
+            self._release()
 
     def _fail(self, error: AgentChatError) -> None:
-        if self._error is None:
-            self._error = error
+        if self._writer is not None:
+            self._writer.fail(error)
         if self.status == "open":
             self.status = "aborted"
         self._release()
@@ -283,41 +284,23 @@ class Stream:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.stream_id is not None:
-            self.client._streams.pop(self.stream_id, None)
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+            if self.stream_id is not None:
+                self.client.state.close_writer(self.stream_id)
+            for callback in self._on_finish:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("on_finish callback failed")
 
     async def _find_final(self) -> int | None:
-        page = await self.channel.history(limit=100)
-        for message in page.messages:
+        # The final message is recent: it was stored just before our reconnect.
+        async for message in self.channel.messages(limit=FIND_FINAL_WITHIN):
             if message.stream_id == self.stream_id or message.id == self.id:
                 return message.serial
         return None
-
-    # --- called by the Client --------------------------------------------------------------
-
-    def _on_cancelled(self, frame: dict[str, Any]) -> None:
-        if self._cancelled.is_set():
-            return
-        self.cancelled_by = frame.get("by")
-        self._cancelled.set()
-        if self.status == "open":
-            self._error = StreamCancelled(str(self.stream_id), self.cancelled_by)
-            self.status = "cancelled"
-            self._buffer.clear()
-        self._release()
-        for callback in self._on_cancel:
-            try:
-                callback()
-            except Exception:
-                log.exception("on_cancel callback failed")
-
-    def _session_lost(self) -> None:
-        if self.status != "open":
-            return
-        lost = StreamLost(f"stream {self.id}: the session that wrote it is gone (the server aborts it)")
-        for future in self._acks:
-            self.client.abandon(future, lost)
-        self._fail(lost)
 
 
 def _fits(value: Any, limits: dict[str, int]) -> bool:

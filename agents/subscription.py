@@ -1,37 +1,45 @@
-"""Per-consumer views of a channel: durable messages in serial order, and live-only events."""
+"""Per-consumer views of a channel: durable messages in serial order, live-only events, streams read."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Generator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any
 
+from agentchat.assembly import StreamUpdate
 from agentchat.errors import ContinuityLost
+from agentchat.events import Attached, ChannelEvent, Delivered, Ended, Live, Lost, StreamChanged
 from agentchat.models import LiveEvent, Message
-
-if TYPE_CHECKING:
-    from agentchat.channel import Channel
+from agentchat.ports import ChannelView
+from agentchat_server.protocol import Code
 
 
 class Subscription:
     """An async iterator over a channel's durable messages, in serial order, no gaps, no duplicates.
 
-    The channel is attached on first use. If messages may have been missed (retention, epoch
+    It starts after serial `after` when given, else at the channel's position when the channel has
+    one, else at the position of the attach that `subscribe()` started. `await`ing it (or `start()`,
+    or `async with`) waits for that attach. If messages may have been missed (retention, epoch
     change) the next `__anext__` raises ContinuityLost; iterating again continues live. The buffer
     is bounded (`max_buffer`): a consumer that falls behind stops buffering and catches up from
     history when it reads again, so nothing is lost and memory stays bounded.
     """
 
-    def __init__(self, channel: Channel, after: int | None, max_buffer: int) -> None:
+    def __init__(
+        self, channel: ChannelView, after: int | None, max_buffer: int, *, behind: bool = False
+    ) -> None:
         self.channel = channel
         self._last = after
         self._max = max_buffer
         self._buffer: deque[Message | ContinuityLost] = deque()
-        self._behind = False
+        # Older than what the channel delivers: the difference comes from history first.
+        self._behind = behind
         self._wakeup = asyncio.Event()
         self._end: BaseException | None = None
         self._started = False
+        self._unlisten = channel.listen(self._on_event)
 
     @property
     def last_serial(self) -> int | None:
@@ -39,19 +47,14 @@ class Subscription:
         return self._last
 
     async def start(self) -> Subscription:
-        """Attach the channel and fix the starting point; later messages are buffered for this view."""
+        """Wait until the channel is attached; messages committed from then on are yielded."""
         if not self._started:
+            await self.channel.attach()
             self._started = True
-            position = await self.channel.attach()
-            if self._last is None:
-                self._last = position.serial
-            elif self._last < position.serial:
-                first = self._buffer[0] if self._buffer else None
-                if not (isinstance(first, Message) and first.serial == self._last + 1):
-                    # Older than what the channel has delivered: fill the difference from history.
-                    self._buffer.clear()
-                    self._behind = True
         return self
+
+    def __await__(self) -> Generator[Any, None, Subscription]:
+        return self.start().__await__()
 
     def close(self) -> None:
         """Stop this view; a waiting `__anext__` ends the iteration."""
@@ -69,7 +72,8 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Message:
-        await self.start()
+        if self._end is None:
+            await self.start()
         while True:
             if self._buffer:
                 item = self._buffer.popleft()
@@ -88,7 +92,18 @@ class Subscription:
             self._wakeup.clear()
             await self._wakeup.wait()
 
-    # --- fed by the channel ----------------------------------------------------------------
+    # --- fed by the channel's events -------------------------------------------------------
+
+    def _on_event(self, event: ChannelEvent) -> None:
+        if isinstance(event, Delivered):
+            self._offer(event.message)
+        elif isinstance(event, Attached):
+            if self._last is None:
+                self._last = event.position.serial
+        elif isinstance(event, Lost):
+            self._lost(event.error)
+        elif isinstance(event, Ended):
+            self._finish(event.error)
 
     def _offer(self, message: Message) -> None:
         if self._behind or self._end is not None:
@@ -111,25 +126,30 @@ class Subscription:
     def _finish(self, error: BaseException) -> None:
         if self._end is None:
             self._end = error
+            self._unlisten()
         self._wakeup.set()
 
     async def _catch_up(self) -> None:
         after = self._last or 0
+        # Whatever the channel delivered before this read was committed before it: history has it.
+        before = self.channel.position
         page = await self.channel.history(after=after, direction="forwards", limit=min(self._max, 1000))
-        fresh = [m for m in page.messages if m.serial is not None and m.serial > after]
+        fresh = [m for m in page if m.serial is not None and m.serial > after]
         self._buffer.extend(fresh)
         newest = fresh[-1].serial if fresh else after
         assert newest is not None
-        live = self.channel.position.serial if self.channel.position else 0
-        if newest >= live:
+        now = self.channel.position
+        if newest >= (now.serial if now is not None else 0):
             self._behind = False
-        elif not fresh:
-            # History cannot reach the live position: retention removed it.
+        elif not page.has_more and newest < (before.serial if before is not None else 0):
+            # History ends short of what the channel had delivered: retention removed the rest.
             self._behind = False
-            position = self.channel.position
             self._buffer.append(
-                ContinuityLost(self.channel.name, 80002, "history after the position is gone", position)
+                ContinuityLost(
+                    self.channel.name, Code.HISTORY_LOST, "history after the position is gone", now
+                )
             )
+        # Otherwise: more pages, or messages committed meanwhile: the next read goes on from `newest`.
 
 
 class EventFeed:
@@ -139,23 +159,28 @@ class EventFeed:
     the durable messages carry the truth). Not replayed after a reconnect.
     """
 
-    def __init__(self, channel: Channel, max_buffer: int) -> None:
+    def __init__(self, channel: ChannelView, max_buffer: int) -> None:
         self.channel = channel
         self._events: deque[LiveEvent] = deque(maxlen=max_buffer)
         self._wakeup = asyncio.Event()
         self._end: BaseException | None = None
         self.dropped = 0
+        self._unlisten = channel.listen(self._on_event)
 
     async def start(self) -> EventFeed:
-        """Attach the channel; events from then on are kept for this feed."""
+        """Wait until the channel is attached; events from then on are kept for this feed."""
         await self.channel.attach()
         return self
+
+    def __await__(self) -> Generator[Any, None, EventFeed]:
+        return self.start().__await__()
 
     def __aiter__(self) -> EventFeed:
         return self
 
     async def __anext__(self) -> LiveEvent:
-        await self.channel.attach()
+        if self._end is None:
+            await self.channel.attach()
         while not self._events:
             if self._end is not None:
                 raise self._end
@@ -167,13 +192,79 @@ class EventFeed:
         """Stop this feed; a waiting `__anext__` ends the iteration."""
         self._finish(StopAsyncIteration())
 
-    def _offer(self, event: LiveEvent) -> None:
-        if len(self._events) == self._events.maxlen:
-            self.dropped += 1
-        self._events.append(event)
-        self._wakeup.set()
+    def _on_event(self, event: ChannelEvent) -> None:
+        if isinstance(event, Live):
+            if len(self._events) == self._events.maxlen:
+                self.dropped += 1
+            self._events.append(event.event)
+            self._wakeup.set()
+        elif isinstance(event, Ended):
+            self._finish(event.error)
 
     def _finish(self, error: BaseException) -> None:
         if self._end is None:
             self._end = error
+            self._unlisten()
+        self._wakeup.set()
+
+
+class StreamFeed:
+    """An async iterator of `StreamUpdate`s: the streams being written in a channel, as a reader shows them.
+
+    It starts with the streams open now, then yields an update each time one grows (a snapshot or
+    chunks, in index order, resends ignored) and once when it is over: the final durable message
+    replaces the preview (`status` complete, cancelled or aborted, `message` set), or `lost` when
+    it ended unseen. Updates of one stream that wait unread are merged, newest wins: a slow reader
+    skips previews, never an end. Bounded by `max_streams` streams waiting (oldest dropped).
+    """
+
+    def __init__(self, channel: ChannelView, current: list[StreamUpdate], max_streams: int = 1000) -> None:
+        self.channel = channel
+        self._waiting: OrderedDict[str, StreamUpdate] = OrderedDict((u.stream_id, u) for u in current)
+        self._max = max_streams
+        self._wakeup = asyncio.Event()
+        self._end: BaseException | None = None
+        self.dropped = 0
+        self._unlisten = channel.listen(self._on_event)
+
+    async def start(self) -> StreamFeed:
+        """Wait until the channel is attached."""
+        await self.channel.attach()
+        return self
+
+    def __await__(self) -> Generator[Any, None, StreamFeed]:
+        return self.start().__await__()
+
+    def __aiter__(self) -> StreamFeed:
+        return self
+
+    async def __anext__(self) -> StreamUpdate:
+        if self._end is None:
+            await self.channel.attach()
+        while not self._waiting:
+            if self._end is not None:
+                raise self._end
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._waiting.popitem(last=False)[1]
+
+    def close(self) -> None:
+        """Stop this feed; a waiting `__anext__` ends the iteration."""
+        self._finish(StopAsyncIteration())
+
+    def _on_event(self, event: ChannelEvent) -> None:
+        if isinstance(event, StreamChanged):
+            update = event.update
+            if update.stream_id not in self._waiting and len(self._waiting) >= self._max:
+                self._waiting.popitem(last=False)
+                self.dropped += 1
+            self._waiting[update.stream_id] = update
+            self._wakeup.set()
+        elif isinstance(event, Ended):
+            self._finish(event.error)
+
+    def _finish(self, error: BaseException) -> None:
+        if self._end is None:
+            self._end = error
+            self._unlisten()
         self._wakeup.set()

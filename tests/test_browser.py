@@ -618,7 +618,7 @@ async def test_demo_agents_answer_in_the_lobby(visitors: Visitors, http: aiohttp
     for agent in ("planner", "echo"):
         await expect(ana.locator(f'#people-list [data-client="{agent}"][data-kind="agent"]')).to_have_count(1)
 
-    await send(ana, "hello everyone, what should we do first?")
+    await send(ana, "@planner hello, what should we do first?")
     answer = ana.locator('.msg[data-client="planner"]')
     await expect(answer.locator(".reply-to")).to_contain_text("what should we do first")
     await expect(answer).to_have_attribute("data-status", "complete", timeout=3 * TIMEOUT_MS)

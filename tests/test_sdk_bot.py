@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from agentchat import Backoff, Bot, Client, Context, Message
-from agentchat.context import reply_id
 from agentchat.examples import echo, scripted
+from agentchat.replies import reply_id
 from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, cut_connection, messages_until, running
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET = "a reply secret shared by both runs of the bot"
 
 
 def replies_to(messages: list[Message], serial: int, client_id: str) -> list[Message]:
@@ -27,7 +28,8 @@ def replies_to(messages: list[Message], serial: int, client_id: str) -> list[Mes
 
 async def test_echo_bot_answers_mentions_only(server: TestServer) -> None:
     """The echo bot answers `@echo` messages with a reply id derived from the trigger, and nothing else."""
-    async with running(echo.make_bot(), server), Client(server.url, token=server.token("ana")) as human:
+    bot = echo.make_bot()
+    async with running(bot, server), Client(server.url, token=server.token("ana")) as human:
         room = human.channel("room:lobby")
         subscription = room.subscribe()
         await subscription.start()
@@ -37,14 +39,14 @@ async def test_echo_bot_answers_mentions_only(server: TestServer) -> None:
         got = await messages_until(subscription, lambda m: m.client_id == "echo")
         answer = got[-1]
         assert answer.data == "echo: hi there" and answer.reply_to == asked
-        assert answer.id == reply_id("echo", "room:lobby", asked)
+        assert answer.id == bot.reply_id("room:lobby", asked)
         history = (await room.history()).messages
         assert replies_to(history, ignored, "echo") == []
 
 
-async def test_planner_answers_humans_and_keeps_presence_status(server: TestServer) -> None:
-    """The planner streams answers to humans who address it or nobody; its presence goes
-    thinking, streaming, idle."""
+async def test_planner_answers_mentions_and_keeps_presence_status(server: TestServer) -> None:
+    """The planner streams a plan from the question to a message that mentions it, nothing else;
+    its presence goes thinking, streaming, idle."""
     planner = scripted.make_bot(rate=500)
     async with (
         running(planner, server),
@@ -57,11 +59,12 @@ async def test_planner_answers_humans_and_keeps_presence_status(server: TestServ
         await subscription.start()
         await agent.channel("room:lobby").publish("an agent says something")
         await room.publish("@echo not for the planner")
-        question = await room.publish("what should we do?")
+        await room.publish("what should we do? (addressed to nobody)")
+        question = await room.publish("@planner what should we do about the release notes?")
         got = await messages_until(subscription, lambda m: m.client_id == "planner")
         answer = got[-1]
         assert answer.reply_to == question and answer.status == "complete" and answer.name == "answer"
-        assert answer.data == "".join(scripted.tokenize(answer.data))
+        assert answer.data == scripted.plan_for("what should we do about the release notes")
         assert len([m for m in got if m.client_id == "planner"]) == 1
         statuses: list[str] = []
         async with asyncio.timeout(WAIT):
@@ -87,7 +90,7 @@ async def test_member_cancel_stops_the_handler(server: TestServer) -> None:
         feed = await room.events().start()
         subscription = room.subscribe()
         await subscription.start()
-        await room.publish("a long question")
+        await room.publish("@planner a long question")
         async with asyncio.timeout(WAIT):
             event = await anext(feed)
             while event.type != "stream_open":
@@ -111,7 +114,7 @@ async def test_graceful_shutdown_ends_streams_and_leaves_presence(server: TestSe
         subscription = room.subscribe()
         await subscription.start()
         async with running(planner, server):
-            await room.publish("tell me everything")
+            await room.publish("@planner tell me everything")
             async with asyncio.timeout(WAIT):
                 event = await anext(feed)
                 while event.type != "stream_chunk":
@@ -154,17 +157,17 @@ async def test_restarted_bot_answers_what_it_missed_exactly_once(server: TestSer
 async def _start_bot_process(server: TestServer, rate: float) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
         "AGENTCHAT_SCRIPTED_RATE": str(rate),
         "AGENTCHAT_TOKEN": server.token("planner", kind="agent"),
         "AGENTCHAT_LOG_LEVEL": "WARNING",
+        "AGENTCHAT_REPLY_SECRET": SECRET,
     }
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agents",
+        "agentchat",
         "bot",
-        "agents.examples.scripted:bot",
+        "agentchat.examples.scripted:bot",
         "--url",
         server.url,
         env=env,
@@ -186,7 +189,7 @@ async def test_bot_killed_mid_answer_answers_exactly_once_after_restart(
         try:
             async with asyncio.timeout(WAIT):
                 await room.presence.wait_for(lambda members: any(m.client_id == "planner" for m in members))
-            question = await room.publish("how do we start?")
+            question = await room.publish("@planner how do we start?")
             assert question is not None
             async with asyncio.timeout(WAIT):
                 event = await anext(feed)
@@ -204,8 +207,9 @@ async def test_bot_killed_mid_answer_answers_exactly_once_after_restart(
                 await process.wait()
         answers = replies_to(got, question, "planner")
         assert [m.status for m in answers] == ["aborted", "complete"]
-        assert answers[0].id == reply_id("planner", "room:lobby", question)
-        assert answers[1].id == reply_id("planner", "room:lobby", question, attempt=1)
+        # Both processes read the same AGENTCHAT_REPLY_SECRET: the restarted bot knows its ids.
+        assert answers[0].id == reply_id(SECRET.encode(), "room:lobby", question)
+        assert answers[1].id == reply_id(SECRET.encode(), "room:lobby", question, attempt=1)
         history = (await room.history(after=question, direction="forwards")).messages
         assert [m.status for m in replies_to(history, question, "planner")] == ["aborted", "complete"]
 
@@ -243,7 +247,7 @@ async def test_context_reply_publishes_with_derived_ids(server: TestServer) -> N
 
     @bot.on_message(humans_only=True)
     async def answer(context: Context) -> None:
-        assert context.next_reply_id() == reply_id("twice", context.channel.name, context.message.serial or 0)
+        assert context.next_reply_id() == bot.reply_id(context.channel.name, context.message.serial or 0)
         await context.reply("first")
         await context.reply("second")
 
@@ -253,7 +257,7 @@ async def test_context_reply_publishes_with_derived_ids(server: TestServer) -> N
         question = await room.publish("hi")
         got = await messages_until(subscription, lambda m: m.data == "second")
         ids = [m.id for m in got if m.client_id == "twice"]
-        expected = [reply_id("twice", "room:lobby", question, index=n) for n in (0, 1)]
+        expected = [bot.reply_id("room:lobby", question, index=n) for n in (0, 1)]
         assert ids == expected
 
 
@@ -268,7 +272,7 @@ async def test_bot_whose_session_is_lost_mid_answer_answers_again(make_server: C
         room = human.channel("room:lobby")
         feed = await room.events().start()
         subscription = await room.subscribe().start()
-        question = await room.publish("plan the week")
+        question = await room.publish("@planner plan the week")
         async with asyncio.timeout(WAIT):
             event = await anext(feed)
             while event.type != "stream_chunk":
@@ -278,4 +282,4 @@ async def test_bot_whose_session_is_lost_mid_answer_answers_again(make_server: C
         got = await messages_until(subscription, lambda m: m.client_id == "planner" and m.status != "aborted")
     answers = replies_to(got, question, "planner")
     assert [m.status for m in answers] == ["aborted", "complete"]
-    assert answers[1].id == reply_id("planner", "room:lobby", question, attempt=1)
+    assert answers[1].id == planner.reply_id("room:lobby", question, attempt=1)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
 from agentchat import (
+    Backoff,
     Client,
     ConflictError,
     ConnectionClosed,
@@ -225,3 +228,31 @@ async def test_low_level_request_and_closing_views(server: TestServer) -> None:
         with pytest.raises(StopAsyncIteration):
             await anext(feed)
         assert room.attached and await room.publish("still attached") == 1
+
+
+async def test_a_failing_token_provider_is_retried(server: TestServer) -> None:
+    """A token provider that fails (its service is down) is asked again with backoff; the client connects."""
+    calls = 0
+
+    def provider() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RuntimeError("token service unavailable")
+        return server.token("ana")
+
+    async with Client(server.url, token_provider=provider, backoff=Backoff(0.01, 0.05)) as client:
+        assert client.connected and calls == 3
+
+
+async def test_a_dropped_subscription_is_collected(server: TestServer) -> None:
+    """A subscription nobody holds any more is freed: the client keeps views only weakly."""
+    async with Client(server.url, token=server.token("ana")) as client:
+        room = client.channel("room:lobby")
+        subscription = await room.subscribe()
+        feed = await room.streams()
+        gone = [weakref.ref(subscription), weakref.ref(feed)]
+        del subscription, feed
+        gc.collect()
+        assert [ref() for ref in gone] == [None, None]
+        assert await room.publish("still delivered to the channel") == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -123,3 +125,24 @@ async def test_llm_bot_streams_the_model_into_the_channel(server: TestServer, en
     answer = got[-1]
     assert answer.data == "".join(TOKENS) and answer.reply_to == question and answer.status == "complete"
     assert endpoint.requests[0]["messages"][-1] == {"role": "user", "content": "ana: @gpt say hello"}
+
+
+async def test_llm_bot_any_means_any_and_its_session_is_closed(
+    server: TestServer, endpoint: FakeEndpoint
+) -> None:
+    """With addressed="any" the bot answers a message that mentions nobody (or someone else); when
+    the bot stops, the model's HTTP session is closed (no "Unclosed client session")."""
+    complaints: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: complaints.append(str(context.get("message"))))
+    bot = make_llm_bot("gpt", settings=LLMSettings(base_url=endpoint.url, model="fake-1"), addressed="any")
+    async with running(bot, server), Client(server.url, token=server.token("ana")) as human:
+        room = human.channel("room:lobby")
+        subscription = await room.subscribe()
+        question = await room.publish("@bob what do you think?")
+        got = await messages_until(subscription, lambda m: m.client_id == "gpt")
+    assert got[-1].reply_to == question and got[-1].data == "".join(TOKENS)
+    del bot
+    gc.collect()
+    loop.set_exception_handler(None)
+    assert not [c for c in complaints if "Unclosed client session" in c]

@@ -12,6 +12,7 @@ import pytest
 from agentchat import Backoff, Client, ContinuityLost
 from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, Relay, cut_connection, messages_until, next_message
+from tests.wire import UNIT
 
 FAST = Backoff(initial=0.02, maximum=0.2)
 
@@ -84,13 +85,13 @@ async def test_silent_path_is_detected_by_heartbeat(make_server: Callable[..., A
 
 async def test_idle_client_keeps_its_connection_with_pings(make_server: Callable[..., Any]) -> None:
     """An idle client pings often enough that the server never times it out."""
-    server = await make_server(heartbeat_interval=1.0)
+    # One fifth of a unit: short enough to pass several intervals, long enough for a busy machine.
+    interval = UNIT / 5
+    server = await make_server(heartbeat_interval=interval)
     async with Client(server.url, token=server.token("ana")) as client:
         await client.channel("room:lobby").attach()
-        # Nothing to await here: the point is that time passes (3 silence limits of the server's
-        # 2 x heartbeat_interval) with no reconnect. An interval of a second keeps a busy machine's
-        # scheduling delays from counting as silence.
-        await asyncio.sleep(6.0)
+        # Nothing to await here: the point is that time passes with no reconnect.
+        await asyncio.sleep(4 * interval)
         assert client.reconnects == 0 and client.connected
 
 

@@ -133,6 +133,7 @@ async def test_cut_mid_stream_finishes_after_resume(server: TestServer) -> None:
         Client(server.url, token=server.token("ana")) as reader,
     ):
         feed = reader.channel("room:lobby").events(max_buffer=10_000)
+        assembled = reader.channel("room:lobby").streams()
         subscription = reader.channel("room:lobby").subscribe()
         await subscription.start()
         async with writer.channel("room:lobby").stream(coalesce=0) as stream:
@@ -150,6 +151,13 @@ async def test_cut_mid_stream_finishes_after_resume(server: TestServer) -> None:
                 if view.next == len(WORDS):
                     break
         assert view.text == "".join(WORDS) and view.repeats == 0
+        # The SDK's own assembly shows the same: never a doubled chunk, and the final text.
+        async with asyncio.timeout(WAIT):
+            async for update in assembled:
+                assert "".join(WORDS).startswith(update.text)
+                if update.done:
+                    break
+        assert (update.status, update.content) == ("complete", "".join(WORDS))
         history = await reader.channel("room:lobby").history(after=0, direction="forwards")
         assert [m.stream_id for m in history.messages] == [stream.stream_id]
 

@@ -16,12 +16,78 @@
 
 export const PROTOCOL_VERSION = 1;
 
-/** Close codes after which reconnecting would not help (docs/protocol.md, "WebSocket close codes"). */
-const FINAL_CLOSE_CODES = new Set([1000, 1009, 4002, 4004, 4005]);
+/**
+ * What a client does after its WebSocket closes, per close code: "resume" (reconnect with back-off,
+ * resume the session), "renew" (get a fresh token first, then resume; stop without a way to get one),
+ * "stop" (reconnecting cannot help). The same table as docs/protocol.md ("WebSocket close codes") and
+ * agentchat_server.protocol.RECONNECT_POLICY; tests/vectors/reconnect.json checks all of them.
+ */
+export const RECONNECT_POLICY = Object.freeze({
+  1000: "stop",
+  1001: "resume",
+  1006: "resume",
+  1009: "stop",
+  1011: "resume",
+  1012: "resume",
+  4000: "resume",
+  4002: "stop",
+  4003: "renew",
+  4004: "stop",
+  4005: "stop",
+  4006: "resume",
+  4008: "resume",
+  4009: "resume",
+  4010: "stop",
+});
+/** The action for a code not in the table, and for a socket that dropped without a close code. */
+export const DEFAULT_RECONNECT = "resume";
+
+/** The action after a close with `code` (null or undefined: dropped without a close frame). */
+export function reconnectPolicy(code) {
+  if (code === null || code === undefined) return DEFAULT_RECONNECT;
+  return Object.prototype.hasOwnProperty.call(RECONNECT_POLICY, code) ? RECONNECT_POLICY[code] : DEFAULT_RECONNECT;
+}
+
 const CLOSE_TAKEN_OVER = 4010;
-const CLOSE_TOKEN_EXPIRED = 4003;
 /** Our own close code when the server went silent; any 4xxx code is allowed to a client. */
 const CLOSE_DEAD_LINK = 4000;
+
+/**
+ * The ordering rule for a reader of one channel's durable messages (agentchat_server.protocol.Sequencer
+ * states it; tests/vectors/ordering.json holds the cases):
+ * - `position` is the serial of the last durable message delivered (null before any).
+ * - A serial at or below the position is a "duplicate": dropped.
+ * - position + 1 (or any serial without a position) is delivered ("deliver") and becomes the position.
+ * - A serial beyond position + 1 is a "gap": never accepted. The reader attaches again from its position
+ *   (the server replays what follows) and drops ("hold") every newer serial until that attach is
+ *   answered; the replay brings them again, in order.
+ * - `attached(serial, resumed)`: an `attached` frame ends the recovery; with resumed false (continuity
+ *   lost) or without a position yet, the position becomes the frame's.
+ */
+export class Sequencer {
+  constructor(position = null) {
+    this.position = position;
+    this.recovering = false;
+  }
+
+  /** Judges one durable serial: "deliver", "duplicate", "gap" or "hold". deliver and gap change the state. */
+  offer(serial) {
+    if (this.position !== null && serial <= this.position) return "duplicate";
+    if (this.recovering) return "hold";
+    if (this.position === null || serial === this.position + 1) {
+      this.position = serial;
+      return "deliver";
+    }
+    this.recovering = true;
+    return "gap";
+  }
+
+  /** An `attached` frame arrived for the channel at `serial`. */
+  attached(serial, resumed) {
+    if (!resumed || this.position === null) this.position = serial;
+    this.recovering = false;
+  }
+}
 
 /** A refused request (`nack`), a server `error`, or a request abandoned because the client closed. */
 export class AgentChatError extends Error {
@@ -287,9 +353,10 @@ export class AgentChat extends Emitter {
     }
     for (const channel of this._channels.values()) channel._onDisconnect();
     if (!this._wantOpen) return;
+    const action = reconnectPolicy(code);
     if (code === CLOSE_TAKEN_OVER && this._takeover === "fresh") {
       this.forgetSession();
-    } else if (FINAL_CLOSE_CODES.has(code) || code === CLOSE_TAKEN_OVER) {
+    } else if (action === "stop" || (action === "renew" && typeof this._token !== "function")) {
       this._wantOpen = false;
       for (const [ref, pending] of this._pending) {
         this._pending.delete(ref);
@@ -465,7 +532,8 @@ export class Channel extends Emitter {
     this.client = client;
     this.name = name;
     this.attached = false;
-    this.position = null;
+    this._seq = new Sequencer();
+    this._epoch = null;
     this.members = new Map();
     this.streams = new Map();
     this._wanted = false;
@@ -473,6 +541,16 @@ export class Channel extends Emitter {
     this._presenceData = undefined;
     this._presenceReset = false;
     this._attachWaiters = [];
+  }
+
+  /** {serial, epoch} of the last durable message delivered, or null before the first attach. */
+  get position() {
+    return this._seq.position === null ? null : { serial: this._seq.position, epoch: this._epoch };
+  }
+
+  set position(value) {
+    this._seq = new Sequencer(value ? value.serial : null);
+    this._epoch = value ? value.epoch ?? null : null;
   }
 
   /**
@@ -580,11 +658,12 @@ export class Channel extends Emitter {
 
   // --- internals ----------------------------------------------------------------------------------
 
-  _sendAttach() {
+  _sendAttach({ repair = false } = {}) {
     const frame = { type: "attach", channel: this.name, presence: this._withPresence };
-    if (this.position) {
-      frame.position = { serial: this.position.serial };
-      if (this.position.epoch) frame.position.epoch = this.position.epoch;
+    const position = this.position;
+    if (position) {
+      frame.position = { serial: position.serial };
+      if (position.epoch) frame.position.epoch = position.epoch;
     }
     this.client.request(frame).then(
       () => {},
@@ -593,7 +672,8 @@ export class Channel extends Emitter {
         for (const w of waiters) w.reject(err);
       },
     );
-    if (this._presenceData !== undefined) {
+    // A repair re-attaches on the same connection: presence is still entered there.
+    if (!repair && this._presenceData !== undefined) {
       this.client
         .request({ type: "presence", channel: this.name, action: "enter", data: this._presenceData })
         .catch((err) => emit(this.client, "error", err));
@@ -647,16 +727,14 @@ export class Channel extends Emitter {
 
   _onAttached(frame) {
     this.attached = true;
-    const asked = this.position;
-    if (!frame.resumed && frame.reason) {
-      this.position = frame.position ? { ...frame.position } : null;
+    const at = frame.position || null;
+    const resumed = frame.resumed !== false;
+    // Replayed messages run up to the frame's position; ours advances as they are delivered.
+    if (at) this._seq.attached(at.serial, resumed);
+    if (at && (!resumed || this._epoch === null)) this._epoch = at.epoch ?? null;
+    if (!resumed) {
       this._dropStreams();
-      emit(this, "continuity_lost", { reason: frame.reason, position: this.position });
-    } else if (!asked) {
-      this.position = frame.position ? { ...frame.position } : null;
-    } else if (frame.position) {
-      // Replayed messages run up to frame.position; ours advances as they are delivered.
-      this.position = { serial: asked.serial, epoch: frame.position.epoch ?? asked.epoch ?? null };
+      emit(this, "continuity_lost", { reason: frame.reason || null, position: this.position });
     }
     this._presenceReset = true;
     for (const stream of this.streams.values()) stream._stale = true;
@@ -667,11 +745,15 @@ export class Channel extends Emitter {
 
   _onMessage(frame) {
     if (frame.serial !== null && frame.serial !== undefined && !frame.ephemeral) {
-      if (this.position && frame.serial <= this.position.serial) return; // already delivered
-      if (this.position && frame.serial > this.position.serial + 1) {
-        console.warn(`agentchat: ${this.name} jumped from serial ${this.position.serial} to ${frame.serial}`);
+      const verdict = this._seq.offer(frame.serial);
+      if (verdict === "gap") {
+        // The server promises no gaps; never skip one: attach again from our position and hold
+        // newer serials until the reply, the replay brings them in order.
+        console.warn(`agentchat: ${this.name} jumped from ${this._seq.position} to ${frame.serial}; re-attaching`);
+        if (this.client.state === "connected") this._sendAttach({ repair: true });
+        return;
       }
-      this.position = { serial: frame.serial, epoch: this.position ? this.position.epoch : null };
+      if (verdict !== "deliver") return;
     }
     if (frame.stream_id) {
       const stream = this.streams.get(frame.stream_id);

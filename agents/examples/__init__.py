@@ -1,23 +1,48 @@
-"""Example agents that need no network and no model: echo, a scripted planner, a two-agent conversation."""
+"""Example agents that need no network and no model: echo, a planner, a two-agent conversation."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
 
+from agentchat.bot import Bot
 from agentchat.examples import echo, scripted
+from agentchat.tokens import MintFunction
 
 
-async def run_demo(url: str, mint: Callable[[str, str], str], channel: str = "room:lobby") -> None:
-    """Run the echo and planner bots in `channel` until cancelled (the server's `--demo` mode).
+def demo_bots(channel: str = "room:lobby") -> list[Bot]:
+    """The demo pair in `channel`: `echo` and `planner`, each answering only messages that mention it."""
+    return [echo.make_bot([channel]), scripted.make_bot([channel])]
 
-    `mint(client_id, kind)` returns a token; it is called again on every reconnect and renewal.
-    """
-    bots = [echo.make_bot([channel]), scripted.make_bot([channel])]
-    async with asyncio.TaskGroup() as group:
+
+async def run_demo(
+    url: str,
+    mint: MintFunction,
+    channel: str = "room:lobby",
+    *,
+    stop: asyncio.Event | None = None,
+    api_key: str | None = None,
+) -> None:
+    """Run the demo bots in `channel` until cancelled, or until `stop` is set (then they shut down
+    gracefully and this returns). `mint(client_id, kind)` returns a token; it is called again on
+    every reconnect and renewal. `api_key` ("name:secret"), when given, keeps the bots' reply ids
+    stable across restarts (`agentchat.replies`). The bots wait for the server as long as it takes."""
+    bots = demo_bots(channel)
+    if api_key is not None:
         for bot in bots:
+            bot.derive_reply_secret(api_key)
 
-            def provider(client_id: str = bot.client_id) -> str:
-                return mint(client_id, "agent")
+    async def stop_all(event: asyncio.Event) -> None:
+        await event.wait()
+        for bot in bots:
+            bot.stop()
 
-            group.create_task(bot.run(url, token_provider=provider))
+    async with asyncio.TaskGroup() as group:
+        runs = [
+            group.create_task(bot.run(url, token_provider=functools.partial(mint, bot.client_id, "agent")))
+            for bot in bots
+        ]
+        if stop is not None:
+            stopper = group.create_task(stop_all(stop))
+            await asyncio.wait(runs)
+            stopper.cancel()

@@ -1,40 +1,38 @@
-"""A "scripted model" bot: streams a long canned answer token by token, no network and no model."""
+"""The demo planner: answers `@planner` with a short plan built from the question, streamed token by token.
+
+With no model configured it needs no network: the plan is made from the question's own words. When
+the OpenAI-compatible settings are in the environment (AGENTCHAT_LLM_BASE_URL or
+AGENTCHAT_LLM_API_KEY, see `agentchat.llm`) the answer comes from that model instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
-import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from agentchat.bot import Bot
 from agentchat.context import Context
+from agentchat.llm import ChatModel, LLMError, LLMSettings, chat_messages
 
 CLIENT_ID = "planner"
 
-ANSWERS = (
-    "Here is how I would approach it. First, let us pin down what done looks like: a short list of "
-    "outcomes we can check, not a list of activities. Second, we split the work into steps small enough "
-    "to finish in a day, and we put the riskiest step first, because what we learn there changes the "
-    "rest of the plan. Third, each step gets an owner and a way to tell that it worked. Finally, we "
-    "meet again after the first step, compare what happened with what we expected, and adjust. If you "
-    "tell me the deadline and who is available, I can turn this into a concrete schedule.",
-    "Good question. The short answer is that it depends on how often the data changes and who reads "
-    "it. If readers need the latest value within a second, push updates to them over a channel and "
-    "keep a durable copy for anyone who joins late. If a few minutes of delay is fine, a periodic job "
-    "that writes a summary is simpler to run and easier to debug. In both cases, measure before you "
-    "optimize: log how long each stage takes, find the slowest one, and fix that first. I would start "
-    "with the simple version and keep a note of the numbers that would make us switch.",
-    "Let me think about this step by step. We have three options on the table. The first is cheap and "
-    "quick but leaves the hard problem for later. The second solves the hard problem but needs two "
-    "people for a month. The third is a middle path: build the small core now, in a way that the "
-    "bigger design can grow from, and learn from real use before committing further. I recommend the "
-    "third option, with a clear checkpoint in two weeks where we decide whether to continue, change "
-    "course, or stop. Does that match what you had in mind?",
-)
+log = logging.getLogger("agentchat.examples.planner")
+
+PROMPT = "You are planner, a helpful planner in a group chat. Answer with a short, concrete plan."
 
 _TOKEN = re.compile(r"\s*\S+")
+_MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9][A-Za-z0-9_\-.@]*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
+_FILLER = frozenset(
+    "a about after again all also an and any are as at be because been before being but by can could "
+    "did do does doing done for from get got had has have how i if in into is it its just let like make "
+    "me more most my need now of on or our out please plan should sketch so some than that the their them "
+    "then there these they thing things this those to up us very want was we were what when where which "
+    "who why will with would you your".split()
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -48,39 +46,106 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-class ScriptedModel:
-    """A stand-in language model: streams one of its canned answers at `rate` tokens per second."""
+def topic_of(question: str) -> str:
+    """The question without mentions, extra spaces or closing punctuation (at most 120 characters)."""
+    text = " ".join(_MENTION.sub(" ", question).split()).strip(" ?!.,;:")
+    return text[:120] or "this"
 
-    def __init__(self, rate: float = 40.0, answers: Sequence[str] = ANSWERS, think: float = 0.3) -> None:
+
+def plan_for(question: str) -> str:
+    """A short, deterministic plan that quotes the question's topic and its key words."""
+    topic = topic_of(question)
+    words: list[str] = []
+    for word in _WORD.findall(topic):
+        if word.lower() not in _FILLER and word.lower() not in words:
+            words.append(word.lower())
+    key = words[:3]
+    if len(key) > 1:
+        parts = f"{', '.join(key[:-1])} and {key[-1]}"
+    else:
+        parts = key[0] if key else "the work"
+    return (
+        f'A short plan for "{topic}": '
+        f"1. Agree what done looks like for {topic}. "
+        f"2. Split {parts} into steps of a day or less, riskiest first. "
+        "3. Give each step an owner and a way to check it worked. "
+        "4. Look at the result after the first step and adjust the rest."
+    )
+
+
+class ScriptedModel:
+    """A stand-in language model: streams `plan_for(prompt)` at `rate` tokens per second."""
+
+    def __init__(self, rate: float = 40.0, think: float = 0.3) -> None:
         self.rate = rate
-        self.answers = tuple(answers)
         self.think = think
 
     async def tokens(self, prompt: str) -> AsyncIterator[str]:
-        """The answer to `prompt` (the same prompt always gets the same answer), paced like a model."""
-        answer = self.answers[zlib.crc32(prompt.encode()) % len(self.answers)]
+        """The plan for `prompt` (the same prompt always gets the same answer), paced like a model."""
         loop = asyncio.get_running_loop()
         await asyncio.sleep(self.think)
         due = loop.time()
-        for token in tokenize(answer):
+        for token in tokenize(plan_for(prompt)):
             # Pace against a deadline so the rate holds even when the event loop is busy.
             due += 1 / self.rate
             await asyncio.sleep(max(0.0, due - loop.time()))
             yield token
 
 
-def make_bot(channels: Sequence[str] = ("room:lobby",), *, rate: float | None = None) -> Bot:
-    """The planner (client_id "planner"): answers human messages that mention it or nobody.
+def model_settings(environ: Mapping[str, str] | None = None) -> LLMSettings | None:
+    """The model settings when AGENTCHAT_LLM_BASE_URL or AGENTCHAT_LLM_API_KEY is set, else None.
 
-    `rate` is tokens per second (default: AGENTCHAT_SCRIPTED_RATE or 40).
+    OPENAI_API_KEY alone does not switch the demo to a paid model; it is still used as the key.
     """
-    model = ScriptedModel(rate or float(os.environ.get("AGENTCHAT_SCRIPTED_RATE", "40")))
-    bot = Bot(CLIENT_ID, channels, presence={"role": "planner", "model": "scripted"})
+    env = os.environ if environ is None else environ
+    if not (env.get("AGENTCHAT_LLM_BASE_URL") or env.get("AGENTCHAT_LLM_API_KEY")):
+        return None
+    return LLMSettings.from_env(env)
 
-    @bot.on_message(addressed="me_or_nobody", humans_only=True)
+
+def make_bot(
+    channels: Sequence[str] = ("room:lobby",),
+    *,
+    rate: float | None = None,
+    settings: LLMSettings | None = None,
+) -> Bot:
+    """The planner (client_id "planner"): answers messages that mention `@planner`, and nothing else.
+
+    `rate` is tokens per second of the scripted answer (default: AGENTCHAT_SCRIPTED_RATE or 40).
+    `settings` (default: `model_settings()`, read once here) makes it answer from a real model;
+    if the model fails before its first token, the scripted plan answers instead.
+    """
+    scripted = ScriptedModel(rate or float(os.environ.get("AGENTCHAT_SCRIPTED_RATE", "40")))
+    settings = settings or model_settings()
+    model = ChatModel(settings) if settings is not None else None
+    presence = {"role": "planner", "model": settings.model if settings is not None else "scripted"}
+    bot = Bot(CLIENT_ID, channels, presence=presence)
+    if model is not None:
+        bot.on_shutdown(model.close)
+
+    async def tokens(context: Context) -> AsyncIterator[str]:
+        if model is not None:
+            started = False
+            try:
+                before = (context.message.serial or 0) + 1
+                recent = [m async for m in context.channel.messages(before=before, limit=20)]
+                me = context.client.client_id or CLIENT_ID
+                chat = chat_messages(list(reversed(recent)), me, PROMPT)
+                async for delta in model.stream(chat):
+                    started = True
+                    yield delta
+                return
+            except LLMError as exc:
+                if started:
+                    raise
+                log.warning("model unavailable (%s); answering with the scripted plan", exc)
+        async for token in scripted.tokens(context.message.text):
+            yield token
+
+    @bot.on_message(mentions_me=True)
     async def answer(context: Context) -> None:
         async with context.stream(name="answer") as stream:
-            async for token in model.tokens(context.message.text):
+            async for token in tokens(context):
                 await stream.append(token)
 
     return bot

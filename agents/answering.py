@@ -1,0 +1,168 @@
+"""How a bot answers: the first matching handler takes a message, one task per answer, each answered once."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from agentchat.channel import Channel
+from agentchat.client import Client
+from agentchat.context import Context, ReplyIds
+from agentchat.errors import AlreadyExistsError, StreamLost
+from agentchat.filters import Filter
+from agentchat.ledger import AnswerLedger
+from agentchat.models import Message
+from agentchat.status import StatusKeeper
+
+log = logging.getLogger("agentchat.bot")
+
+Handler = Callable[[Context], Awaitable[Any] | AsyncIterator[str]]
+"""`async def h(ctx) -> str | None` (a returned string is sent as the reply) or an async generator
+of text pieces (streamed as the reply)."""
+
+
+class Answerer:
+    """Runs a bot's handlers on the messages of its channels, for one `Bot.run` and its Client.
+
+    Give it each durable message of the bot's channels in order (`consider`), and let it scan recent
+    history after a start or a continuity loss (`catch_up`); `drain` ends it at shutdown. At most
+    `concurrency` handlers run at once; the ledger decides what still needs an answer.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        handlers: list[tuple[Filter, Handler]],
+        ledger: AnswerLedger,
+        status: StatusKeeper,
+        *,
+        me: str,
+        reply_ids: ReplyIds,
+        catch_up: int,
+        catch_up_age: float,
+        concurrency: int,
+        coalesce: float,
+    ) -> None:
+        self.client = client
+        self.me = me
+        self.catch_up_count = catch_up
+        self.catch_up_age = catch_up_age
+        self.coalesce = coalesce
+        self._handlers = handlers
+        self._ledger = ledger
+        self._status = status
+        self._reply_ids = reply_ids
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    async def catch_up(self, channel: Channel, upto: int) -> None:
+        """Answer what the last `catch_up` messages up to serial `upto` ask for and nobody answered."""
+        if self.catch_up_count <= 0 or upto <= 0:
+            return
+        recent = [m async for m in channel.messages(before=upto + 1, limit=self.catch_up_count)]
+        messages = sorted(recent, key=lambda m: m.serial or 0)
+        for message in messages:
+            self._ledger.note(message)
+        for message in messages:
+            if self._recent(message) and message.client_id != self.me:
+                self._maybe_answer(channel, message)
+
+    async def consider(self, channel: Channel, message: Message) -> None:
+        """Take the channel's next durable message: answer it, or note it if it is one of ours."""
+        if message.client_id != self.me:
+            self._maybe_answer(channel, message)
+            return
+        self._ledger.note(message)
+        trigger = self._ledger.wants_retry(message)
+        if trigger is not None:
+            # Our earlier answer died with its writer (a crash or a lost session): answer anew.
+            page = await channel.history(after=trigger[1] - 1, limit=1, direction="forwards")
+            first = page.messages[0] if page.messages else None
+            if first is not None and first.serial == trigger[1] and self._recent(first):
+                self._maybe_answer(channel, first)
+
+    async def drain(self, grace: float) -> None:
+        """Start nothing new; give running handlers `grace` seconds, then cancel them (their
+        streams end `cancelled`)."""
+        self._stopping = True
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _recent(self, message: Message) -> bool:
+        return message.ts >= (time.time() - self.catch_up_age) * 1000
+
+    def _maybe_answer(self, channel: Channel, message: Message) -> None:
+        assert message.serial is not None
+        key = (channel.name, message.serial)
+        attempt = self._ledger.next_attempt(key)
+        if attempt is None or self._stopping:
+            return
+        handler = next((h for rule, h in self._handlers if rule.matches(message, self.me)), None)
+        if handler is None:
+            return
+        self._ledger.start(key)
+        task = asyncio.create_task(self._handle(channel, message, attempt, handler))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, channel: Channel, message: Message, attempt: int, handler: Handler) -> None:
+        assert message.serial is not None
+        key = (channel.name, message.serial)
+        try:
+            async with self._slots:
+                self._status.handler_started()
+                context = Context(
+                    self.client,
+                    channel,
+                    message,
+                    attempt,
+                    ids=self._reply_ids,
+                    coalesce=self.coalesce,
+                    on_streaming=self._status.streams_changed,
+                )
+                task = asyncio.create_task(self._invoke(handler, context))
+                context.on_stop(task.cancel)
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    if not context.stopped_by_cancel or _being_cancelled():
+                        raise
+                    log.info("%s: answer to %s cancelled by a member", self.me, key)
+                except AlreadyExistsError:
+                    log.info("%s: %s is answered already; skipping", self.me, key)
+                except StreamLost as exc:
+                    log.warning("%s: answer to %s lost: %s", self.me, key, exc)
+                except Exception:
+                    log.exception("%s: handler failed on %s", self.me, key)
+                finally:
+                    self._status.handler_finished()
+        finally:
+            if self._ledger.finish(key):
+                self._maybe_answer(channel, message)
+
+    async def _invoke(self, handler: Handler, context: Context) -> None:
+        if inspect.isasyncgenfunction(handler):
+            pieces = handler(context)
+            assert isinstance(pieces, AsyncIterator)
+            async with context.stream() as stream:
+                async for piece in pieces:
+                    await stream.append(piece)
+            return
+        result = handler(context)
+        assert inspect.isawaitable(result)
+        value = await result
+        if isinstance(value, str) and context.replies == 0:
+            await context.reply(value)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
