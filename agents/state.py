@@ -13,8 +13,12 @@ Rules:
   presence entry, then every retained request not yet sent on this link. The server handles one
   connection's frames in order, so those requests find their channels attached. `Ready` follows
   once every one of those attaches is answered.
-- A session that could not be resumed loses the streams this client was writing (the server aborts
-  them): their writers fail with StreamLost.
+- A session that could not be resumed (the server restarted or died) does not lose the streams this
+  client was writing: each is resumed with its resume key (`stream_resume`, sent before anything
+  else), and the chunks the server no longer has are sent again from the index it asks for. A
+  stream that cannot be resumed (ended meanwhile, or past the stream grace) fails with StreamLost.
+- Presence entries of a lost session are entered again naming the old entry (`replaces`), so the
+  client is never listed twice.
 - After a close the protocol's `reconnect_policy` decides: `resume`; `renew`, which is a stop when
   there is no way to get a fresh token; or `stop`, which ends every request, channel and stream.
 """
@@ -54,7 +58,7 @@ log = logging.getLogger("agentchat.client")
 
 REPLY_TYPES = frozenset({"ack", "nack", "error", "attached", "detached"})
 
-Purpose = Literal["call", "attach", "detach", "presence", "chunk"]
+Purpose = Literal["call", "attach", "detach", "presence", "chunk", "resume"]
 
 
 @dataclass(slots=True)
@@ -135,6 +139,7 @@ class ClientState:
             return False
         resumed = bool(connected.get("resumed"))
         session_lost = self._resume is not None and not resumed
+        lost_session = self.session_id if session_lost else None
         self.client_id = client_id
         self.kind = str(connected.get("kind"))
         self.session_id = str(connected.get("session_id"))
@@ -145,10 +150,14 @@ class ClientState:
         self.reconnects = self._links - 1
         self._send = send
         if session_lost:
-            # Streams belong to a session; a new session cannot continue them (the server aborts them).
-            lost = "the session that wrote it is gone (the server aborts it)"
+            # A new session: take our open streams back before anything else reaches the server.
             for writer in list(self.writers.values()):
-                self._fail_writer(writer, StreamLost(f"stream {writer.stream_id}: {lost}"))
+                if writer.resume_key is None or writer.over:
+                    lost = "the session that wrote it is gone and it has no resume key"
+                    self._fail_writer(writer, StreamLost(f"stream {writer.stream_id}: {lost}"))
+                    continue
+                resume = {"type": "stream_resume", "stream_id": writer.stream_id, "key": writer.resume_key}
+                self._internal(resume, "resume", writer.channel)
         self._restoring.clear()
         for channel in self.channels.values():
             if channel.wanted:
@@ -156,6 +165,8 @@ class ClientState:
                 self._attach(channel)
                 if channel.presence is not ABSENT:
                     enter = {"type": "presence", "channel": channel.name, "action": "enter"}
+                    if lost_session is not None:
+                        enter["replaces"] = lost_session  # our entry of the lost session leaves now
                     self._internal({**enter, "data": channel.presence}, "presence", channel.name)
         for ref, pending in list(self._pending.items()):
             if pending.retain and pending.sent_on != self._links:
@@ -251,9 +262,10 @@ class ClientState:
         """This connection left presence in `name`: it is no longer entered again."""
         self.channel(name).presence = ABSENT
 
-    def open_writer(self, channel: str, stream_id: str) -> WriterState:
-        """Track stream `stream_id`, which this client opened in `channel` and writes."""
-        writer = self.writers[stream_id] = WriterState(channel, stream_id)
+    def open_writer(self, channel: str, stream_id: str, resume_key: str | None = None) -> WriterState:
+        """Track stream `stream_id`, which this client opened in `channel` and writes; `resume_key`
+        (from the server's ack) lets it continue the stream after losing its server."""
+        writer = self.writers[stream_id] = WriterState(channel, stream_id, resume_key)
         return writer
 
     def append(self, stream_id: str, pieces: list[Any]) -> None:
@@ -330,6 +342,20 @@ class ClientState:
             log.warning("re-entering presence in %s refused: %s", pending.channel, error)
         elif pending.purpose == "chunk":
             self._chunk_settled(pending, error)
+        elif pending.purpose == "resume":
+            self._resume_settled(pending, frame, error)
+
+    def _resume_settled(self, pending: Pending, frame: dict[str, Any], error: AgentChatError | None) -> None:
+        writer = self.writers.get(str(pending.frame.get("stream_id")))
+        if writer is None:
+            return
+        if error is not None:
+            self._fail_writer(writer, StreamLost(f"stream {writer.stream_id} could not be resumed: {error}"))
+            return
+        expected = frame.get("next")
+        if isinstance(expected, int):
+            for index, piece in writer.resend_from(expected):
+                self._chunk(writer, index, piece)
 
     def _chunk_settled(self, pending: Pending, error: AgentChatError | None) -> None:
         writer = self.writers.get(str(pending.frame.get("stream_id")))

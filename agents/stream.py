@@ -113,9 +113,12 @@ class Stream:
             frame["reply_to"] = self.reply_to
         if self.meta is not None:
             frame["meta"] = self.meta
+        resume_key: str | None = None
         try:
             reply = await self.client.request(frame)
             stream_id = str(reply["stream_id"])
+            key = reply.get("resume_key")
+            resume_key = key if isinstance(key, str) else None
         except AlreadyExistsError as exc:
             # Our own open, resent after a drop ate its ack: the open stream is ours.
             if not (exc.resent and exc.stream_id):
@@ -123,7 +126,7 @@ class Stream:
             stream_id = exc.stream_id
         self.stream_id = stream_id
         self.status = "open"
-        self._writer = self.client.state.open_writer(self.channel.name, stream_id)
+        self._writer = self.client.state.open_writer(self.channel.name, stream_id, resume_key)
         self._unlisten = self.channel.listen(self._on_event)
         return self
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from agentchat_server.auth import Authenticator
+from agentchat_server.backends import make_backends
 from agentchat_server.broker import Broker
 from agentchat_server.broker.tick import Flusher
-from agentchat_server.bus import make_bus
 from agentchat_server.metrics import Metrics
 from agentchat_server.settings import Settings
-from agentchat_server.store import make_store
 from agentchat_server.transport.rest import Rest, add_routes
 from agentchat_server.transport.sse import SseEndpoint
 from agentchat_server.transport.ws import WebSocketEndpoint
@@ -74,7 +75,7 @@ def build_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     auth = Authenticator(settings.keys)
     flusher = Flusher()
-    broker = Broker(settings, make_store(settings.db), make_bus(settings.bus), auth, metrics, flusher)
+    broker = Broker(settings, make_backends(settings), auth, metrics, flusher)
     app = web.Application(client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
     app[BROKER] = broker
@@ -125,21 +126,24 @@ async def _shutdown(app: web.Application) -> None:
 
 
 async def _run_demo(app: web.Application) -> None:
-    """Start the example agents in-process, talking to this server over loopback."""
-    from agentchat.examples import run_demo
-
-    broker = app[BROKER]
+    """Run the demo agents (`python -m agentchat demo`, the SDK's own entry point) as a child
+    process talking to this server over loopback; it mints their tokens with this server's key.
+    The server never imports the SDK."""
     await app[PUBLIC_URL].ready.wait()
-    url = app[PUBLIC_URL].url
-
-    auth = app[AUTH]
-
-    def mint(client_id: str, kind: str) -> str:
-        return auth.mint(client_id, kind=kind, ttl=3600)[0]
-
+    settings = app[SETTINGS]
+    name, secret = next(iter(app[AUTH].keys.items()))
+    env = {**os.environ, "AGENTCHAT_KEYS": f"{name}:{secret}"}
+    command = [sys.executable, "-m", "agentchat", "demo", "--url", app[PUBLIC_URL].url]
+    child = await asyncio.create_subprocess_exec(*command, "--channel", settings.demo_channel, env=env)
     try:
-        await run_demo(url, mint, broker.settings.demo_channel)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("demo agents stopped")
+        code = await child.wait()
+        log.warning("the demo agents exited with code %s", code)
+    finally:
+        if child.returncode is None:
+            child.terminate()
+            try:
+                async with asyncio.timeout(5):
+                    await child.wait()
+            except TimeoutError:
+                child.kill()
+                await child.wait()

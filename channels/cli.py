@@ -98,11 +98,13 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--keys", help="name:secret (default AGENTCHAT_KEYS)")
     p_token.add_argument("--json", action="store_true", help="print token and expiry as JSON")
 
-    p_bot = sub.add_parser("bot", help="run a bot: agentchat bot module:attr")
-    p_bot.add_argument("spec", help="module:attribute of an agentchat.Bot")
-    p_bot.add_argument("--url", default=os.environ.get("AGENTCHAT_URL", "http://127.0.0.1:8080"))
-    p_bot.add_argument("--token", default=os.environ.get("AGENTCHAT_TOKEN"))
-    p_bot.add_argument("--keys", help="mint tokens locally with name:secret (default AGENTCHAT_KEYS)")
+    p_bot = sub.add_parser(
+        "bot",
+        help="run a bot: agentchat bot module:attr [--url URL] [--token T | --keys name:secret] "
+        "(the SDK's `python -m agentchat bot`; see its --help)",
+        add_help=False,
+    )
+    p_bot.add_argument("rest", nargs=argparse.REMAINDER)
 
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -131,14 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(json.dumps({"token": token, "expires_at": expires}) if args.json else token)
     elif args.command == "bot":
-        logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        from agentchat.bot import run_bot_from_spec
-
-        _install_uvloop()
-        try:
-            asyncio.run(run_bot_from_spec(args.spec, args.url, token=args.token, keys=args.keys))
-        except KeyboardInterrupt:
-            pass
+        # The bot runner is the SDK's own entry point: the server package never imports the SDK.
+        os.execv(sys.executable, [sys.executable, "-m", "agentchat", "bot", *args.rest])
     else:  # pragma: no cover
         parser.print_help()
         sys.exit(2)

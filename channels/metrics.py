@@ -57,6 +57,14 @@ class Metrics:
             registry=r,
         )
         self.store_writes = Counter("agentchat_store_writes_total", "Store write operations", registry=r)
+        self.store_reads = Counter(
+            "agentchat_store_reads_total",
+            "Store reads on behalf of readers: a reader's own fill, or one repair shared by a channel",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("fill", "repair"):
+            self.store_reads.labels(reason)  # listed at 0 from the start
 
     def count_bytes_out(self, source: Callable[[], int]) -> None:
         """Expose `agentchat_bytes_out_total`, read from `source` at scrape time: outboxes count

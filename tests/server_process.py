@@ -16,20 +16,41 @@ from tests.wire import UNIT
 class ServerProcess:
     """A server subprocess on a free loopback port; `kill()` is SIGKILL, `stop()` is SIGTERM."""
 
-    def __init__(self, db: str, **env: Any) -> None:
+    def __init__(self, db: str, *, key: str | None = None, **env: Any) -> None:
         self.db = db
-        self.key = f"test:{secrets.token_urlsafe(24)}"
+        self.key = key or f"test:{secrets.token_urlsafe(24)}"
         self.env = {f"AGENTCHAT_{k.upper()}": str(v) for k, v in env.items()}
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
+        self.port = 0  # a restart listens on the same port, so clients reconnect to the same URL
         self.auth = Authenticator([self.key])
 
     @property
     def ws_url(self) -> str:
+        """The WebSocket endpoint."""
         return self.url.replace("http://", "ws://") + "/v1/ws"
 
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
     def token(self, client_id: str, **kw: Any) -> str:
+        """A token signed with the server's key."""
         return self.auth.mint(client_id, **kw)[0]
+
+    async def metric(self, name: str, **labels: str) -> float | None:
+        """One value of the server's /metrics (None when the server has no such metric)."""
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/metrics") as resp:
+            text = await resp.text()
+        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return None
 
     async def start(self) -> None:
         env = {**os.environ, **self.env, "AGENTCHAT_KEYS": self.key}
@@ -39,7 +60,7 @@ class ServerProcess:
             "agentchat_server",
             "serve",
             "--port",
-            "0",
+            str(self.port),
             "--db",
             self.db,
             "--log-level",
@@ -55,6 +76,7 @@ class ServerProcess:
                     raise RuntimeError("server exited before listening")
                 if line.startswith("agentchat listening on "):
                     self.url = line.split()[-1]
+                    self.port = int(self.url.rsplit(":", 1)[1])
                     return
 
     async def kill(self) -> None:

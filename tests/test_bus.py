@@ -16,6 +16,20 @@ from agentchat_server.testing import TestServer
 from tests.wire import UNIT, Wire
 
 
+def redis_bus(url: str, prefix: str) -> Any:
+    """A RedisBus on its own client (closed by `stop_bus`)."""
+    from redis.asyncio import Redis
+
+    from agentchat_server.bus.redis import RedisBus
+
+    return RedisBus(Redis.from_url(url), prefix)
+
+
+async def stop_bus(bus: Any) -> None:
+    await bus.stop()
+    await bus.redis.aclose()
+
+
 def message(serial: int) -> Message:
     return Message("room:bus", serial, f"id{serial}", "chat", {"n": serial}, "ana", "human", serial)
 
@@ -33,15 +47,13 @@ async def bus_pair(
         await bus.stop()
         return
     url = request.getfixturevalue("redis_url")
-    from agentchat_server.bus.redis import RedisBus
-
     prefix = f"test{secrets.token_hex(4)}"
-    a, b = RedisBus(f"{url}?prefix={prefix}"), RedisBus(f"{url}?prefix={prefix}")
+    a, b = redis_bus(url, prefix), redis_bus(url, prefix)
     await a.start(got_a)
     await b.start(got_b)
     yield a, b, got_a, got_b
-    await a.stop()
-    await b.stop()
+    await stop_bus(a)
+    await stop_bus(b)
 
 
 class Received(list[BusEvent]):
@@ -81,10 +93,8 @@ async def test_events_reach_every_watching_node_in_order(bus_pair: Any) -> None:
 
 async def test_unwatched_channels_are_not_delivered_across_nodes(redis_url: str) -> None:
     """A RedisBus node receives only the channels it watches."""
-    from agentchat_server.bus.redis import RedisBus
-
     prefix = f"test{secrets.token_hex(4)}"
-    a, b = RedisBus(f"{redis_url}?prefix={prefix}"), RedisBus(f"{redis_url}?prefix={prefix}")
+    a, b = redis_bus(redis_url, prefix), redis_bus(redis_url, prefix)
     got_b = Received()
     await a.start(lambda e: None)
     await b.start(got_b)
@@ -94,8 +104,8 @@ async def test_unwatched_channels_are_not_delivered_across_nodes(redis_url: str)
     a.publish(BusEvent("room:yes", frame={"n": 2}))
     await got_b.until(1)
     assert [e.frame for e in got_b] == [{"n": 2}]
-    await a.stop()
-    await b.stop()
+    await stop_bus(a)
+    await stop_bus(b)
 
 
 async def test_two_servers_share_postgres_and_redis(

@@ -65,10 +65,6 @@ def violations(source: str, forbidden: tuple[str, ...], allowed: tuple[str, ...]
     return sorted(out)
 
 
-PENDING_SDK = pytest.mark.xfail(strict=True, reason="the SDK reshape and the demo entry point land next")
-
-
-@PENDING_SDK
 def test_the_server_never_imports_the_sdk() -> None:
     """channels/ (agentchat_server) imports nothing of agents/ (agentchat)."""
     assert violations("agentchat_server", ("agentchat",)) == []
@@ -143,7 +139,7 @@ def _internal_cycles(package: str) -> list[list[str]]:
     return cycles
 
 
-@pytest.mark.parametrize("package", ["agentchat_server", pytest.param("agentchat", marks=PENDING_SDK)])
+@pytest.mark.parametrize("package", ["agentchat_server", "agentchat"])
 def test_no_import_cycles(package: str) -> None:
     """Modules import each other in one direction only (a package importing its own parts excepted)."""
     assert _internal_cycles(package) == []
@@ -169,6 +165,15 @@ def test_server_frames_are_built_in_one_place() -> None:
     assert found == []
 
 
+def _is_overload(node: ast.AST) -> bool:
+    decorators = getattr(node, "decorator_list", [])
+    return any(
+        (isinstance(d, ast.Name) and d.id == "overload")
+        or (isinstance(d, ast.Attribute) and d.attr == "overload")
+        for d in decorators
+    )
+
+
 def _public_definitions(tree: ast.Module) -> Iterator[ast.AST]:
     for node in tree.body:
         if isinstance(
@@ -183,7 +188,7 @@ def _public_definitions(tree: ast.Module) -> Iterator[ast.AST]:
                         yield item
 
 
-@pytest.mark.parametrize("package", ["agentchat_server", pytest.param("agentchat", marks=PENDING_SDK)])
+@pytest.mark.parametrize("package", ["agentchat_server", "agentchat"])
 def test_every_module_and_public_definition_has_a_docstring(package: str) -> None:
     """A contract docstring on every module and public class, function and method."""
     missing = []
@@ -196,6 +201,6 @@ def test_every_module_and_public_definition_has_a_docstring(package: str) -> Non
         missing.extend(
             f"{name}.{node.name}"  # type: ignore[attr-defined]
             for node in _public_definitions(tree)
-            if ast.get_docstring(node) is None  # type: ignore[arg-type]
+            if ast.get_docstring(node) is None and not _is_overload(node)  # type: ignore[arg-type]
         )
     assert missing == []

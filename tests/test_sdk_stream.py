@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from agentchat import AlreadyExistsError, Backoff, Client, StreamCancelled
 from agentchat_server.testing import TestServer
 from tests.sdk_helpers import WAIT, StreamView, cut_connection, messages_until, next_message
+from tests.server_process import ServerProcess
+from tests.wire import UNIT
 
 WORDS = [f"word{n} " for n in range(120)]
 
@@ -172,3 +175,28 @@ async def test_declared_end_content_is_authoritative(server: TestServer) -> None
         assert serial == stream.serial and stream.status == "complete"
         assert await stream.end() == serial
         assert (await room.history(limit=1)).messages[0].data == "final text"
+
+
+async def test_the_sdk_resumes_its_stream_after_the_server_restarts(tmp_path: Path) -> None:
+    """kill -9 of the only server mid-answer, then a restart: the SDK writer resumes its stream by
+    itself and the answer ends once, complete, with every word (nothing lost, nothing restarted)."""
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'resume.db'}", stream_grace=UNIT * 2)
+    await server.start()
+    fast = Backoff(initial=0.05, maximum=0.2)
+    try:
+        async with Client(server.url, token=server.token("planner", kind="agent"), backoff=fast) as writer:
+            async with writer.channel("room:lobby").stream(coalesce=0) as stream:
+                for word in WORDS[:10]:
+                    await stream.append(word)
+                await server.kill()
+                await server.start()
+                for word in WORDS[10:20]:
+                    await stream.append(word)
+            assert stream.status == "complete"
+        async with Client(server.url, token=server.token("ana")) as reader:
+            page = await reader.channel("room:lobby").history(limit=10)
+        assert [(m.stream_id, m.status, m.data) for m in page] == [
+            (stream.stream_id, "complete", "".join(WORDS[:20]))
+        ]
+    finally:
+        await server.stop()

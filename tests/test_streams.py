@@ -180,8 +180,9 @@ async def test_writer_killed_ends_stream_aborted_after_grace(tmp_path: Any) -> N
 
 
 async def test_open_stream_is_aborted_when_server_restarts(tmp_path: Any) -> None:
-    """A stream open when the server dies ends as aborted when it starts again; nobody waits forever."""
-    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    """A stream open when the server dies, whose writer never comes back, ends as aborted once its
+    lease lapses after the restart (a stream grace); nobody waits forever."""
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", stream_grace=UNIT / 5)
     await server.start()
     try:
         writer = await Wire.open(server.ws_url, server.token("bot", kind="agent"))
@@ -192,10 +193,9 @@ async def test_open_stream_is_aborted_when_server_restarts(tmp_path: Any) -> Non
         await writer.close()
         await server.start()
         reader = await Wire.open(server.ws_url, server.token("reader"))
-        page = await reader.request({"type": "history", "channel": ROOM})
-        assert [(m["id"], m["stream_id"], m["status"]) for m in page["messages"]] == [
-            ("reply-to-1", sid, "aborted")
-        ]
+        await reader.request({"type": "attach", "channel": ROOM, "position": {"serial": 0}})
+        (end,) = await reader.messages(1, timeout=UNIT * 2)
+        assert (end["id"], end["stream_id"], end["status"]) == ("reply-to-1", sid, "aborted")
         await reader.close()
     finally:
         await server.stop()

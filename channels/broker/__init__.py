@@ -15,12 +15,14 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from agentchat_server.auth import Authenticator, Identity
+from agentchat_server.backends import Backends
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.history import History
 from agentchat_server.broker.hub import Hub
 from agentchat_server.broker.members import Members, now_ms
 from agentchat_server.broker.ports import Transport
+from agentchat_server.broker.positions import Positions
 from agentchat_server.broker.publisher import Publisher
 from agentchat_server.broker.readers import Readers
 from agentchat_server.broker.registry import ChannelRegistry
@@ -29,11 +31,9 @@ from agentchat_server.broker.sessions import Sessions
 from agentchat_server.broker.streams import Streams
 from agentchat_server.broker.sweeper import Sweeper
 from agentchat_server.broker.tick import Flusher
-from agentchat_server.bus import Bus
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import OutgoingMessage, ProtocolError, ResumeToken
 from agentchat_server.settings import Settings
-from agentchat_server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +44,48 @@ class Broker:
     """Owns every live record of one node. Create, `await start()`, serve, `await close()`."""
 
     def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        bus: Bus,
-        auth: Authenticator,
-        metrics: Metrics,
-        flusher: Flusher,
+        self, settings: Settings, backends: Backends, auth: Authenticator, metrics: Metrics, flusher: Flusher
     ) -> None:
-        self.settings, self.store, self.bus, self.metrics = settings, store, bus, metrics
+        self.settings, self.backends, self.metrics = settings, backends, metrics
+        self.store, self.bus = backends.store, backends.bus
         self.node_id = secrets.token_hex(4)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.registry = ChannelRegistry(store, bus, metrics)
+        self.registry = ChannelRegistry(self.store, self.bus, metrics)
         watermark = settings.max_outbox_bytes // 2
-        self.hub = Hub(self.registry, bus, flusher, metrics, watermark=watermark, backlog_limit=watermark)
-        self.committer = Committer(store, metrics, self.hub.on_committed, settings.commit_batch)
-        self.members = Members(settings, self.registry, self.hub.publish_live)
-        self.streams = Streams(
-            settings, self.registry, store, self.committer, self.hub.publish_live, self._writer, metrics
+        self.hub = Hub(
+            self.registry, self.bus, flusher, metrics, watermark=watermark, backlog_limit=watermark
         )
-        self.readers = Readers(settings, self.registry, self.hub, self.members, store, metrics, self.spawn)
+        self.positions = Positions(
+            settings, self.registry, self.store, self.hub.fan_out_messages, self.spawn, metrics
+        )
+        self.hub.offer = self.positions.offer
+        self.committer = Committer(self.store, metrics, self.hub.on_committed, settings.commit_batch)
+        self.members = Members(settings, self.registry, backends.presence, self.hub.publish_live, self.spawn)
+        self.streams = Streams(
+            settings,
+            self.node_id,
+            self.registry,
+            self.store,
+            backends.streams,
+            self.committer,
+            self.hub.publish_live,
+            self.hub.publish_control,
+            self._writer,
+            metrics,
+        )
+        self.hub.on_stream_message = self.streams.on_message
+        self.hub.on_control = self.streams.on_control
+        self.readers = Readers(
+            settings,
+            self.registry,
+            self.hub,
+            self.members,
+            self.positions,
+            self.store,
+            backends.streams,
+            metrics,
+            self.spawn,
+        )
         self.sessions = Sessions(
             settings,
             metrics,
@@ -72,7 +94,7 @@ class Broker:
             abort_streams=self.streams.abort_session,
         )
         self.publisher = Publisher(settings, self.committer, self.hub.publish_live, metrics)
-        self.history = History(settings, store)
+        self.history = History(settings, self.store)
         self.requests = Requests(
             settings,
             auth,
@@ -93,28 +115,44 @@ class Broker:
         return None if session is None else session.connection
 
     async def start(self) -> None:
-        """Open the Store and the Bus, start committing, end streams a previous run left open."""
+        """Open the Store and the shared state, start committing and the node's upkeep loops."""
         await self.store.open()
-        await self.bus.start(self.hub.on_bus)
+        await self.backends.start()
+        await self.bus.start(self.hub.on_bus, self.positions.resync)
         self.committer.start()
-        await self.streams.abort_orphans()
         self.spawn(self.sweeper.run(), "agentchat-sweeper")
+        self.spawn(self.streams.keep(), "agentchat-stream-leases")
+        if self.backends.clustered:
+            self.spawn(self.positions.run(), "agentchat-positions")
+            self.spawn(self._presence_upkeep(), "agentchat-presence")
         if self.settings.retention_days is not None:
             self.spawn(self._retention(), "agentchat-retention")
 
     async def close(self) -> None:
-        """End open streams as aborted, close connections (1001), commit what is queued."""
+        """Shut down within `shutdown_timeout`, even with Redis or the database gone: let go of open
+        streams (their writers resume them elsewhere, or here after a restart), remove this node's
+        presence, close connections (1001), commit what is queued, flush the bus."""
         if self.sessions.closing:
             return
         self.sessions.closing = True
-        await self.streams.abort_all("server shutting down")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
+        steps = (
+            ("release streams", self.streams.release_all()),
+            ("remove presence", self.members.leave_everyone()),
+        )
+        for what, step in steps:
+            await _bounded(what, step, deadline - loop.time())
         self.sessions.close_all()
-        await self.committer.stop()
+        await _bounded("commit what is queued", self.committer.stop(), deadline - loop.time())
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.bus.stop()
-        await self.store.close()
+        await _bounded(
+            "flush the bus", self.bus.stop(max(0.1, deadline - loop.time())), 1 + deadline - loop.time()
+        )
+        await _bounded("close backends", self.backends.close(), 1.0)
+        await _bounded("close the store", self.store.close(), 1.0)
 
     @property
     def closing(self) -> bool:
@@ -169,14 +207,14 @@ class Broker:
         """A REST history page (`before`, `after`, `limit`, `forwards`)."""
         return await self.history.page(identity, channel, **query)
 
-    def presence_page(self, identity: Identity, channel: str, after: str | None) -> dict[str, Any]:
+    async def presence_page(self, identity: Identity, channel: str, after: str | None) -> dict[str, Any]:
         """A REST page of the channel's presence entries."""
-        return self.members.get(identity, channel, after)
+        return await self.members.get(identity, channel, after)
 
-    def occupancy(self, identity: Identity, channel: str) -> dict[str, int]:
+    async def occupancy(self, identity: Identity, channel: str) -> dict[str, int]:
         """A REST occupancy count."""
         identity.require(channel, "subscribe")
-        return self.readers.occupancy(channel)
+        return await self.readers.occupancy(channel)
 
     async def ping_store(self) -> None:
         """Raise if the Store does not answer (for /healthz)."""
@@ -197,6 +235,19 @@ class Broker:
                 ch.first_serial = max(ch.first_serial, first)
         return len(first_serials)
 
+    async def _presence_upkeep(self) -> None:
+        """Keep this node's presence entries alive and remove those of dead nodes (with Redis)."""
+        period = self.settings.presence_ttl / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.members.refresh()
+                await self.members.expire(self.registry.names())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("presence upkeep failed: %s", exc)
+
     async def _retention(self) -> None:
         assert self.settings.retention_days is not None
         period = max(1.0, min(3600.0, self.settings.retention_days * 86_400 / 2))
@@ -206,3 +257,14 @@ class Broker:
             except Exception:
                 log.exception("retention prune failed")
             await asyncio.sleep(period)
+
+
+async def _bounded(what: str, step: Coroutine[Any, Any, Any], seconds: float) -> None:
+    """Run one shutdown step for at most `seconds`; a step that fails or overruns is logged."""
+    try:
+        async with asyncio.timeout(max(0.0, seconds)):
+            await step
+    except TimeoutError:
+        log.warning("shutdown: %s took too long; going on", what)
+    except Exception as exc:
+        log.warning("shutdown: %s failed (%s); going on", what, exc)

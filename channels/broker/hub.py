@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from agentchat_server.broker.connections import Attachment
 from agentchat_server.broker.registry import ChannelRegistry, ChannelState
@@ -27,6 +28,7 @@ from agentchat_server.store import AppendResult, OpenMarker, Operation
 log = logging.getLogger(__name__)
 
 StartFill = Callable[[ChannelState, Attachment], None]
+OfferMessages = Callable[[ChannelState, Sequence[Message]], None]
 
 
 def message_event(m: Message, epoch: str) -> Encoded:
@@ -54,6 +56,10 @@ class Hub:
         self.watermark = watermark  # buffered bytes beyond which durable messages go by fill
         self.backlog_limit = backlog_limit  # live bytes held behind a catch-up before 4008
         self.start_fill: StartFill = _no_fill
+        # Set by the broker once the objects they belong to exist:
+        self.offer: OfferMessages = self.fan_out_messages  # orders commits before fan-out (Positions)
+        self.on_stream_message: Callable[[Message], None] = _ignore  # a stream's end (Streams)
+        self.on_control: Callable[[dict[str, Any]], None] = _ignore  # node-to-node news (Streams)
 
     # --- into the bus ----------------------------------------------------------------------
 
@@ -71,17 +77,27 @@ class Hub:
         """Send a live frame to every node serving the channel (this one included)."""
         self.bus.publish(BusEvent(channel, frame=frame, presence=presence))
 
+    def publish_control(self, channel: str, control: dict[str, Any]) -> None:
+        """Send node-to-node news about a channel to every node serving it (never to readers)."""
+        self.bus.publish(BusEvent(channel, control=control))
+
     # --- out of the bus --------------------------------------------------------------------
 
     def on_bus(self, event: BusEvent) -> None:
         """A bus event for a channel: deliver it to this node's readers."""
+        if event.control is not None:
+            self.on_control(event.control)
+            return
         ch = self.registry.get(event.channel)
         if ch is None:
             return
         if event.messages:
             if not ch.epoch:
                 ch.epoch = event.epoch
-            self.fan_out_messages(ch, event.messages)
+            for m in event.messages:
+                if m.stream_id is not None:
+                    self.on_stream_message(m)
+            self.offer(ch, event.messages)
         elif event.frame is not None:
             self.queue_live(ch, Encoded(event.frame), presence_only=event.presence)
 
@@ -179,3 +195,7 @@ class Hub:
 
 def _no_fill(ch: ChannelState, att: Attachment) -> None:
     raise RuntimeError("the hub has no fill starter")
+
+
+def _ignore(_: Any) -> None:
+    pass

@@ -18,14 +18,17 @@ from typing import Any
 from agentchat_server.broker.connections import Attachment, Connection
 from agentchat_server.broker.hub import Hub, message_event
 from agentchat_server.broker.members import Members
+from agentchat_server.broker.positions import Positions
 from agentchat_server.broker.registry import ChannelRegistry, ChannelState
 from agentchat_server.core.ordering import Cursor
 from agentchat_server.core.sessions import attach_start
+from agentchat_server.core.streams import snapshot_of
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, Encoded, ProtocolError
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
 from agentchat_server.store import Store
+from agentchat_server.streambuf import StreamBuffer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,9 @@ class Readers:
         registry: ChannelRegistry,
         hub: Hub,
         members: Members,
+        positions: Positions,
         store: Store,
+        buffer: StreamBuffer,
         metrics: Metrics,
         spawn: Spawn,
     ) -> None:
@@ -50,7 +55,9 @@ class Readers:
         self.registry = registry
         self.hub = hub
         self.members = members
+        self.positions = positions
         self.store = store
+        self.buffer = buffer
         self.metrics = metrics
         self.spawn = spawn
         self.watermark = settings.max_outbox_bytes // 2
@@ -75,6 +82,18 @@ class Readers:
         if conn.closed:
             self.registry.forget_if_idle(ch)
             return
+        if position is not None and position[0] > ch.head:
+            # This node may not have heard of the newest commits yet (another node made them):
+            # ask the Store, the authority, before telling the reader it is ahead.
+            info = await self.store.channel(name)
+            ch.epoch = ch.epoch or info.epoch
+            if info.last_serial > ch.head:
+                ch.head = info.last_serial
+                ch.order.exists_up_to(info.last_serial)
+                self.positions.watch(ch)
+            if conn.closed:
+                self.registry.forget_if_idle(ch)
+                return
         start = attach_start(position, head=ch.head, first_serial=ch.first_serial, epoch=ch.epoch)
         old = conn.attachments.get(name)
         if old is not None:
@@ -83,6 +102,8 @@ class Readers:
             # Live frames queued this tick predate this reader: its snapshots below include them.
             self.hub.flush_live(ch)
         att = Attachment(conn, Cursor(start.start), presence)
+        # Live frames from now on wait behind the snapshots gathered below.
+        att.backlog = deque()
         conn.attachments[name] = att
         ch.subscribers[conn] = att
         why = None if start.reason is None else frames.reason(*start.reason)
@@ -90,20 +111,33 @@ class Readers:
         if att.cursor.begin_fill(ch.head):
             self.start_fill(ch, att)
         catch_up = [Encoded(stream.snapshot_frame()) for stream in ch.streams.values()]
-        if presence:
-            catch_up.extend(Encoded(page) for page in self.members.sync_pages(ch))
-        self._send_catch_up(att, catch_up)
+        try:
+            for header, chunks in await self.buffer.open_streams(name):
+                if header.get("stream_id") not in ch.streams:
+                    catch_up.append(Encoded(snapshot_of(header, chunks)))  # held by another node
+            if presence:
+                catch_up.extend(Encoded(page) for page in await self.members.sync_pages(name))
+        except Exception:
+            if conn.attachments.get(name) is att:
+                self.detach(conn, name)
+            raise
+        if conn.attachments.get(name) is att:
+            self._send_catch_up(att, catch_up)
 
     def _send_catch_up(self, att: Attachment, events: list[Encoded]) -> None:
         transport = att.connection.transport
         fmt = transport.fmt
+        held = att.backlog or deque()
         room = self.watermark - transport.buffered()
-        if sum(e.size(fmt) for e in events) <= room:
+        if sum(e.size(fmt) for e in events) + att.backlog_bytes <= room:
+            att.backlog = None
+            att.backlog_bytes = 0
             for event in events:
                 att.connection.deliver(event)
+            for event, _ in held:
+                att.connection.deliver(event)
             return
-        att.backlog = deque((event, 0) for event in events)
-        att.backlog_bytes = 0
+        att.backlog = deque([(event, 0) for event in events] + list(held))
         att.pacer = self.spawn(self._pace(att), "catch-up")
 
     async def _pace(self, att: Attachment) -> None:
@@ -126,12 +160,12 @@ class Readers:
         att.pacer = None
 
     def detach(self, conn: Connection, name: str) -> None:
-        """Detach one channel; the connection's presence in it leaves."""
+        """Detach one channel; the connection's presence in it leaves (in the background)."""
         att = conn.attachments.pop(name, None)
         if att is not None:
             att.cancel_tasks()
-        if conn.session_id is not None:
-            self.members.leave(conn.session_id, name)
+        if conn.session_id is not None and self.members.present(conn.session_id, name):
+            self.spawn(self.members.leave(conn.session_id, name), "presence-leave")
         ch = self.registry.get(name)
         if ch is not None:
             ch.subscribers.pop(conn, None)
@@ -160,6 +194,7 @@ class Readers:
         while True:
             if not await transport.drained(self.watermark, self.patience):
                 return
+            self.metrics.store_reads.labels("fill").inc()
             page = await self.store.history(
                 ch.name, before=None, after=cursor.last, limit=FILL_PAGE, forwards=True, max_bytes=page_bytes
             )
@@ -184,15 +219,16 @@ class Readers:
                 # The Store has not got what the bus announced yet: give the commit a moment.
                 await asyncio.sleep(0.01)
 
-    def occupancy(self, name: str) -> dict[str, int]:
+    async def occupancy(self, name: str) -> dict[str, int]:
         """Counts of this node's connections, subscribers and publishers, and presence members."""
+        presence_members = await self.members.count(name)
         ch = self.registry.get(name)
         if ch is None:
-            return {"connections": 0, "subscribers": 0, "publishers": 0, "presence_members": 0}
+            return {"connections": 0, "subscribers": 0, "publishers": 0, "presence_members": presence_members}
         conns = list(ch.subscribers)
         return {
             "connections": len(conns),
             "subscribers": sum(1 for c in conns if c.identity.can(name, "subscribe")),
             "publishers": sum(1 for c in conns if c.identity.can(name, "publish")),
-            "presence_members": self.members.count(ch),
+            "presence_members": presence_members,
         }

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from agentchat_server.broker.connections import Attachment, Connection
 from agentchat_server.bus import Bus
-from agentchat_server.core.presence import PresenceSet
+from agentchat_server.core.reorder import Reorder
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Encoded
@@ -16,22 +16,33 @@ from agentchat_server.store import Store
 
 @dataclass(slots=True)
 class ChannelState:
-    """One channel on this node: its position, readers, presence set, open streams, live queue."""
+    """One channel on this node: its position, readers, open streams, live queue."""
 
     name: str
     epoch: str
     head: int  # last serial known committed
     first_serial: int
     subscribers: dict[Connection, Attachment] = field(default_factory=dict)
-    presence: PresenceSet = field(default_factory=PresenceSet)
     streams: dict[str, Stream] = field(default_factory=dict)
     reserved_ids: set[str] = field(default_factory=set)  # message ids of streams being opened
     # Live frames of this loop tick awaiting the flush pass, with their presence-only flag.
     live: list[tuple[Encoded, bool]] = field(default_factory=list)
+    order: Reorder = field(init=False)  # arrival order of commits -> serial order for readers
+    hole_wait: asyncio.TimerHandle | None = None  # the short wait before a hole is read
+    repair: asyncio.Task[None] | None = None  # the one Store read filling this node's hole
+
+    def __post_init__(self) -> None:
+        self.order = Reorder(self.head)
 
     def idle(self) -> bool:
         """Nothing on this node needs the channel: it may be forgotten."""
-        return not self.subscribers and not len(self.presence) and not self.streams and not self.reserved_ids
+        return not self.subscribers and not self.streams and not self.reserved_ids and self.repair is None
+
+    def stop(self) -> None:
+        """Cancel the channel's timers and tasks (it is being forgotten)."""
+        if self.hole_wait is not None:
+            self.hole_wait.cancel()
+            self.hole_wait = None
 
 
 class ChannelRegistry:
@@ -91,6 +102,7 @@ class ChannelRegistry:
         else:
             ch.head = max(ch.head, info.last_serial)
             ch.epoch = ch.epoch or info.epoch
+            ch.order.exists_up_to(info.last_serial)
         self._loading.pop(name, None)
         future.set_result(ch)
         return ch
@@ -98,6 +110,7 @@ class ChannelRegistry:
     def forget_if_idle(self, ch: ChannelState) -> None:
         """Drop a channel nothing on this node needs any more (and stop watching its bus)."""
         if ch.idle() and self._channels.get(ch.name) is ch:
+            ch.stop()
             del self._channels[ch.name]
             self.bus.unwatch(ch.name)
             self.metrics.channels.set(len(self._channels))

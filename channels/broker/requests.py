@@ -41,6 +41,7 @@ from agentchat_server.protocol import (
     StreamCancelFrame,
     StreamEndFrame,
     StreamOpenFrame,
+    StreamResumeFrame,
 )
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
@@ -121,16 +122,16 @@ class Requests:
             self.history.admit(conn)
             self.spawn(self._history(conn, frame), "history")
         elif isinstance(frame, PresenceFrame):
-            self.members.update(conn, frame.channel, frame.action, frame.data)
+            await self.members.update(conn, frame.channel, frame.action, frame.data, frame.replaces)
             _ack(conn, frame.ref)
         elif isinstance(frame, PresenceGetFrame):
-            page = self.members.get(conn.identity, frame.channel, frame.after)
+            page = await self.members.get(conn.identity, frame.channel, frame.after)
             conn.send(frames.ack(frame.ref, **page))
         elif isinstance(frame, OccupancyFrame):
             conn.identity.require(frame.channel, "subscribe")
-            conn.send(frames.ack(frame.ref, occupancy=self.readers.occupancy(frame.channel)))
+            conn.send(frames.ack(frame.ref, occupancy=await self.readers.occupancy(frame.channel)))
         elif isinstance(frame, StreamOpenFrame):
-            stream_id = await self.streams.open(
+            opened = await self.streams.open(
                 conn,
                 frame.channel,
                 event_name=frame.name,
@@ -139,13 +140,17 @@ class Requests:
                 meta=frame.meta,
                 fmt=frame.format,
             )
-            conn.send(frames.ack(frame.ref, stream_id=stream_id))
+            conn.send(frames.ack(frame.ref, **opened))
+        elif isinstance(frame, StreamResumeFrame):
+            resumed = await self.streams.resume(conn, frame.stream_id, frame.key)
+            conn.send(frames.ack(frame.ref, **resumed))
         elif isinstance(frame, StreamEndFrame):
             ended = self.streams.end(conn, frame.stream_id, frame.status, frame.data, frame.chunks)
             self._reply_later(conn, frame.ref, ended, _serial)
         elif isinstance(frame, StreamCancelFrame):
-            cancelled = self.streams.cancel(conn, frame.stream_id)
-            self._reply_later(conn, frame.ref, cancelled, _serial)
+            # Answered in order, once the end is committed (the stream may be held by another node).
+            serial = await self.streams.cancel(conn, frame.stream_id)
+            conn.send(frames.ack(frame.ref, serial=serial))
         elif isinstance(frame, AuthFrame):
             conn.send(frames.ack(frame.ref, expires_at=self.renew(conn, frame.token)))
         elif isinstance(frame, PingFrame):

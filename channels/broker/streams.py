@@ -1,13 +1,19 @@
-"""Token streams of this node: open (start marker), live chunks, one durable end message.
+"""Token streams of this node: open, live chunks, one durable end message; leases and resumes.
 
-Chunks never touch the Store: a stream costs at most two Store writes, its start marker and its
-final message (which deletes the marker in the same transaction). Memory is bounded per stream
-(`max_stream_bytes`) and per client id across its open streams (`max_stream_bytes_per_client`).
+Chunks never touch the Store: a stream costs its start marker and its final message (which deletes
+the marker in the same transaction), plus lease renewals shared by all of a node's streams.
+Ownership is the Store's marker: the node holding a stream renews its lease; a writer that lost
+its server resumes the stream on any node with its resume key (a takeover bumps the fence, and
+only the holder of the current fence can end it); a stream whose lease lapsed (its node died)
+is ended as `aborted` with the text so far by whichever node sees it first, exactly once.
+Memory is bounded per stream and per client id across its open streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -17,40 +23,54 @@ from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.registry import ChannelRegistry
-from agentchat_server.core.records import NewMessage
+from agentchat_server.core.records import Message, NewMessage
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
 from agentchat_server.store import Append, AppendResult, OpenMarker, Store, StreamMarker
+from agentchat_server.streambuf import StreamBuffer
 
 log = logging.getLogger(__name__)
 
 PublishLive = Callable[..., None]
+PublishControl = Callable[[str, dict[str, Any]], None]
 WriterConnection = Callable[[str], Connection | None]
 
 
+def key_hash(key: str) -> str:
+    """What the Store keeps of a stream's resume key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 class Streams:
-    """The open streams of this node, by id, by writer session and by client id."""
+    """The open streams this node holds, by id, by writer session and by client id."""
 
     def __init__(
         self,
         settings: Settings,
+        node: str,
         registry: ChannelRegistry,
         store: Store,
+        buffer: StreamBuffer,
         committer: Committer,
         publish_live: PublishLive,
+        publish_control: PublishControl,
         writer_connection: WriterConnection,
         metrics: Metrics,
     ) -> None:
         self.settings = settings
+        self.node = node
         self.registry = registry
         self.store = store
+        self.buffer = buffer
         self.committer = committer
         self.publish_live = publish_live
+        self.publish_control = publish_control
         self.writer_connection = writer_connection
         self.metrics = metrics
+        self.lease_ms = int(max(settings.stream_grace, 0.3) * 1000)
         self._live: dict[str, Stream] = {}
         self._by_session: dict[str, set[str]] = {}
         self._bytes_by_client: dict[str, int] = {}
@@ -62,6 +82,8 @@ class Streams:
         """Streams the session writes now."""
         return len(self._by_session.get(session_id, ()))
 
+    # --- the writer's operations -------------------------------------------------------------
+
     async def open(
         self,
         conn: Connection,
@@ -72,8 +94,9 @@ class Streams:
         reply_to: int | None,
         meta: Any,
         fmt: str,
-    ) -> str:
-        """Open a stream after committing its start marker; returns the stream id."""
+    ) -> dict[str, Any]:
+        """Open a stream after committing its start marker; returns the ack fields
+        (`stream_id`, and `resume_key`: the secret that lets its writer resume it anywhere)."""
         conn.identity.require(name, "stream")
         session_id = conn.session_id
         assert session_id is not None
@@ -101,6 +124,7 @@ class Streams:
                 )
         if reserved in ch.reserved_ids:
             raise ProtocolError(Code.ALREADY_EXISTS, "a stream with this id is being opened")
+        key = secrets.token_urlsafe(18)
         ch.reserved_ids.add(reserved)
         try:
             existing = await self.store.find_message(name, identity.client_id, message_id)
@@ -122,24 +146,53 @@ class Streams:
                 now_ms(),
                 s.max_stream_bytes,
                 identity.display_name,
+                1,
+                key_hash(key),
             )
-            await self.committer.submit(OpenMarker(marker_of(stream, meta_json)))
+            marker = self._marker(stream, meta_json)
+            await self.committer.submit(OpenMarker(marker))
         finally:
             ch.reserved_ids.discard(reserved)
-        ch.streams[stream_id] = stream
-        self._live[stream_id] = stream
-        self._by_session.setdefault(session_id, set()).add(stream_id)
-        self.metrics.streams_open.set(len(self._live))
+        self._hold(stream)
         self.publish_live(name, stream.open_frame())
-        return stream_id
+        return {"stream_id": stream_id, "resume_key": key}
+
+    def _hold(self, stream: Stream) -> None:
+        ch = self.registry.get(stream.channel)
+        if ch is not None:
+            ch.streams[stream.stream_id] = stream
+        self._live[stream.stream_id] = stream
+        self._by_session.setdefault(stream.writer, set()).add(stream.stream_id)
+        self._bytes_by_client[stream.client_id] = self._bytes_by_client.get(stream.client_id, 0) + stream.size
+        self.metrics.streams_open.set(len(self._live))
+        self.buffer.opened(stream.channel, stream.stream_id, stream.header())
+
+    def _marker(self, stream: Stream, meta_json: str | None) -> StreamMarker:
+        return StreamMarker(
+            stream.stream_id,
+            stream.channel,
+            stream.message_id,
+            stream.client_id,
+            stream.kind,
+            stream.name,
+            stream.reply_to,
+            meta_json,
+            stream.format,
+            stream.ts,
+            self.node,
+            now_ms() + self.lease_ms,
+            stream.fence,
+            stream.secret,
+        )
 
     def _writer_stream(self, conn: Connection, stream_id: str) -> Stream:
         stream = self._live.get(stream_id)
         if stream is None:
-            raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found or already ended")
+            raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found, moved or already ended")
         if conn.session_id is None or stream.writer != conn.session_id:
             raise ProtocolError(
-                Code.NOT_STREAM_WRITER, "only the connection that opened a stream may write to it"
+                Code.NOT_STREAM_WRITER,
+                "only the connection that opened (or resumed) a stream may write to it",
             )
         conn.identity.require(stream.channel, "stream")
         return stream
@@ -153,6 +206,7 @@ class Streams:
         if not stream.append(index, chunk, self.settings.max_stream_bytes_per_client - used):
             return
         self._bytes_by_client[client] = used + stream.size - before
+        self.buffer.appended(stream_id, index, chunk)
         self.publish_live(stream.channel, frames.stream_chunk(stream.channel, stream_id, index, chunk))
 
     def end(
@@ -177,20 +231,86 @@ class Streams:
             content = data
         return self._finish(stream, status, content)
 
-    def cancel(self, conn: Connection, stream_id: str) -> asyncio.Future[int]:
-        """Cancel an open stream (writer, or anyone with `cancel`); the writer is told who did."""
+    async def resume(self, conn: Connection, stream_id: str, key: str) -> dict[str, Any]:
+        """The writer continues its stream on this connection (after a lost server or session):
+        returns `stream_id` and `next`, the chunk index to send next."""
+        identity = conn.identity
+        session_id = conn.session_id
+        assert session_id is not None
+        secret = key_hash(key)
         stream = self._live.get(stream_id)
-        if stream is None:
-            raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found or already ended")
-        is_writer = conn.session_id is not None and stream.writer == conn.session_id
-        if not is_writer:
-            conn.identity.require(stream.channel, "cancel")
+        if stream is not None and stream.client_id == identity.client_id and stream.secret == secret:
+            self._rebind(stream, session_id)
+            return {"stream_id": stream_id, "next": stream.next}
+        marker = await self.store.take_over(
+            stream_id, identity.client_id, secret, self.node, now_ms() + self.lease_ms
+        )
+        if marker is None:
+            raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found, not yours, or already ended")
+        identity.require(marker.channel, "stream")
+        await self.registry.load(marker.channel)
+        stream = Stream(
+            marker.stream_id,
+            marker.channel,
+            session_id,
+            marker.client_id,
+            marker.kind,
+            marker.name,
+            marker.message_id,
+            marker.reply_to,
+            None if marker.meta_json is None else json.loads(marker.meta_json),
+            marker.format,
+            marker.ts,
+            self.settings.max_stream_bytes,
+            identity.display_name,
+            marker.fence,
+            marker.secret,
+        )
+        chunks = await self.buffer.chunks(stream_id)
+        if chunks is not None:
+            stream.load(_content(marker.format, chunks), len(chunks))
+        elif marker.content_json is not None:
+            stream.load(json.loads(marker.content_json), marker.chunks)
+        self.publish_control(marker.channel, {"moved": stream_id, "fence": marker.fence})
+        self._hold(stream)
+        log.info("stream %s resumed by its writer at chunk %d", stream_id, stream.next)
+        return {"stream_id": stream_id, "next": stream.next}
+
+    def _rebind(self, stream: Stream, session_id: str) -> None:
+        owned = self._by_session.get(stream.writer)
+        if owned is not None:
+            owned.discard(stream.stream_id)
+            if not owned:
+                del self._by_session[stream.writer]
+        stream.writer = session_id
+        self._by_session.setdefault(session_id, set()).add(stream.stream_id)
+
+    # --- anyone's operations ------------------------------------------------------------------
+
+    async def cancel(self, conn: Connection, stream_id: str) -> int:
+        """Cancel an open stream (writer, or anyone with `cancel`), held here or on another node;
+        the writer is told who did. Returns the final message's serial."""
         by = conn.identity.client_id
-        future = self._finish(stream, "cancelled", stream.content(), cancelled_by=by)
-        writer = self.writer_connection(stream.writer)
-        if writer is not None:
-            writer.send(frames.stream_cancelled(stream.channel, stream_id, by))
-        return future
+        stream = self._live.get(stream_id)
+        if stream is not None:
+            is_writer = conn.session_id is not None and stream.writer == conn.session_id
+            if not is_writer:
+                conn.identity.require(stream.channel, "cancel")
+            future = self._finish(stream, "cancelled", stream.content(), cancelled_by=by)
+            writer = self.writer_connection(stream.writer)
+            if writer is not None:
+                writer.send(frames.stream_cancelled(stream.channel, stream_id, by))
+            return await future
+        marker = await self.store.marker(stream_id)
+        if marker is None:
+            raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found or already ended")
+        if not (marker.client_id == by and conn.identity.can(marker.channel, "stream")):
+            conn.identity.require(marker.channel, "cancel")
+        # Held by another node (or by nobody): end it from here; its holder learns of it from the
+        # final message, which reaches every node serving the channel.
+        return await self._end_elsewhere(marker, "cancelled", cancelled_by=by)
+
+    # --- ending ------------------------------------------------------------------------------
 
     def _finish(
         self, stream: Stream, status: str, content: Any, cancelled_by: str | None = None
@@ -198,26 +318,49 @@ class Streams:
         """Forget the stream and queue its one durable message; the future gives its serial."""
         self._forget(stream)
         meta_json = None if stream.meta is None else encode_value(stream.meta)
+        message = end_message(self._marker(stream, meta_json), status, content, _extra(stream, cancelled_by))
+        return self._commit_end(stream.stream_id, stream.channel, status, message)
+
+    async def _end_elsewhere(self, marker: StreamMarker, status: str, cancelled_by: str | None = None) -> int:
+        chunks = await self.buffer.chunks(marker.stream_id)
+        if chunks is not None:
+            content: Any = _content(marker.format, chunks)
+        elif marker.content_json is not None:
+            content = json.loads(marker.content_json)
+        else:
+            content = "" if marker.format == "text" else []
         extra: dict[str, Any] = {}
-        if stream.display_name is not None:
-            extra["display_name"] = stream.display_name
         if cancelled_by is not None:
             extra["cancelled_by"] = cancelled_by
-        message = end_message(marker_of(stream, meta_json), status, content, extra or None)
-        committed = self.committer.submit(Append(stream.channel, [message]))
+        message = end_message(marker, status, content, extra or None)
+        return await self._commit_end(marker.stream_id, marker.channel, status, message)
+
+    def _commit_end(
+        self, stream_id: str, channel: str, status: str, message: NewMessage
+    ) -> asyncio.Future[int]:
+        committed = self.committer.submit(Append(channel, [message]))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         metrics = self.metrics
+        buffer = self.buffer
 
         def settle(fut: asyncio.Future[AppendResult | None]) -> None:
             if done.done():
                 return
             exc = fut.exception()
             if exc is not None:
-                log.error("could not commit the end of stream %s: %s", stream.stream_id, exc)
+                log.error("could not commit the end of stream %s: %s", stream_id, exc)
                 done.set_exception(ProtocolError(Code.UNAVAILABLE, "could not store the stream's message"))
                 return
             result = fut.result()
             assert result is not None
+            if result.fenced:
+                done.set_exception(
+                    ProtocolError(
+                        Code.NOT_STREAM_WRITER, "the stream was resumed elsewhere; this end is void"
+                    )
+                )
+                return
+            buffer.ended(channel, stream_id)
             metrics.streams_ended.labels(status).inc()
             done.set_result(result.serials[0])
 
@@ -225,7 +368,8 @@ class Streams:
         return done
 
     def _forget(self, stream: Stream) -> None:
-        self._live.pop(stream.stream_id, None)
+        if self._live.pop(stream.stream_id, None) is None:
+            return
         ch = self.registry.get(stream.channel)
         if ch is not None:
             ch.streams.pop(stream.stream_id, None)
@@ -251,50 +395,93 @@ class Streams:
                 log.info("stream %s aborted: %s", stream_id, why)
                 self._finish(stream, "aborted", stream.content()).add_done_callback(_quiet)
 
-    async def abort_all(self, why: str) -> None:
-        """End every open stream as aborted (shutting down) and wait for their messages."""
-        pending = []
-        for stream in list(self._live.values()):
-            log.info("stream %s aborted: %s", stream.stream_id, why)
-            pending.append(self._finish(stream, "aborted", stream.content()))
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+    # --- news from other nodes ---------------------------------------------------------------
 
-    async def abort_orphans(self) -> None:
-        """End streams left open by a previous run (its chunks are gone) as aborted, empty."""
-        for marker in await self.store.open_markers():
-            content: Any = "" if marker.format == "text" else []
-            message = end_message(marker, "aborted", content, None)
+    def on_message(self, message: Message) -> None:
+        """A durable message reached this node: if it ends a stream held here (ended elsewhere:
+        cancelled by a member on another node), let go of it and tell its writer."""
+        stream = self._live.get(message.stream_id or "")
+        if stream is None:
+            return
+        self._forget(stream)
+        writer = self.writer_connection(stream.writer)
+        by = (message.extra or {}).get("cancelled_by")
+        if writer is not None and message.status == "cancelled" and isinstance(by, str):
+            writer.send(frames.stream_cancelled(stream.channel, stream.stream_id, by))
+
+    def on_control(self, control: dict[str, Any]) -> None:
+        """A node's news about a channel: a stream this node held was resumed elsewhere."""
+        stream = self._live.get(str(control.get("moved", "")))
+        fence = control.get("fence")
+        if stream is not None and isinstance(fence, int) and fence > stream.fence:
+            log.info("stream %s moved to another node", stream.stream_id)
+            self._forget(stream)
+
+    # --- leases ------------------------------------------------------------------------------
+
+    async def keep(self) -> None:
+        """Renew the leases of this node's streams, and end lapsed ones (their node died) as
+        aborted; runs until cancelled, every third of a lease."""
+        period = self.lease_ms / 3000
+        while True:
             try:
-                await self.committer.submit(Append(marker.channel, [message]))
-                log.info("stream %s left open by the previous run ended as aborted", marker.stream_id)
+                if self._live:
+                    await self.store.renew_leases(self.node, now_ms() + self.lease_ms)
+                await self.end_lapsed()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("stream lease upkeep failed: %s", exc)
+            await asyncio.sleep(period)
+
+    async def end_lapsed(self) -> None:
+        """End, as aborted with the text so far, every stream whose lease lapsed."""
+        for marker in await self.store.lapsed_markers(now_ms()):
+            if marker.stream_id in self._live:
+                continue  # ours: renewed on the next round
+            try:
+                await self._end_elsewhere(marker, "aborted")
+                log.info("stream %s ended as aborted: its holder is gone", marker.stream_id)
+            except ProtocolError:
+                pass  # resumed by its writer meanwhile
             except Exception:
-                log.exception("could not end orphan stream %s", marker.stream_id)
+                log.exception("could not end stream %s", marker.stream_id)
+
+    async def release_all(self) -> None:
+        """Shutting down: let go of every stream, saving its content, so its writer can resume it
+        on another node (or on this one after a restart) within the stream grace."""
+        until = now_ms() + self.lease_ms
+        await self.buffer.flush()
+        for stream in list(self._live.values()):
+            try:
+                await self.store.release(
+                    stream.stream_id, stream.fence, encode_value(stream.content()), stream.next, until
+                )
+            except Exception as exc:
+                log.warning("could not release stream %s: %s", stream.stream_id, exc)
+            self._forget(stream)
 
 
 def _quiet(future: asyncio.Future[int]) -> None:
     if not future.cancelled():
-        future.exception()  # logged in _finish; retrieved here so asyncio does not warn
+        future.exception()  # logged in _commit_end; retrieved here so asyncio does not warn
 
 
-def marker_of(stream: Stream, meta_json: str | None) -> StreamMarker:
-    """What the Store keeps of an open stream (its start marker)."""
-    return StreamMarker(
-        stream.stream_id,
-        stream.channel,
-        stream.message_id,
-        stream.client_id,
-        stream.kind,
-        stream.name,
-        stream.reply_to,
-        meta_json,
-        stream.format,
-        stream.ts,
-    )
+def _content(fmt: str, chunks: list[Any]) -> Any:
+    return "".join(c for c in chunks if isinstance(c, str)) if fmt == "text" else list(chunks)
+
+
+def _extra(stream: Stream, cancelled_by: str | None) -> dict[str, Any] | None:
+    extra: dict[str, Any] = {}
+    if stream.display_name is not None:
+        extra["display_name"] = stream.display_name
+    if cancelled_by is not None:
+        extra["cancelled_by"] = cancelled_by
+    return extra or None
 
 
 def end_message(marker: StreamMarker, status: str, content: Any, extra: dict[str, Any] | None) -> NewMessage:
-    """The one durable message that ends a stream, live or left over from a previous run."""
+    """The one durable message that ends a stream, by its holder (fenced) or as an orphan."""
     return NewMessage(
         marker.message_id,
         marker.name,
@@ -309,4 +496,5 @@ def end_message(marker: StreamMarker, status: str, content: Any, extra: dict[str
         marker.meta_json,
         extra=extra,
         extra_json=None if extra is None else encode_value(extra),
+        fence=marker.fence,
     )

@@ -22,6 +22,7 @@ class BusEvent:
     frame: dict[str, Any] | None = None
     epoch: str = ""
     presence: bool = False  # a presence diff: only for readers that asked for presence
+    control: dict[str, Any] | None = None  # node-to-node news about the channel (never sent to readers)
 
 
 Handler = Callable[[BusEvent], None]
@@ -30,11 +31,12 @@ Handler = Callable[[BusEvent], None]
 class Bus(Protocol):
     """Carries events to every node serving a channel, this one included, in publish order per channel."""
 
-    async def start(self, handler: Handler) -> None:
-        """Begin delivering events to `handler`, synchronously and in publish order per channel."""
+    async def start(self, handler: Handler, on_lost: Callable[[], None] = ...) -> None:
+        """Begin delivering events to `handler`, synchronously and in publish order per channel;
+        `on_lost` is called when events may have been lost (the node then resyncs from the Store)."""
 
-    async def stop(self) -> None:
-        """Stop delivering; what is queued for other nodes is sent first where possible."""
+    async def stop(self, flush_timeout: float = 2.0) -> None:
+        """Stop delivering; what is queued for other nodes is sent first, for at most `flush_timeout`."""
 
     def publish(self, event: BusEvent) -> None:
         """Send an event to every node, this one included; never blocks."""
@@ -55,11 +57,11 @@ class LocalBus:
     def __init__(self) -> None:
         self._handler: Handler | None = None
 
-    async def start(self, handler: Handler) -> None:
-        """Deliver events to `handler` from now on."""
+    async def start(self, handler: Handler, on_lost: Callable[[], None] = lambda: None) -> None:
+        """Deliver events to `handler` from now on (nothing is ever lost in one process)."""
         self._handler = handler
 
-    async def stop(self) -> None:
+    async def stop(self, flush_timeout: float = 2.0) -> None:
         """Stop delivering."""
         self._handler = None
 
@@ -76,15 +78,3 @@ class LocalBus:
 
     def unwatch(self, channel: str) -> None:
         """Nothing to unsubscribe from."""
-
-
-def make_bus(url: str) -> Bus:
-    """`local` or a `redis://` URL."""
-    if url == "local":
-        return LocalBus()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from agentchat_server.bus.redis import RedisBus
-
-        bus: Bus = RedisBus(url)
-        return bus
-    raise ValueError(f"unsupported bus {url!r}: use 'local' or redis://")

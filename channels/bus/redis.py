@@ -1,8 +1,10 @@
 """RedisBus: fan-out across server processes over Redis pub/sub (one Redis channel per watched channel).
 
 Events from this node are handled locally at once and skipped when Redis echoes them back.
-Redis pub/sub is at-most-once: a node that misses a durable message sees a serial gap and its
-readers fill it from the shared Store, so ordering and completeness do not depend on Redis.
+Redis pub/sub is at-most-once: a node that misses a durable message sees a serial gap and fills
+it from the shared Store; after the subscription connection is lost and comes back, the node is
+told (`on_lost`) so it checks every channel it serves against the Store at once.
+Subscriptions are retried with backoff; `ready` says plainly when one cannot be made in time.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import asyncio
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import msgpack
 from redis.asyncio import Redis
@@ -20,56 +22,68 @@ from redis.asyncio.client import PubSub
 
 from agentchat_server.bus import BusEvent, Handler
 from agentchat_server.core.records import Message
+from agentchat_server.protocol import Code, ProtocolError
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 100_000  # events waiting to be sent to Redis; beyond this the oldest are dropped
+READY_TIMEOUT = 5.0  # seconds an attach waits for its channel's subscription
+RETRY_MAX = 5.0  # longest pause between subscription retries
 
 
 class RedisBus:
-    """`redis://host:port/db?prefix=agentchat`: the prefix separates deployments sharing a Redis."""
+    """The Bus port on Redis; `prefix` separates deployments sharing a Redis."""
 
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        self.prefix = query.pop("prefix", ["agentchat"])[0]
-        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
         self.origin = secrets.token_hex(6)
         self._handler: Handler | None = None
-        self._redis: Redis | None = None
+        self._on_lost: Callable[[], None] = _nothing
         self._pubsub: PubSub | None = None
         self._outgoing: deque[tuple[str, bytes]] = deque(maxlen=MAX_QUEUED)
         self._wake = asyncio.Event()
+        self._sent = asyncio.Event()
+        self._sent.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._watched: set[str] = set()
-        self._subscribed = asyncio.Event()
+        self._subscribed: dict[str, asyncio.Event] = {}
+        self._changes = asyncio.Event()
         self.dropped = 0
 
     def _key(self, channel: str) -> str:
         return f"{self.prefix}:ch:{channel}"
 
-    async def start(self, handler: Handler) -> None:
-        """Connect to Redis and deliver events to `handler` from now on."""
+    async def start(self, handler: Handler, on_lost: Callable[[], None] = lambda: None) -> None:
+        """Connect and deliver events to `handler`; `on_lost` is called when events may have been lost."""
         self._handler = handler
-        self._redis = Redis.from_url(self.url)
-        await self._redis.ping()
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        # A placeholder subscription so the reader has a connection from the start.
+        self._on_lost = on_lost
+        await self.redis.ping()
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        # A subscription of our own, so the reader holds a connection from the start.
         await self._pubsub.subscribe(f"{self.prefix}:node:{self.origin}")
         self._tasks = [
             asyncio.create_task(self._read(), name="redisbus-read"),
             asyncio.create_task(self._write(), name="redisbus-write"),
+            asyncio.create_task(self._subscriptions(), name="redisbus-subscribe"),
         ]
 
-    async def stop(self) -> None:
-        """Stop reading and writing and close the Redis connections."""
+    async def stop(self, flush_timeout: float = 2.0) -> None:
+        """Send what is queued (for at most `flush_timeout` seconds), then disconnect."""
+        try:
+            async with asyncio.timeout(flush_timeout):
+                await self._sent.wait()
+        except TimeoutError:
+            log.warning("redis bus: %d events not sent at shutdown", len(self._outgoing))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        if self._redis is not None:
-            await self._redis.aclose()
+            try:
+                async with asyncio.timeout(flush_timeout):
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                log.debug("closing the redis subscription failed: %s", exc)
         self._handler = None
 
     def publish(self, event: BusEvent) -> None:
@@ -79,54 +93,77 @@ class RedisBus:
         if len(self._outgoing) == self._outgoing.maxlen:
             self.dropped += 1  # receivers fill durable gaps from the Store
         self._outgoing.append((self._key(event.channel), _pack(event, self.origin)))
+        self._sent.clear()
         self._wake.set()
 
     def watch(self, channel: str) -> None:
-        """Subscribe to the channel (in the background; `ready` waits for it)."""
+        """Subscribe to the channel (retried in the background until it holds; `ready` waits)."""
         if channel not in self._watched:
             self._watched.add(channel)
-            asyncio.get_running_loop().create_task(self._subscribe(channel, True))
+            self._subscribed.setdefault(channel, asyncio.Event())
+            self._changes.set()
 
     def unwatch(self, channel: str) -> None:
         """Unsubscribe from the channel (in the background)."""
         if channel in self._watched:
             self._watched.discard(channel)
-            asyncio.get_running_loop().create_task(self._subscribe(channel, False))
-
-    async def _subscribe(self, channel: str, on: bool) -> None:
-        if self._pubsub is None:
-            return
-        try:
-            if on:
-                await self._pubsub.subscribe(self._key(channel))
-            else:
-                await self._pubsub.unsubscribe(self._key(channel))
-        except Exception:
-            log.exception("redis (un)subscribe of %s failed", channel)
+            self._changes.set()
 
     async def ready(self, channel: str) -> None:
-        """Return once Redis has confirmed this node's subscription to the channel."""
+        """Return once Redis confirmed the subscription; ProtocolError(50300) if it cannot in time."""
         if self._pubsub is None:
             return
-        key = self._key(channel).encode()
-        async with asyncio.timeout(5.0):
-            # redis-py records the confirmation but offers no event for it.
-            while key not in self._pubsub.channels:  # noqa: ASYNC110
-                await asyncio.sleep(0.002)
+        event = self._subscribed.setdefault(channel, asyncio.Event())
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await event.wait()
+        except TimeoutError:
+            raise ProtocolError(Code.UNAVAILABLE, "the bus is unavailable; retry") from None
+
+    async def _subscriptions(self) -> None:
+        """Make Redis's subscriptions follow the watched set, retrying with backoff on failure."""
+        assert self._pubsub is not None
+        pause = 0.05
+        while True:
+            await self._changes.wait()
+            self._changes.clear()
+            wanted = set(self._watched)
+            have = {c for c, e in self._subscribed.items() if e.is_set()}
+            try:
+                add = sorted(wanted - have)
+                drop = sorted(have - wanted)
+                if add:
+                    await self._pubsub.subscribe(*(self._key(c) for c in add))
+                    for c in add:
+                        self._subscribed[c].set()
+                if drop:
+                    await self._pubsub.unsubscribe(*(self._key(c) for c in drop))
+                    for c in drop:
+                        self._subscribed.pop(c, None)
+                pause = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("redis subscribe failed (%s); retrying in %.2f s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+                self._changes.set()
 
     async def _write(self) -> None:
-        assert self._redis is not None
         while True:
             if not self._outgoing:
+                self._sent.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             batch = [self._outgoing.popleft() for _ in range(min(500, len(self._outgoing)))]
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
+                async with self.redis.pipeline(transaction=False) as pipe:
                     for key, payload in batch:
                         pipe.publish(key, payload)
                     await pipe.execute()
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
                 self.dropped += len(batch)
                 log.warning("redis publish failed (%s); %d events dropped", exc, len(batch))
@@ -134,15 +171,23 @@ class RedisBus:
 
     async def _read(self) -> None:
         assert self._pubsub is not None
+        failed = False
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("redis subscription failed (%s); retrying", exc)
+                if not failed:
+                    log.warning("redis subscription lost (%s); reconnecting", exc)
+                failed = True
                 await asyncio.sleep(0.5)
                 continue
+            if failed:
+                # redis-py subscribed again on reconnect; what was published meanwhile is lost.
+                failed = False
+                log.info("redis subscription back; resyncing channels from the Store")
+                self._on_lost()
             if message is None or message.get("type") != "message":
                 continue
             try:
@@ -157,12 +202,18 @@ class RedisBus:
                     log.exception("bus event handler failed")
 
 
+def _nothing() -> None:
+    pass
+
+
 def _pack(event: BusEvent, origin: str) -> bytes:
     body: dict[str, Any] = {"c": event.channel, "o": origin, "e": event.epoch, "p": event.presence}
     if event.messages is not None:
         body["m"] = [m.to_tuple() for m in event.messages]
     if event.frame is not None:
         body["f"] = event.frame
+    if event.control is not None:
+        body["x"] = event.control
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -178,5 +229,6 @@ def _unpack(data: bytes) -> tuple[str, BusEvent]:
         frame=body.get("f"),
         epoch=body.get("e", ""),
         presence=bool(body.get("p")),
+        control=body.get("x"),
     )
     return str(body["o"]), event

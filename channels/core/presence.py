@@ -98,6 +98,10 @@ class PresenceSet:
         member.ts = ts
         return Diff("leave", member)
 
+    def get(self, connection_id: str) -> Member | None:
+        """One entry, if present."""
+        return self._members.get(connection_id)
+
     def members(self) -> list[Member]:
         """Every entry, in connection-id order."""
         return [self._members[cid] for cid in self._order]

@@ -28,6 +28,7 @@ class NewMessage:
     fresh_id: bool = False  # the server made the id just now: it cannot exist yet, skip the lookup
     extra: Mapping[str, Any] | None = None
     extra_json: str | None = None
+    fence: int | None = None  # a stream's end: the fencing token its writer holds (checked in the commit)
 
 
 @dataclass(slots=True)

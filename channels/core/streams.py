@@ -42,6 +42,8 @@ class Stream:
     ts: int
     max_bytes: int
     display_name: str | None = None
+    fence: int = 1  # the Store's fencing token this node holds the stream under
+    secret: str = ""  # hash of the writer's resume key
     next: int = 0  # chunks accepted so far
     size: int = 0  # wire bytes of the content, without its quotes or brackets
     _pieces: list[str] = field(default_factory=list)  # text, or JSON texts of chunks
@@ -72,6 +74,19 @@ class Stream:
         self.next += 1
         self.size += added
         return True
+
+    def load(self, content: Any, chunks: int) -> None:
+        """Start from content saved elsewhere (a takeover): `chunks` chunks are already in it."""
+        if self.format == "text":
+            text = content if isinstance(content, str) else ""
+            self._pieces = [text] if text else []
+            self.size = encoded_size(text, encode_value(text), 1 << 62) - 2
+        else:
+            items = content if isinstance(content, list) else []
+            self._pieces = [encode_value(item) for item in items]
+            self.size = sum(encoded_size(i, p, 1 << 62) for i, p in zip(items, self._pieces, strict=True))
+            self.size += max(0, len(items) - 1)
+        self.next = chunks
 
     def content(self) -> Any:
         """The content so far: the text, or the list of chunks."""
@@ -105,3 +120,11 @@ class Stream:
     def snapshot_frame(self) -> dict[str, Any]:
         """The `stream_snapshot` frame: content so far and the next chunk index."""
         return frames.stream_snapshot(self.header(), self.content(), self.next)
+
+
+def snapshot_of(header: dict[str, Any], chunks: list[Any]) -> dict[str, Any]:
+    """The `stream_snapshot` frame of a stream known only by its header and chunks (another node's)."""
+    content: Any = (
+        "".join(c for c in chunks if isinstance(c, str)) if header.get("format") == "text" else chunks
+    )
+    return frames.stream_snapshot(header, content, len(chunks))

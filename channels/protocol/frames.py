@@ -136,6 +136,7 @@ class PresenceFrame(_Frame):
     channel: ChannelName
     action: Literal["enter", "update", "leave"]
     data: JsonValue = None
+    replaces: str | None = Field(default=None, min_length=1, max_length=64)  # an entry of a lost session
 
 
 class PresenceGetFrame(_Frame):
@@ -189,6 +190,16 @@ class StreamEndFrame(_Frame):
     chunks: int | None = Field(default=None, ge=0, le=MAX_SERIAL)
 
 
+class StreamResumeFrame(_Frame):
+    """Continue one's own open stream after losing the server (or the session): the resume key
+    came in `stream_open`'s ack; the reply says which chunk index to send next."""
+
+    type: Literal["stream_resume"]
+    ref: Ref
+    stream_id: str = Field(min_length=1, max_length=64)
+    key: str = Field(min_length=1, max_length=128)
+
+
 class StreamCancelFrame(_Frame):
     """Cancel an open stream (one's own, or any with `cancel`)."""
 
@@ -225,6 +236,7 @@ ClientFrame = Annotated[
         | StreamOpenFrame
         | StreamAppendFrame
         | StreamEndFrame
+        | StreamResumeFrame
         | StreamCancelFrame
         | AuthFrame
         | PingFrame
@@ -244,6 +256,7 @@ CLIENT_FRAME_TYPES = frozenset(
         "stream_open",
         "stream_append",
         "stream_end",
+        "stream_resume",
         "stream_cancel",
         "auth",
         "ping",

@@ -32,11 +32,17 @@ class AppendResult:
     stored: list[Message]  # the newly stored messages, in serial order
     conflict: int | None = None  # set when if_serial did not match: the channel's last serial
     epoch: str = ""
+    fenced: bool = False  # a stream end whose writer no longer holds the stream: nothing stored
 
 
 @dataclass(slots=True)
 class StreamMarker:
-    """A stream's start, kept so a restart can end it as aborted instead of leaving it open."""
+    """An open stream as the Store knows it: who writes it and under which lease.
+
+    The node holding the stream renews `lease_until` while it lives; a takeover (the writer
+    resuming on another node, or after a restart) bumps `fence`, and only the holder of the
+    current fence can end the stream. A marker whose lease has lapsed is an orphan: any node may
+    end it as aborted. `secret` is the hash of the stream's resume key."""
 
     stream_id: str
     channel: str
@@ -48,6 +54,12 @@ class StreamMarker:
     meta_json: str | None
     format: str
     ts: int
+    node: str | None = None
+    lease_until: int = 0
+    fence: int = 1
+    secret: str = ""
+    content_json: str | None = None  # the content so far, saved when its node let go of the stream
+    chunks: int = 0  # how many chunks `content_json` holds
 
 
 @dataclass(slots=True)
@@ -120,11 +132,35 @@ class Store(Protocol):
     async def channel(self, channel: str) -> ChannelInfo:
         """The channel's position; a channel never written to has last_serial 0."""
 
+    async def heads(self, channels: Sequence[str]) -> dict[str, int]:
+        """The last serial of each of these channels that exists (absent ones are left out)."""
+
     async def find_message(self, channel: str, client_id: str, message_id: str) -> Message | None:
         """The message `client_id` published with `message_id` (ids are scoped per publisher)."""
 
     async def open_markers(self) -> list[StreamMarker]:
-        """Markers of streams that never ended (read at start to end them as aborted)."""
+        """Markers of every open stream, oldest first."""
+
+    async def marker(self, stream_id: str) -> StreamMarker | None:
+        """The marker of an open stream, or None once it ended."""
+
+    async def lapsed_markers(self, now_ms: int) -> list[StreamMarker]:
+        """Markers whose lease ended before `now_ms`: streams nobody holds any more."""
+
+    async def renew_leases(self, node: str, until_ms: int) -> int:
+        """Extend the lease of every stream `node` holds; returns how many it holds."""
+
+    async def release(
+        self, stream_id: str, fence: int, content_json: str, chunks: int, until_ms: int
+    ) -> bool:
+        """The holder lets go of a stream (shutting down), saving its content so far; it stays
+        resumable by its writer, on any node, until `until_ms`. False if the fence moved on."""
+
+    async def take_over(
+        self, stream_id: str, client_id: str, secret: str, node: str, until_ms: int
+    ) -> StreamMarker | None:
+        """Give the stream to `node` with a new fence, if `client_id` writes it and `secret` is its
+        resume key's hash; None otherwise (unknown, ended, or not this writer's)."""
 
     async def prune(self, older_than_ms: int) -> dict[str, int]:
         """Delete messages older than the timestamp (retention); returns each affected channel's

@@ -40,6 +40,9 @@ _COLUMNS = MESSAGE_COLUMNS
 _ADVANCE = update(channels_table).where(_c.name == bindparam("n")).values(last_serial=bindparam("s"))
 _INSERT_MARKERS = insert(streams_table)
 _DELETE_MARKERS = delete(streams_table).where(streams_table.c.stream_id.in_(bindparam("ids", expanding=True)))
+_FENCES = select(streams_table.c.stream_id, streams_table.c.fence).where(
+    streams_table.c.stream_id.in_(bindparam("ids", expanding=True))
+)
 _IDS = select(_m.id, _m.serial).where(
     _m.channel == bindparam("channel"),
     _m.client_id == bindparam("client_id"),
@@ -78,6 +81,7 @@ class Batch:
         self.rows: list[tuple[Any, ...]] = []  # messages rows, in _COLUMNS order
         self.markers: list[dict[str, Any]] = []
         self.ended_streams: list[str] = []
+        self.fences: dict[str, int] = {}  # stream id -> current fence, for the stream ends in this batch
 
     def run(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
         """Apply the operations in this transaction; results align with them (None for markers)."""
@@ -85,6 +89,7 @@ class Batch:
         if appends:
             self._load_channels(sorted({op.channel for op in appends}))
             self._load_ids(appends)
+            self._load_fences(appends)
         results: list[AppendResult | None] = []
         for op in operations:
             if isinstance(op, OpenMarker):
@@ -164,9 +169,23 @@ class Batch:
                 for message_id, serial in rows:
                     self.ids[(channel, client_id, message_id)] = serial
 
+    def _load_fences(self, appends: list[Append]) -> None:
+        fenced = sorted(
+            {m.stream_id for op in appends for m in op.messages if m.fence is not None and m.stream_id}
+        )
+        for start in range(0, len(fenced), 500):
+            for stream_id, fence in self.conn.execute(_FENCES, {"ids": fenced[start : start + 500]}):
+                self.fences[stream_id] = fence
+
     def _append(self, op: Append) -> AppendResult:
         state = self.channels[op.channel]
         epoch, last = state[0], state[1]
+        for message in op.messages:
+            if message.fence is not None and message.stream_id is not None:
+                current = self.fences.get(message.stream_id)
+                if current is not None and current != message.fence:
+                    # Another node took the stream over: this writer may no longer end it.
+                    return AppendResult([], [], [], epoch=epoch, fenced=True)
         serials: list[int] = []
         duplicates: list[int] = []
         fresh: list[int] = []
@@ -243,4 +262,8 @@ def marker_row(marker: StreamMarker) -> dict[str, Any]:
         "meta": marker.meta_json,
         "format": marker.format,
         "ts": marker.ts,
+        "node": marker.node,
+        "lease_until": marker.lease_until,
+        "fence": marker.fence,
+        "secret": marker.secret,
     }

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from agentchat_server.core.records import Message
+from agentchat_server.store import StreamMarker
 
 metadata = MetaData()
 
@@ -71,6 +72,12 @@ streams_table = Table(
     Column("meta", Text),
     Column("format", String(8), nullable=False),
     Column("ts", BigInteger, nullable=False),
+    Column("node", String(32)),  # the node holding the stream, None while nobody does
+    Column("lease_until", BigInteger, nullable=False, server_default="0"),
+    Column("fence", BigInteger, nullable=False, server_default="1"),
+    Column("secret", String(64), nullable=False, server_default=""),
+    Column("content", Text),  # JSON of the content so far, saved when its node let go of it
+    Column("chunks", BigInteger, nullable=False, server_default="0"),  # chunks that content holds
 )
 
 MESSAGE_COLUMNS = [column.name for column in messages_table.columns]
@@ -98,9 +105,25 @@ _messages_v1 = Table(
 )
 
 
+_streams_v1 = Table(
+    "stream_markers",
+    _v1,
+    Column("stream_id", String(64), primary_key=True),
+    Column("channel", String(200), nullable=False),
+    Column("message_id", String(128), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("reply_to", BigInteger),
+    Column("meta", Text),
+    Column("format", String(8), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+)
+
+
 def _migration_1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[channels_table, streams_table])
-    _v1.create_all(conn, tables=[_messages_v1])
+    metadata.create_all(conn, tables=[channels_table])
+    _v1.create_all(conn, tables=[_messages_v1, _streams_v1])
 
 
 def _migration_2(conn: Connection) -> None:
@@ -125,8 +148,44 @@ def _migration_2(conn: Connection) -> None:
     conn.execute(text("DROP TABLE messages_v1"))
 
 
+def _migration_stream_leases(conn: Connection) -> None:
+    """Stream markers record who holds the stream, under which lease and fence, and its resume key."""
+    for ddl in (
+        "ALTER TABLE stream_markers ADD COLUMN node VARCHAR(32)",
+        "ALTER TABLE stream_markers ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE stream_markers ADD COLUMN fence BIGINT NOT NULL DEFAULT 1",
+        "ALTER TABLE stream_markers ADD COLUMN secret VARCHAR(64) NOT NULL DEFAULT ''",
+        "ALTER TABLE stream_markers ADD COLUMN content TEXT",
+        "ALTER TABLE stream_markers ADD COLUMN chunks BIGINT NOT NULL DEFAULT 0",
+    ):
+        conn.execute(text(ddl))
+    conn.execute(text("CREATE INDEX ix_stream_markers_node ON stream_markers (node)"))
+
+
 # Schema migrations in order; the Nth entry takes the schema from version N-1 to N. Append only.
-MIGRATIONS = [_migration_1, _migration_2]
+MIGRATIONS = [_migration_1, _migration_2, _migration_stream_leases]
+
+
+def row_to_marker(r: Any) -> StreamMarker:
+    """A `stream_markers` row as a record."""
+    return StreamMarker(
+        r.stream_id,
+        r.channel,
+        r.message_id,
+        r.client_id,
+        r.kind,
+        r.name,
+        r.reply_to,
+        r.meta,
+        r.format,
+        r.ts,
+        r.node,
+        r.lease_until,
+        r.fence,
+        r.secret,
+        r.content,
+        r.chunks,
+    )
 
 
 def row_to_message(row: Any) -> Message:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ from agentchat_server.store.schema import (
     channels_table,
     messages_table,
     metadata,
+    row_to_marker,
     row_to_message,
     schema_version,
     streams_table,
@@ -187,6 +189,15 @@ class SqlStore:
             return ChannelInfo(channel, "", 0, 1)
         return ChannelInfo(channel, row.epoch, row.last_serial, row.first_serial)
 
+    async def heads(self, channels: Sequence[str]) -> dict[str, int]:
+        """Last serials of existing channels (see `Store.heads`)."""
+        if not channels:
+            return {}
+        c = channels_table.c
+        query = select(c.name, c.last_serial).where(c.name.in_(list(channels)))
+        async with self.engine.connect() as conn:
+            return {name: last for name, last in (await conn.execute(query)).all()}
+
     async def find_message(self, channel: str, client_id: str, message_id: str) -> Message | None:
         """The message a client published with an id (see `Store.find_message`)."""
         m = messages_table.c
@@ -198,24 +209,72 @@ class SqlStore:
         return None if row is None else row_to_message(row)
 
     async def open_markers(self) -> list[StreamMarker]:
-        """Markers of streams that never ended, oldest first."""
+        """Markers of every open stream, oldest first."""
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(streams_table).order_by(streams_table.c.ts))).all()
-        return [
-            StreamMarker(
-                r.stream_id,
-                r.channel,
-                r.message_id,
-                r.client_id,
-                r.kind,
-                r.name,
-                r.reply_to,
-                r.meta,
-                r.format,
-                r.ts,
+        return [row_to_marker(r) for r in rows]
+
+    async def marker(self, stream_id: str) -> StreamMarker | None:
+        """The marker of an open stream (see `Store.marker`)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(streams_table).where(streams_table.c.stream_id == stream_id))
+            ).first()
+        return None if row is None else row_to_marker(row)
+
+    async def lapsed_markers(self, now_ms: int) -> list[StreamMarker]:
+        """Markers whose lease ended before `now_ms` (see `Store.lapsed_markers`)."""
+        s = streams_table.c
+        query = select(streams_table).where(s.lease_until < now_ms).order_by(s.ts)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [row_to_marker(r) for r in rows]
+
+    async def renew_leases(self, node: str, until_ms: int) -> int:
+        """Extend the leases `node` holds (see `Store.renew_leases`)."""
+        s = streams_table.c
+        async with self._write() as conn:
+            done = await conn.execute(
+                update(streams_table).where(s.node == node).values(lease_until=until_ms)
             )
-            for r in rows
-        ]
+        return int(done.rowcount or 0)
+
+    async def release(
+        self, stream_id: str, fence: int, content_json: str, chunks: int, until_ms: int
+    ) -> bool:
+        """Let go of a stream, saving its content (see `Store.release`)."""
+        s = streams_table.c
+        async with self._write() as conn:
+            done = await conn.execute(
+                update(streams_table)
+                .where(s.stream_id == stream_id, s.fence == fence)
+                .values(node=None, lease_until=until_ms, content=content_json, chunks=chunks)
+            )
+        return done.rowcount == 1
+
+    async def take_over(
+        self, stream_id: str, client_id: str, secret: str, node: str, until_ms: int
+    ) -> StreamMarker | None:
+        """Compare-and-set the stream's holder with a new fence (see `Store.take_over`)."""
+        s = streams_table.c
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    select(streams_table).where(s.stream_id == stream_id, s.client_id == client_id)
+                )
+            ).first()
+            if row is None or not secret or not hmac.compare_digest(row.secret, secret):
+                return None
+            done = await conn.execute(
+                update(streams_table)
+                .where(s.stream_id == stream_id, s.fence == row.fence)
+                .values(node=node, lease_until=until_ms, fence=row.fence + 1)
+            )
+            if done.rowcount != 1:
+                return None  # someone else took it over at the same moment
+        marker = row_to_marker(row)
+        marker.node, marker.lease_until, marker.fence = node, until_ms, row.fence + 1
+        return marker
 
     async def prune(self, older_than_ms: int) -> dict[str, int]:
         """Delete messages older than the timestamp (see `Store.prune`)."""

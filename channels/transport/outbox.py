@@ -34,6 +34,7 @@ class Outbox:
         "_queued",
         "chunked",
         "closed",
+        "held",
         "limit",
         "sent_bytes",
         "transport",
@@ -55,7 +56,17 @@ class Outbox:
         self._pending: list[bytes] = []
         self._queued = 0
         self.closed = False
+        self.held = False  # queue but do not write yet (the response has not started)
         self.sent_bytes = 0
+
+    def hold(self) -> None:
+        """Queue everything, write nothing, until `release` (bounded as always)."""
+        self.held = True
+
+    def release(self) -> None:
+        """Start writing: what was queued goes out first, in order."""
+        self.held = False
+        self.flush_now()
 
     def push(self, data: bytes) -> bool:
         """Queue bytes for this tick's flush; False (and the connection closes) on overflow."""
@@ -74,7 +85,7 @@ class Outbox:
         """`push` then `flush_now` in one step, for a caller that has a whole batch for this
         reader (the flush pass, a commit's fan-out): the same bound, the same order behind
         anything queued, and no second pass over outboxes."""
-        if self._pending:
+        if self._pending or self.held:
             if not self.push(data):
                 return False
             self.flush_now()
@@ -89,7 +100,7 @@ class Outbox:
 
     def flush_now(self) -> None:
         """Write what is queued at once (also before a close frame, so nothing is reordered)."""
-        if not self._pending:
+        if not self._pending or self.held:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()

@@ -100,13 +100,15 @@ class Rest:
         after = request.query.get("after") or None
         if after is not None and len(after) > 64:
             raise ProtocolError(Code.INVALID_VALUE, "after is a connection id")
-        return web.json_response({"channel": channel, **self.broker.presence_page(identity, channel, after)})
+        page = await self.broker.presence_page(identity, channel, after)
+        return web.json_response({"channel": channel, **page})
 
     async def occupancy(self, request: web.Request) -> web.Response:
         """`GET /v1/channels/{channel}/occupancy`."""
         identity = self.auth.verify(bearer_token(request))
         channel = channel_of(request)
-        return web.json_response({"channel": channel, "occupancy": self.broker.occupancy(identity, channel)})
+        occupancy = await self.broker.occupancy(identity, channel)
+        return web.json_response({"channel": channel, "occupancy": occupancy})
 
     async def tokens(self, request: web.Request) -> web.Response:
         """`POST /v1/tokens` with an API key (Basic auth)."""

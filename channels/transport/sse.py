@@ -130,6 +130,12 @@ class SseEndpoint:
         transport = SseTransport(socket, self.settings.max_outbox_bytes, self.flusher, self.metrics)
         conn = self.broker.open(identity, transport)  # limits refuse here, before the response starts
         try:
+            # Attached before the client sees the response start, so everything committed after it
+            # got its headers reaches it; what the attach sends waits until the headers are out.
+            transport.outbox.hold()
+            transport.outbox.push(b"retry: 1000\n\n")
+            self.broker.connect(conn, None)
+            await self.broker.attach(conn, channel, position)
             response = web.StreamResponse(
                 headers={
                     "Content-Type": "text/event-stream",
@@ -138,9 +144,7 @@ class SseEndpoint:
                 }
             )
             await response.prepare(request)
-            self.broker.connect(conn, None)
-            transport.outbox.push(b"retry: 1000\n\n")
-            await self.broker.attach(conn, channel, position)
+            transport.outbox.release()
             # The client never writes: the sweep notices its transport closing.
             await transport.done
         finally:
