@@ -15,6 +15,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from agentchat_server.auth import Authenticator, Identity
+from agentchat_server.broker.chat import Chat
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.history import History
@@ -73,6 +74,9 @@ class Broker:
         )
         self.publisher = Publisher(settings, self.committer, self.hub.publish_live, metrics)
         self.history = History(settings, store)
+        self.chat = Chat(
+            settings, store, self.committer, self.publisher, self.hub.publish_live, self.readers.occupancy
+        )
         self.requests = Requests(
             settings,
             auth,
@@ -84,6 +88,7 @@ class Broker:
             metrics,
             self.spawn,
             self.sessions.schedule_renewal,
+            self.chat,
         )
         self.sweeper = Sweeper(self.sessions, settings.heartbeat_interval)
         metrics.count_bytes_out(self.sessions.bytes_out)

@@ -17,13 +17,15 @@ from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.registry import ChannelRegistry
+from agentchat_server.core.chat import as_target, check_root
+from agentchat_server.core.mentions import mentioned
 from agentchat_server.core.records import NewMessage
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
-from agentchat_server.store import Append, AppendResult, OpenMarker, Store, StreamMarker
+from agentchat_server.store import Append, AppendResult, OpenMarker, Outcome, Store, StreamMarker
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,11 @@ class Streams:
         reply_to: int | None,
         meta: Any,
         fmt: str,
+        thread: int | None = None,
     ) -> str:
-        """Open a stream after committing its start marker; returns the stream id."""
+        """Open a stream after committing its start marker; returns the stream id. With `thread`,
+        its final message replies in the thread on that root (checked now, so the end can always
+        be stored)."""
         conn.identity.require(name, "stream")
         session_id = conn.session_id
         assert session_id is not None
@@ -108,6 +113,10 @@ class Streams:
                 raise ProtocolError(
                     Code.ALREADY_EXISTS, "a message with this id exists already", serial=existing.serial
                 )
+            if thread is not None:
+                refusal = check_root(thread, as_target(await self.store.message_at(name, thread)))
+                if refusal is not None:
+                    raise ProtocolError(refusal.code, refusal.message, **refusal.details)
             stream = Stream(
                 stream_id,
                 name,
@@ -122,6 +131,7 @@ class Streams:
                 now_ms(),
                 s.max_stream_bytes,
                 identity.display_name,
+                thread,
             )
             await self.committer.submit(OpenMarker(marker_of(stream, meta_json)))
         finally:
@@ -208,7 +218,7 @@ class Streams:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         metrics = self.metrics
 
-        def settle(fut: asyncio.Future[AppendResult | None]) -> None:
+        def settle(fut: asyncio.Future[Outcome]) -> None:
             if done.done():
                 return
             exc = fut.exception()
@@ -217,7 +227,7 @@ class Streams:
                 done.set_exception(ProtocolError(Code.UNAVAILABLE, "could not store the stream's message"))
                 return
             result = fut.result()
-            assert result is not None
+            assert isinstance(result, AppendResult)
             metrics.streams_ended.labels(status).inc()
             done.set_result(result.serials[0])
 
@@ -290,6 +300,7 @@ def marker_of(stream: Stream, meta_json: str | None) -> StreamMarker:
         meta_json,
         stream.format,
         stream.ts,
+        stream.thread,
     )
 
 
@@ -309,4 +320,6 @@ def end_message(marker: StreamMarker, status: str, content: Any, extra: dict[str
         marker.meta_json,
         extra=extra,
         extra_json=None if extra is None else encode_value(extra),
+        thread=marker.thread,
+        mentions=mentioned(content, marker.client_id),
     )
