@@ -63,12 +63,20 @@ class ChatWrites:
         self.conn = conn
         self.dialect = dialect
         self.targets: dict[tuple[str, int], Target | None] = {}
+        # Messages stored by this transaction, made into targets only if something targets them.
+        self.fresh: dict[tuple[str, int], NewMessage] = {}
         self.mention_rows: list[dict[str, Any]] = []
 
     def target(self, channel: str, serial: int) -> Target | None:
         """The stored message at `serial`, read once per transaction and kept current."""
         key = (channel, serial)
-        if key not in self.targets:
+        if key not in self.targets and key in self.fresh:
+            m = self.fresh.pop(key)
+            action = None if m.event is None else m.event.action
+            self.targets[key] = Target(
+                serial, m.client_id, action, m.thread, dict(m.extra or {}), m.data_json, m.meta_json
+            )
+        elif key not in self.targets:
             row = self.conn.execute(_TARGET, {"channel": channel, "serial": serial}).first()
             self.targets[key] = (
                 None
@@ -130,6 +138,8 @@ class ChatWrites:
         """Carry out a checked message stored at `serial`: returns the thread its row gets, and
         server fields to add to its row (an event's new reaction aggregate)."""
         event = message.event
+        # Later operations of this transaction may target it: its row is not written yet.
+        self.fresh[(channel, serial)] = message
         if event is None:
             if message.mentions:
                 self.mention_rows.extend(
