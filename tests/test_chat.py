@@ -224,3 +224,30 @@ async def test_a_stream_can_answer_in_a_thread_and_its_writer_may_edit_it(connec
     reply = (await page(ana, thread=root))[0]
     assert reply["data"] == "better answer" and reply["stream_id"] == opened["stream_id"]
     assert (await page(ana, before=root + 1, limit=1, direction="backwards"))[0]["replies"]["count"] == 1
+
+
+async def test_events_replay_in_order_on_both_databases(make_server: Callable[..., Any], db_url: str) -> None:
+    """On SQLite and PostgreSQL, a resuming reader gets edits, reactions, replies and deletes in order."""
+    srv: TestServer = await make_server(db=db_url)
+    ana = await Wire.open(srv.ws_url, srv.token("ana"))
+    reader = await Wire.open(srv.ws_url, srv.token("reader"))
+    position = (await reader.request({"type": "attach", "channel": ROOM}))["position"]
+    await reader.close()
+    first = await said(ana, "v1")
+    steps: list[dict[str, Any]] = [
+        {"type": "edit", "channel": ROOM, "serial": first, "data": "v2"},
+        {"type": "react", "channel": ROOM, "serial": first, "reaction": "eyes"},
+        {"type": "publish", "channel": ROOM, "data": "reply", "thread": first},
+        {"type": "delete", "channel": ROOM, "serial": first},
+    ]
+    for step in steps:
+        assert (await ana.request(step))["type"] == "ack"
+    back = await Wire.open(srv.ws_url, srv.token("reader"))
+    await back.request({"type": "attach", "channel": ROOM, "position": position})
+    got = await back.messages(5, ROOM)
+    assert [m["serial"] for m in got] == list(range(first, first + 5))
+    assert [m.get("action") for m in got] == [None, "edit", "react", None, "delete"]
+    assert got[0]["data"] is None and got[0]["deleted"]["by"] == "ana" and got[0]["replies"]["count"] == 1
+    assert got[3]["thread"] == first
+    await ana.close()
+    await back.close()
