@@ -19,6 +19,7 @@ from agentchat_server.broker import Broker
 from agentchat_server.broker.tick import Flusher
 from agentchat_server.metrics import Metrics
 from agentchat_server.settings import Settings
+from agentchat_server.transport.chatrest import ChatRest, add_chat_routes
 from agentchat_server.transport.rest import Rest, add_routes
 from agentchat_server.transport.sse import SseEndpoint
 from agentchat_server.transport.ws import WebSocketEndpoint
@@ -85,6 +86,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/ws", ws.handle)
     sse = SseEndpoint(broker, auth, settings, flusher, metrics)
     add_routes(app, Rest(broker, auth, settings, metrics), sse, settings)
+    add_chat_routes(app, ChatRest(broker, auth, settings), settings)
     root = web_root()
 
     async def index(request: web.Request) -> web.StreamResponse:

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     max_stream_bytes_per_client: int = Field(default=8 * 1024 * 1024, ge=1024)
     presence_page_size: int = Field(default=100, ge=1, le=1000)
     commit_batch: int = Field(default=2000, ge=1)
+    # Group chat (docs/configuration.md, "Group chat").
+    max_reactions_per_message: int = Field(default=20, ge=1, le=100)
+    max_reactors_per_message: int = Field(default=500, ge=1)
+    reaction_clients_listed: int = Field(default=10, ge=0, le=100)
+    unread_count_cap: int = Field(default=1000, ge=1, le=100_000)
+    directory_max_page: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("keys", "allowed_origins", mode="before")
     @classmethod
@@ -106,7 +112,9 @@ class Settings(BaseSettings):
     def largest_frame(self) -> int:
         """An upper bound of any single frame the server sends, in bytes."""
         body = max(self.max_stream_bytes, self.max_message_bytes, self.max_page_bytes, self.max_frame_bytes)
-        return body + 2 * self.max_message_bytes + 4096  # meta, extra fields, header
+        # A message's reaction aggregate: per reaction its name, count and listed client ids.
+        reactions = self.max_reactions_per_message * (96 + 70 * self.reaction_clients_listed)
+        return body + 2 * self.max_message_bytes + reactions + 4096  # meta, extra fields, header
 
     def client_limits(self) -> dict[str, int]:
         """The limits a client is told in `connected`."""

@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentchat_server.broker.committer import Committer
+from agentchat_server.core.chat import ChatEvent
 from agentchat_server.metrics import Metrics
+from agentchat_server.protocol import Code
 from agentchat_server.store import (
     Append,
     AppendResult,
+    MarkRead,
     NewMessage,
     OpenMarker,
     Operation,
+    PutRoom,
+    ReadMark,
+    Room,
     Store,
     StreamMarker,
     make_store,
@@ -208,3 +216,155 @@ async def test_one_failing_operation_of_a_group_commit_fails_alone(store: Store)
     assert [m.data for m in history.messages] == [{"i": 1}, {"i": 2}]
     (third,) = await store.commit([Append("room:a", [msg(3)])])
     assert third is not None and third.serials == [3]
+
+
+# --- group chat: events, threads, reactions, mentions, read marks, the directory -----------
+
+
+def event(
+    i: int, action: str, target: int, *, client_id: str = "ana", data: object = None, **kw: Any
+) -> NewMessage:
+    """A chat event message (as the broker builds them) acting on `target`."""
+    return NewMessage(
+        f"ev-{i}",
+        action,
+        data,
+        json.dumps(data),
+        client_id,
+        "human",
+        2000 + i,
+        event=ChatEvent(action, target, **kw),
+    )
+
+
+async def test_events_update_their_target_in_the_same_transaction(store: Store) -> None:
+    """Edit, reactions and delete each get a serial and leave the target in its current state."""
+    await store.commit([Append("room:e", [msg(1, data="hi")])])
+    results = await store.commit(
+        [
+            Append("room:e", [event(1, "edit", 1, data="hello")]),
+            Append("room:e", [event(2, "react", 1, client_id="bob", data="👍")]),
+            Append("room:e", [event(3, "react", 1, client_id="bob", data="👍")]),
+            Append("room:e", [event(4, "edit", 1, client_id="bob", data="mine")]),
+        ]
+    )
+    edit, react, same, stolen = results
+    assert isinstance(edit, AppendResult) and edit.serials == [2]
+    assert isinstance(react, AppendResult) and react.stored[0].extra == {
+        "reactions": {"👍": {"count": 1, "clients": ["bob"]}}
+    }
+    assert isinstance(same, AppendResult) and same.unchanged and same.serials == []
+    assert isinstance(stolen, AppendResult) and stolen.refused and stolen.refused.code == Code.FORBIDDEN
+    target = await store.message_at("room:e", 1)
+    assert target and target.data == "hello" and target.extra and target.extra["rev"] == 3
+    assert await store.my_reactions("room:e", [1, 2], "bob") == {1: ["👍"]}
+    (deleted,) = await store.commit(
+        [Append("room:e", [event(5, "delete", 1, client_id="mod", moderator=True)])]
+    )
+    assert isinstance(deleted, AppendResult) and deleted.serials == [4]
+    tomb = await store.message_at("room:e", 1)
+    assert tomb and tomb.data is None and tomb.extra and "reactions" not in tomb.extra
+    assert tomb.extra["deleted"]["by"] == "mod" and await store.my_reactions("room:e", [1], "bob") == {}
+    (again,) = await store.commit([Append("room:e", [event(6, "delete", 1)])])
+    assert isinstance(again, AppendResult) and again.serials == [4] and again.duplicates == [0]
+    assert await serials(store, "room:e") == [1, 2, 3, 4]
+
+
+async def test_thread_replies_and_mentions(store: Store) -> None:
+    """Replies update the root's summary; mention rows follow edits; read marks never go backwards."""
+    root = msg(1, data="root")
+    await store.commit([Append("room:t", [root])])
+    reply = msg(2, data="@bob see")
+    reply.thread, reply.mentions = 1, ("bob",)
+    nested = msg(3)
+    nested.thread = 2
+    ok, refused = await store.commit([Append("room:t", [reply]), Append("room:t", [nested])])
+    assert isinstance(ok, AppendResult) and ok.stored[0].thread == 1
+    assert isinstance(refused, AppendResult) and refused.refused and refused.refused.details == {"thread": 1}
+    top = await store.message_at("room:t", 1)
+    assert (
+        top
+        and top.extra
+        and top.extra["replies"]["count"] == 1
+        and top.extra["replies"]["last"]["serial"] == 2
+    )
+    page = await store.history("room:t", before=None, after=None, limit=10, forwards=True, thread=1)
+    assert [m.serial for m in page.messages] == [2]
+    main = await store.history("room:t", before=None, after=None, limit=10, forwards=True, main=True)
+    assert [m.serial for m in main.messages] == [1]
+    (counts,), _ = await store.unread("bob", ["room:t"], None, 10, 100)
+    assert (counts.unread, counts.mentions, counts.last_serial) == (1, 1, 2)
+    await store.commit([Append("room:t", [event(1, "edit", 2, data="no mention")])])
+    (counts,), _ = await store.unread("bob", ["room:t"], None, 10, 100)
+    assert counts.mentions == 0
+    marks = await store.commit(
+        [MarkRead("room:t", "bob", 2, 1), MarkRead("room:t", "bob", 1, 2), MarkRead("room:t", "bob", 9, 3)]
+    )
+    assert [(m.serial, m.moved) for m in marks if isinstance(m, ReadMark)] == [
+        (2, True),
+        (2, False),
+        (0, False),
+    ]
+    assert isinstance(marks[2], ReadMark) and marks[2].refused is not None
+    listed, more = await store.unread("bob", None, None, 10, 100)
+    assert [(u.channel, u.last_read, u.unread) for u in listed] == [("room:t", 2, 0)] and not more
+
+
+async def test_room_metadata_and_the_directory(store: Store) -> None:
+    """PutRoom creates or updates a channel's metadata; rooms pages by name under prefixes."""
+    await store.commit([Append(name, [msg(1)]) for name in ("room:a", "room:b_c", "room:bxc", "team:z")])
+    made, again = await store.commit(
+        [
+            PutRoom("room:new", "New", None, "ana", 5, create=True),
+            PutRoom("room:new", "Other", None, "bob", 6, True),
+        ]
+    )
+    assert isinstance(made, Room) and made.title == "New" and made.refused is None
+    assert isinstance(again, Room) and again.refused and again.refused.code == Code.ALREADY_EXISTS
+    (updated,) = await store.commit([PutRoom("room:a", None, "topic", "bob", 7)])
+    assert isinstance(updated, Room) and updated.topic == "topic" and updated.last_serial == 1
+    rooms, more = await store.rooms(["room:b_"], None, 10)
+    assert [r.channel for r in rooms] == ["room:b_c"] and not more  # `_` is no wildcard
+    rooms, more = await store.rooms(["room:", "team:"], None, 2)
+    assert [r.channel for r in rooms] == ["room:a", "room:b_c"] and more
+    rooms, more = await store.rooms([""], "room:new", 10)
+    assert [r.channel for r in rooms] == ["team:z"] and rooms[0].last_ts == 1001
+    found = await store.room("room:new")
+    assert found and (found.title, found.last_serial, found.last_ts) == ("New", 0, None)
+    assert await store.room("room:none") is None
+
+
+async def test_a_version_2_database_migrates_to_group_chat(db_url: str) -> None:
+    """A database made before group chat keeps its messages and gains threads, events and marks."""
+    from sqlalchemy import text
+
+    from agentchat_server.store.schema import MIGRATIONS
+
+    old = make_store(db_url)
+    await old.open()
+    await old.close()
+    engine = create_async_engine(db_url)
+    async with engine.begin() as conn:
+        for table in ("reactions", "mentions", "read_marks", "messages", "stream_markers", "channels"):
+            await conn.execute(text(f"DROP TABLE {table}"))
+        await conn.execute(text("DELETE FROM agentchat_schema"))
+        for version, step in enumerate(MIGRATIONS[:2], start=1):
+            await conn.run_sync(step)
+            await conn.execute(text(f"INSERT INTO agentchat_schema (version) VALUES ({version})"))
+        await conn.execute(text("INSERT INTO channels VALUES ('room:old', 'e1', 1, 1, 0)"))
+        await conn.execute(
+            text(
+                "INSERT INTO messages (channel, serial, id, name, data, client_id, kind, ts) "
+                "VALUES ('room:old', 1, 'm1', 'chat', '\"hello\"', 'ana', 'human', 5)"
+            )
+        )
+    await engine.dispose()
+    s = make_store(db_url)
+    await s.open()
+    (edit,) = await s.commit([Append("room:old", [event(1, "edit", 1, data="hello again")])])
+    assert isinstance(edit, AppendResult) and edit.serials == [2]
+    kept = await s.message_at("room:old", 1)
+    assert kept and kept.data == "hello again" and kept.thread is None
+    (room,) = await s.commit([PutRoom("room:old", "Old", None, "ana", 9)])
+    assert isinstance(room, Room) and room.title == "Old"
+    await s.close()

@@ -16,6 +16,7 @@ from typing import Any
 
 from agentchat_server.auth import Authenticator, Identity
 from agentchat_server.backends import Backends
+from agentchat_server.broker.chat import Chat
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.history import History
@@ -95,6 +96,9 @@ class Broker:
         )
         self.publisher = Publisher(settings, self.committer, self.hub.publish_live, metrics)
         self.history = History(settings, self.store)
+        self.chat = Chat(
+            settings, self.store, self.committer, self.publisher, self.hub.publish_live, self.members.count
+        )
         self.requests = Requests(
             settings,
             auth,
@@ -106,6 +110,7 @@ class Broker:
             metrics,
             self.spawn,
             self.sessions.schedule_renewal,
+            self.chat,
         )
         self.sweeper = Sweeper(self.sessions, settings.heartbeat_interval)
         metrics.count_bytes_out(self.sessions.bytes_out)

@@ -32,9 +32,13 @@ class History:
         after: int | None,
         limit: int,
         forwards: bool,
+        thread: int | None = None,
+        main: bool = False,
     ) -> dict[str, Any]:
         """One page (`messages`, `has_more`) of at most `limit` messages (capped at
-        `history_max_page`) and `max_page_bytes` bytes; `has_more` says whether to page on."""
+        `history_max_page`) and `max_page_bytes` bytes; `has_more` says whether to page on.
+        `thread`: that thread's replies only; `main`: top-level messages only. Each
+        message the reader reacted to lists its `my_reactions`."""
         identity.require(channel, "history")
         s = self.settings
         async with self._gate:
@@ -45,8 +49,19 @@ class History:
                 limit=min(limit, s.history_max_page),
                 forwards=forwards,
                 max_bytes=s.max_page_bytes,
+                thread=thread,
+                main=main,
             )
-        return {"messages": [frames.message(m) for m in page.messages], "has_more": page.has_more}
+            reacted = [m.serial for m in page.messages if m.extra and "reactions" in m.extra]
+            mine = await self.store.my_reactions(channel, reacted, identity.client_id) if reacted else {}
+        return {
+            "messages": [frames.message(m, mine.get(m.serial)) for m in page.messages],
+            "has_more": page.has_more,
+        }
+
+    def release(self, conn: Connection) -> None:
+        """Count a connection's admitted request out (it was answered)."""
+        conn.history_busy -= 1
 
     def admit(self, conn: Connection) -> None:
         """Count a connection's request in; 42900 when it has too many in flight already."""
@@ -68,6 +83,8 @@ class History:
         after: int | None,
         limit: int,
         forwards: bool,
+        thread: int | None = None,
+        main: bool = False,
     ) -> None:
         """Serve a connection's admitted `history` frame: wait until its buffer has room, read, reply."""
         try:
@@ -75,8 +92,15 @@ class History:
             if not await conn.transport.drained(s.max_outbox_bytes // 2, s.slow_consumer_timeout):
                 return
             page = await self.page(
-                conn.identity, channel, before=before, after=after, limit=limit, forwards=forwards
+                conn.identity,
+                channel,
+                before=before,
+                after=after,
+                limit=limit,
+                forwards=forwards,
+                thread=thread,
+                main=main,
             )
             conn.send(frames.ack(ref, **page))
         finally:
-            conn.history_busy -= 1
+            self.release(conn)

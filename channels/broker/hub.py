@@ -23,7 +23,7 @@ from agentchat_server.core.records import Message
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Batch, CloseCode, Encoded, Format
 from agentchat_server.protocol import server as frames
-from agentchat_server.store import AppendResult, OpenMarker, Operation
+from agentchat_server.store import Append, AppendResult, Operation, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,11 @@ class Hub:
 
     # --- into the bus ----------------------------------------------------------------------
 
-    def on_committed(self, ops: Sequence[Operation], results: Sequence[AppendResult | None]) -> None:
+    def on_committed(self, ops: Sequence[Operation], results: Sequence[Outcome]) -> None:
         """After a commit: one bus event per channel (one transaction: one epoch per channel)."""
         batches: dict[str, tuple[str, list[Message]]] = {}
         for op, result in zip(ops, results, strict=True):
-            if isinstance(op, OpenMarker) or result is None or not result.stored:
+            if not isinstance(op, Append) or not isinstance(result, AppendResult) or not result.stored:
                 continue
             batches.setdefault(op.channel, (result.epoch, []))[1].extend(result.stored)
         for channel, (epoch, messages) in batches.items():

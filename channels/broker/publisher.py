@@ -18,13 +18,14 @@ from agentchat_server.auth import Identity
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
+from agentchat_server.core.mentions import mentioned
 from agentchat_server.core.ratelimit import KeyedBuckets, TokenBucket
 from agentchat_server.core.records import NewMessage
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, OutgoingMessage, ProtocolError, encode_value, encoded_size
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
-from agentchat_server.store import Append, AppendResult
+from agentchat_server.store import Append, AppendResult, Outcome
 
 PublishLive = Callable[..., None]
 Reply = dict[str, Any]
@@ -71,6 +72,7 @@ class Publisher:
                     message_id=sent.id,  # live-only: nothing to dedupe, so no server-made id
                     reply_to=m.reply_to,
                     extra=m.extra,
+                    thread=m.thread,
                 )
                 self.publish_live(channel, frame)
             self.metrics.publishes_ephemeral.inc(len(prepared))
@@ -81,6 +83,11 @@ class Publisher:
             lambda fut: _settle(fut, done)
         )
         return done
+
+    def spend(self, identity: Identity, conn: Connection | None) -> None:
+        """Spend one publish from the connection's (or, over REST, the client id's) budget;
+        42900 when it is empty. Edits, deletes, reactions and read marks pay like publishes."""
+        self._spend(identity, conn)
 
     def _spend(self, identity: Identity, conn: Connection | None) -> None:
         now = time.monotonic()
@@ -129,12 +136,14 @@ class Publisher:
                     fresh_id=m.id is None,  # 128 random bits: cannot collide with a stored id
                     extra=extra,
                     extra_json=extra_json,
+                    thread=m.thread,
+                    mentions=mentioned(m.data, identity.client_id),
                 )
             )
         return prepared
 
 
-def _settle(committed: asyncio.Future[AppendResult | None], done: asyncio.Future[Reply]) -> None:
+def _settle(committed: asyncio.Future[Outcome], done: asyncio.Future[Reply]) -> None:
     if done.done():
         return
     exc = committed.exception()
@@ -142,11 +151,14 @@ def _settle(committed: asyncio.Future[AppendResult | None], done: asyncio.Future
         done.set_exception(exc)
         return
     result = committed.result()
-    assert result is not None
+    assert isinstance(result, AppendResult)
     if result.conflict is not None:
         done.set_exception(
             ProtocolError(Code.CONFLICT, "channel moved on (if_serial)", last_serial=result.conflict)
         )
+    elif result.refused is not None:
+        why = result.refused
+        done.set_exception(ProtocolError(why.code, why.message, **why.details))
     else:
         done.set_result({"serials": result.serials, "duplicates": result.duplicates})
 

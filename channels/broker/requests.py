@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agentchat_server.auth import Authenticator
+from agentchat_server.broker.chat import Chat
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.history import History
 from agentchat_server.broker.members import Members
@@ -29,7 +30,9 @@ from agentchat_server.protocol import (
     CloseCode,
     Code,
     ConnectFrame,
+    DeleteFrame,
     DetachFrame,
+    EditFrame,
     HistoryFrame,
     OccupancyFrame,
     PingFrame,
@@ -37,11 +40,17 @@ from agentchat_server.protocol import (
     PresenceGetFrame,
     ProtocolError,
     PublishFrame,
+    ReactFrame,
+    ReadFrame,
+    RoomGetFrame,
+    RoomSetFrame,
+    RoomsFrame,
     StreamAppendFrame,
     StreamCancelFrame,
     StreamEndFrame,
     StreamOpenFrame,
     StreamResumeFrame,
+    UnreadFrame,
 )
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
@@ -64,8 +73,10 @@ class Requests:
         metrics: Metrics,
         spawn: Spawn,
         schedule_renewal: Callable[[Connection], None],
+        chat: Chat,
     ) -> None:
         self.schedule_renewal = schedule_renewal
+        self.chat = chat
         self.settings = settings
         self.auth = auth
         self.readers = readers
@@ -139,6 +150,7 @@ class Requests:
                 reply_to=frame.reply_to,
                 meta=frame.meta,
                 fmt=frame.format,
+                thread=frame.thread,
             )
             conn.send(frames.ack(frame.ref, **opened))
         elif isinstance(frame, StreamResumeFrame):
@@ -157,6 +169,55 @@ class Requests:
             _ack(conn, frame.ref)
         elif isinstance(frame, ConnectFrame):
             raise ProtocolError(Code.INVALID_VALUE, "already connected")
+        else:
+            self._chat(conn, frame)
+
+    def _chat(self, conn: Connection, frame: Any) -> None:
+        """Group chat frames: events on messages and read marks commit; counts and the directory read."""
+        identity, chat = conn.identity, self.chat
+        if isinstance(frame, EditFrame):
+            edited = chat.edit(identity, frame.channel, frame.serial, frame.data, frame.id, conn)
+            self._reply_later(conn, frame.ref, edited, _same)
+        elif isinstance(frame, DeleteFrame):
+            deleted = chat.delete(identity, frame.channel, frame.serial, frame.id, conn)
+            self._reply_later(conn, frame.ref, deleted, _same)
+        elif isinstance(frame, ReactFrame):
+            reacted = chat.react(identity, frame.channel, frame.serial, frame.reaction, frame.remove, conn)
+            self._reply_later(conn, frame.ref, reacted, _same)
+        elif isinstance(frame, ReadFrame):
+            self._reply_later(
+                conn, frame.ref, chat.mark_read(identity, frame.channel, frame.serial, conn), _same
+            )
+        elif isinstance(frame, RoomSetFrame):
+            done = chat.set_room(identity, frame.channel, frame.title, frame.topic, frame.create, conn)
+            self._reply_later(conn, frame.ref, done, _same)
+        elif isinstance(frame, UnreadFrame):
+            self._read_later(conn, frame.ref, chat.unread(identity, frame.channels, frame.after))
+        elif isinstance(frame, RoomsFrame):
+            self._read_later(conn, frame.ref, chat.rooms(identity, frame.after, frame.prefix, frame.limit))
+        elif isinstance(frame, RoomGetFrame):
+            self._read_later(conn, frame.ref, chat.room(identity, frame.channel))
+
+    def _read_later(self, conn: Connection, ref: int, read: Coroutine[Any, Any, dict[str, Any]]) -> None:
+        """Answer a Store read off the connection's reader, counted like a history request."""
+        try:
+            self.history.admit(conn)
+        except ProtocolError:
+            read.close()
+            raise
+
+        async def run() -> None:
+            try:
+                conn.send(frames.ack(ref, **(await read)))
+            except ProtocolError as exc:
+                self.refuse(conn, ref, exc)
+            except Exception:
+                log.exception("read failed")
+                self.refuse(conn, ref, ProtocolError(Code.UNAVAILABLE, "store unavailable, retry"))
+            finally:
+                self.history.release(conn)
+
+        self.spawn(run(), "chat-read")
 
     async def _history(self, conn: Connection, frame: HistoryFrame) -> None:
         try:
@@ -168,6 +229,8 @@ class Requests:
                 after=frame.after,
                 limit=frame.limit,
                 forwards=frame.direction == "forwards",
+                thread=frame.thread,
+                main=frame.view == "main",
             )
         except ProtocolError as exc:
             self.refuse(conn, frame.ref, exc)

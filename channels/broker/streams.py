@@ -23,13 +23,15 @@ from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.registry import ChannelRegistry
+from agentchat_server.core.chat import as_target, check_root
+from agentchat_server.core.mentions import mentioned
 from agentchat_server.core.records import Message, NewMessage
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
-from agentchat_server.store import Append, AppendResult, OpenMarker, Store, StreamMarker
+from agentchat_server.store import Append, AppendResult, OpenMarker, Outcome, Store, StreamMarker
 from agentchat_server.streambuf import StreamBuffer
 
 log = logging.getLogger(__name__)
@@ -94,9 +96,12 @@ class Streams:
         reply_to: int | None,
         meta: Any,
         fmt: str,
+        thread: int | None = None,
     ) -> dict[str, Any]:
         """Open a stream after committing its start marker; returns the ack fields
-        (`stream_id`, and `resume_key`: the secret that lets its writer resume it anywhere)."""
+        (`stream_id`, and `resume_key`: the secret that lets its writer resume it anywhere). With
+        `thread`, its final message replies in the thread on that root (checked now, so the end can
+        always be stored)."""
         conn.identity.require(name, "stream")
         session_id = conn.session_id
         assert session_id is not None
@@ -132,6 +137,10 @@ class Streams:
                 raise ProtocolError(
                     Code.ALREADY_EXISTS, "a message with this id exists already", serial=existing.serial
                 )
+            if thread is not None:
+                refusal = check_root(thread, as_target(await self.store.message_at(name, thread)))
+                if refusal is not None:
+                    raise ProtocolError(refusal.code, refusal.message, **refusal.details)
             stream = Stream(
                 stream_id,
                 name,
@@ -146,8 +155,9 @@ class Streams:
                 now_ms(),
                 s.max_stream_bytes,
                 identity.display_name,
-                1,
-                key_hash(key),
+                fence=1,
+                secret=key_hash(key),
+                thread=thread,
             )
             marker = self._marker(stream, meta_json)
             await self.committer.submit(OpenMarker(marker))
@@ -183,6 +193,7 @@ class Streams:
             now_ms() + self.lease_ms,
             stream.fence,
             stream.secret,
+            thread=stream.thread,
         )
 
     def _writer_stream(self, conn: Connection, stream_id: str) -> Stream:
@@ -263,8 +274,9 @@ class Streams:
             marker.ts,
             self.settings.max_stream_bytes,
             identity.display_name,
-            marker.fence,
-            marker.secret,
+            fence=marker.fence,
+            secret=marker.secret,
+            thread=marker.thread,
         )
         chunks = await self.buffer.chunks(stream_id)
         if chunks is not None:
@@ -343,7 +355,7 @@ class Streams:
         metrics = self.metrics
         buffer = self.buffer
 
-        def settle(fut: asyncio.Future[AppendResult | None]) -> None:
+        def settle(fut: asyncio.Future[Outcome]) -> None:
             if done.done():
                 return
             exc = fut.exception()
@@ -352,7 +364,7 @@ class Streams:
                 done.set_exception(ProtocolError(Code.UNAVAILABLE, "could not store the stream's message"))
                 return
             result = fut.result()
-            assert result is not None
+            assert isinstance(result, AppendResult)
             if result.fenced:
                 done.set_exception(
                     ProtocolError(
@@ -497,4 +509,6 @@ def end_message(marker: StreamMarker, status: str, content: Any, extra: dict[str
         extra=extra,
         extra_json=None if extra is None else encode_value(extra),
         fence=marker.fence,
+        thread=marker.thread,
+        mentions=mentioned(content, marker.client_id),
     )

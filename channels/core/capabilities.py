@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-OPERATIONS = frozenset({"subscribe", "publish", "presence", "history", "stream", "cancel"})
+OPERATIONS = frozenset(
+    {"subscribe", "publish", "presence", "history", "stream", "cancel", "moderate", "manage"}
+)
 
 
 class Capabilities:
@@ -59,3 +61,10 @@ class Capabilities:
     def can(self, channel: str, operation: str) -> bool:
         """True when `operation` is allowed on `channel`."""
         return operation in self.allowed(channel)
+
+    def prefixes_with(self, operation: str) -> list[str]:
+        """Name prefixes under which some channel may allow `operation`: every pattern granting it
+        (an exact name is its own prefix). A superset: `can` still decides each channel."""
+        found = [prefix for prefix, ops in self._prefixes if operation in ops]
+        found.extend(name for name, ops in self._exact.items() if operation in ops)
+        return found

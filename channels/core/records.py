@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentchat_server.core.chat import ChatEvent
+
 
 @dataclass(slots=True)
 class NewMessage:
@@ -29,6 +31,9 @@ class NewMessage:
     extra: Mapping[str, Any] | None = None
     extra_json: str | None = None
     fence: int | None = None  # a stream's end: the fencing token its writer holds (checked in the commit)
+    thread: int | None = None  # root serial of the thread it replies in
+    mentions: tuple[str, ...] = ()  # client ids it names (core.mentions), for mention counts
+    event: ChatEvent | None = None  # set for edit, delete and reaction events
 
 
 @dataclass(slots=True)
@@ -48,6 +53,9 @@ class Message:
     status: str | None = None
     meta: Any = None
     extra: Mapping[str, Any] | None = None
+    thread: int | None = None
+    action: str | None = None  # edit, delete, react, unreact: an event on message `target`
+    target: int | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
         """The fields in order, for carrying over the bus."""
@@ -65,11 +73,15 @@ class Message:
             self.status,
             self.meta,
             None if self.extra is None else dict(self.extra),
+            self.thread,
+            self.action,
+            self.target,
         )
 
     @classmethod
     def from_tuple(cls, fields: list[Any] | tuple[Any, ...]) -> Message:
         """The inverse of `to_tuple`; raises ValueError on a malformed tuple."""
-        if len(fields) != 13 or not isinstance(fields[0], str) or type(fields[1]) is not int:
+        # 13 fields: a node from before chat events (rolling deploys).
+        if len(fields) not in (13, 16) or not isinstance(fields[0], str) or type(fields[1]) is not int:
             raise ValueError("not a message record")
         return cls(*fields)

@@ -44,6 +44,7 @@ class Stream:
     display_name: str | None = None
     fence: int = 1  # the Store's fencing token this node holds the stream under
     secret: str = ""  # hash of the writer's resume key
+    thread: int | None = None  # the thread its final message replies in
     next: int = 0  # chunks accepted so far
     size: int = 0  # wire bytes of the content, without its quotes or brackets
     _pieces: list[str] = field(default_factory=list)  # text, or JSON texts of chunks
@@ -109,6 +110,8 @@ class Stream:
             frame["display_name"] = self.display_name
         if self.reply_to is not None:
             frame["reply_to"] = self.reply_to
+        if self.thread is not None:
+            frame["thread"] = self.thread
         if self.meta is not None:
             frame["meta"] = self.meta
         return frame

@@ -8,28 +8,35 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, JsonValue, TypeAdapter, ValidationError, model_validator
 
+from agentchat_server.protocol.chatframes import (
+    DeleteFrame,
+    EditFrame,
+    ReactFrame,
+    ReadFrame,
+    RoomGetFrame,
+    RoomSetFrame,
+    RoomsFrame,
+    UnreadFrame,
+)
 from agentchat_server.protocol.codes import MAX_SERIAL
+from agentchat_server.protocol.fields import (
+    CLIENT_ID_PATTERN,
+    ChannelName,
+    EventName,
+    Kind,
+    MessageId,
+    Ref,
+    Serial,
+    StrictFrame,
+)
 
 PROTOCOL_VERSION = 1
 
-# Names: a channel is "namespace:rest"; the namespace carries settings and capabilities.
-CHANNEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:@]{0,199}$"
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.@]{0,63}$"
 
-Serial = Annotated[int, Field(ge=0, le=MAX_SERIAL)]
-Ref = Annotated[int, Field(ge=0, le=MAX_SERIAL)]
-ChannelName = Annotated[str, Field(pattern=CHANNEL_PATTERN)]
-MessageId = Annotated[str, Field(min_length=1, max_length=128)]
-EventName = Annotated[str, Field(min_length=1, max_length=64)]
-Kind = Literal["agent", "human", "system"]
-StreamStatus = Literal["complete", "cancelled", "aborted"]
-
-
-class _Frame(BaseModel):
-    # strict: "8" is not a ref and true is not 1; a wrong type is an error, never a guess.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+class _Frame(StrictFrame):
+    """Base of this module's frame models."""
 
 
 class Position(_Frame):
@@ -80,6 +87,7 @@ class OutgoingMessage(_Frame):
     name: EventName = "message"
     id: MessageId | None = None
     reply_to: Serial | None = None
+    thread: Serial | None = None  # the root serial of the thread this message replies in
     ephemeral: bool = False
 
 
@@ -90,7 +98,9 @@ class _Publish(_Frame):
     @classmethod
     def _single_message(cls, value: Any) -> Any:
         if isinstance(value, dict) and "messages" not in value:
-            inline = {k: value[k] for k in ("data", "name", "id", "reply_to", "ephemeral") if k in value}
+            inline = {
+                k: value[k] for k in ("data", "name", "id", "reply_to", "thread", "ephemeral") if k in value
+            }
             rest = {k: v for k, v in value.items() if k not in inline}
             rest["messages"] = [inline]
             return rest
@@ -126,6 +136,8 @@ class HistoryFrame(_Frame):
     after: Serial | None = None
     limit: int = Field(default=50, ge=1, le=10_000)
     direction: Literal["backwards", "forwards"] = "backwards"
+    thread: Serial | None = None  # only the replies of the thread on this root
+    view: Literal["all", "main"] = "all"  # main: top-level messages only (no replies, no events)
 
 
 class PresenceFrame(_Frame):
@@ -165,6 +177,7 @@ class StreamOpenFrame(_Frame):
     name: EventName = "message"
     id: MessageId | None = None
     reply_to: Serial | None = None
+    thread: Serial | None = None
     meta: JsonValue = None
     format: Literal["text", "json"] = "text"
 
@@ -240,6 +253,14 @@ ClientFrame = Annotated[
         | StreamCancelFrame
         | AuthFrame
         | PingFrame
+        | EditFrame
+        | DeleteFrame
+        | ReactFrame
+        | ReadFrame
+        | UnreadFrame
+        | RoomsFrame
+        | RoomGetFrame
+        | RoomSetFrame
     ),
     Field(discriminator="type"),
 ]
@@ -260,6 +281,14 @@ CLIENT_FRAME_TYPES = frozenset(
         "stream_cancel",
         "auth",
         "ping",
+        "edit",
+        "delete",
+        "react",
+        "read",
+        "unread",
+        "rooms",
+        "room_get",
+        "room_set",
     }
 )
 client_frame_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)

@@ -28,6 +28,7 @@ SERVER_FRAME_TYPES = frozenset(
         "error",
         "heartbeat",
         "auth_renew",
+        "room",
     }
 )
 
@@ -48,6 +49,9 @@ class MessageRecord(Protocol):
     status: str | None
     meta: Any
     extra: Mapping[str, Any] | None
+    thread: int | None
+    action: str | None
+    target: int | None
 
 
 def reason(code: int, message: str) -> Frame:
@@ -120,8 +124,10 @@ def detached(channel: str, *, ref: int | None = None, code: int | None = None, m
     return frame
 
 
-def message(m: MessageRecord) -> Frame:
-    """A durable message."""
+def message(m: MessageRecord, my_reactions: Sequence[str] | None = None) -> Frame:
+    """A durable message: a member's message, or an event (`action`, `target`) on one. Its
+    server-stamped state (`edited`, `deleted`, `reactions`, `replies`, `rev`, ...) comes as stored;
+    `my_reactions` (history replies only) lists the reader's own reactions to it."""
     frame: Frame = {
         "type": "message",
         "channel": m.channel,
@@ -140,8 +146,15 @@ def message(m: MessageRecord) -> Frame:
         frame["status"] = m.status
     if m.meta is not None:
         frame["meta"] = m.meta
+    if m.thread is not None:
+        frame["thread"] = m.thread
+    if m.action is not None:
+        frame["action"] = m.action
+        frame["target"] = m.target
     if m.extra:
         frame.update(m.extra)
+    if my_reactions:
+        frame["my_reactions"] = list(my_reactions)
     return frame
 
 
@@ -156,6 +169,7 @@ def ephemeral_message(
     message_id: str | None,
     reply_to: int | None,
     extra: Mapping[str, Any] | None = None,
+    thread: int | None = None,
 ) -> Frame:
     """A live-only message: no serial, never stored; an `id` only if the publisher gave one."""
     frame: Frame = {
@@ -173,9 +187,57 @@ def ephemeral_message(
         frame["id"] = message_id
     if reply_to is not None:
         frame["reply_to"] = reply_to
+    if thread is not None:
+        frame["thread"] = thread
     if extra:
         frame.update(extra)
     return frame
+
+
+def room_entry(
+    channel: str,
+    *,
+    title: str | None,
+    topic: str | None,
+    last_serial: int,
+    last_ts: int | None,
+    members: int,
+    updated_by: str | None = None,
+    updated_ts: int | None = None,
+) -> Frame:
+    """One room of the directory: its metadata, presence member count and last activity."""
+    entry: Frame = {"channel": channel, "members": members, "last_serial": last_serial}
+    if last_ts is not None:
+        entry["last_ts"] = last_ts
+    if title is not None:
+        entry["title"] = title
+    if topic is not None:
+        entry["topic"] = topic
+    if updated_by is not None:
+        entry["updated_by"] = updated_by
+        entry["updated_ts"] = updated_ts
+    return entry
+
+
+def room(entry: Mapping[str, Any]) -> Frame:
+    """Live: a room's title or topic changed (`entry` as in the directory, without counts)."""
+    return {"type": "room", **entry}
+
+
+def unread_entry(
+    channel: str, *, last_read: int, last_serial: int, unread: int, mentions: int, capped: bool
+) -> Frame:
+    """A member's unread and mention counts in one channel (`capped`: at least that many)."""
+    entry: Frame = {
+        "channel": channel,
+        "last_read": last_read,
+        "last_serial": last_serial,
+        "unread": unread,
+        "mentions": mentions,
+    }
+    if capped:
+        entry["capped"] = True
+    return entry
 
 
 def member(

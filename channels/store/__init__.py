@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from agentchat_server.core.chat import Refusal
 from agentchat_server.core.records import Message, NewMessage
 
 
@@ -33,6 +34,8 @@ class AppendResult:
     conflict: int | None = None  # set when if_serial did not match: the channel's last serial
     epoch: str = ""
     fenced: bool = False  # a stream end whose writer no longer holds the stream: nothing stored
+    refused: Refusal | None = None  # an event or a thread reply broke a rule: nothing was stored
+    unchanged: bool = False  # a reaction that was already so: nothing to store
 
 
 @dataclass(slots=True)
@@ -60,6 +63,7 @@ class StreamMarker:
     secret: str = ""
     content_json: str | None = None  # the content so far, saved when its node let go of the stream
     chunks: int = 0  # how many chunks `content_json` holds
+    thread: int | None = None
 
 
 @dataclass(slots=True)
@@ -97,7 +101,66 @@ class StoreStats:
     writes_by_stream: dict[str, int] = field(default_factory=dict)
 
 
-Operation = Append | OpenMarker
+@dataclass(slots=True)
+class MarkRead:
+    """Move a member's read mark in a channel forward to `serial` (never backwards)."""
+
+    channel: str
+    client_id: str
+    serial: int
+    ts: int
+
+
+@dataclass(slots=True)
+class ReadMark:
+    """A member's read mark after a MarkRead; `refused` when the serial is beyond the channel."""
+
+    serial: int
+    moved: bool
+    refused: Refusal | None = None
+
+
+@dataclass(slots=True)
+class PutRoom:
+    """Set a channel's directory metadata (None leaves a field as it is); `create` refuses a
+    channel that already has metadata or messages."""
+
+    channel: str
+    title: str | None
+    topic: str | None
+    by: str
+    ts: int
+    create: bool = False
+
+
+@dataclass(slots=True)
+class Room:
+    """A channel as the directory shows it (members come from presence, not the Store)."""
+
+    channel: str
+    title: str | None
+    topic: str | None
+    last_serial: int
+    last_ts: int | None
+    updated_by: str | None
+    updated_ts: int | None
+    refused: Refusal | None = None
+
+
+@dataclass(slots=True)
+class Unread:
+    """A member's read mark in a channel and what is unread past it (counts capped)."""
+
+    channel: str
+    last_read: int
+    last_serial: int
+    unread: int
+    mentions: int
+    capped: bool
+
+
+Operation = Append | OpenMarker | MarkRead | PutRoom
+Outcome = AppendResult | ReadMark | Room | None
 
 
 class Store(Protocol):
@@ -111,9 +174,9 @@ class Store(Protocol):
     async def close(self) -> None:
         """Close connections; the Store can be opened again."""
 
-    async def commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
-        """Apply all operations in one transaction; results align with operations
-        (None for markers). Raises on a storage failure: then nothing was committed."""
+    async def commit(self, operations: Sequence[Operation]) -> list[Outcome]:
+        """Apply all operations in one transaction; results align with operations (AppendResult,
+        ReadMark, Room; None for markers). Raises on a storage failure: then nothing was committed."""
 
     async def history(
         self,
@@ -124,10 +187,36 @@ class Store(Protocol):
         limit: int,
         forwards: bool,
         max_bytes: int | None = None,
+        thread: int | None = None,
+        main: bool = False,
     ) -> HistoryPage:
         """Messages with after < serial < before, oldest first if `forwards` else newest first: at most
         `limit`, and no more once their encoded size passes `max_bytes` (never fewer than one).
-        Memory stays near the page's size whatever the rows hold."""
+        Memory stays near the page's size whatever the rows hold. `thread`: only that thread's
+        replies; `main`: only top-level messages (no replies, no events)."""
+
+    async def message_at(self, channel: str, serial: int) -> Message | None:
+        """The message (or event) stored at `serial`, in its current state."""
+
+    async def my_reactions(
+        self, channel: str, serials: Sequence[int], client_id: str
+    ) -> dict[int, list[str]]:
+        """The reactions `client_id` has on each of `serials` (only serials with some)."""
+
+    async def unread(
+        self, client_id: str, channels: Sequence[str] | None, after: str | None, limit: int, cap: int
+    ) -> tuple[list[Unread], bool]:
+        """Read marks and counts for `channels` (a mark of 0 where none is stored), or else a page
+        of the member's marked channels after `after` by name; and whether more follow. Unread
+        counts top-level messages by others past the mark; mentions count messages naming the
+        member past it; both stop at `cap`."""
+
+    async def rooms(self, prefixes: Sequence[str], after: str | None, limit: int) -> tuple[list[Room], bool]:
+        """Channels whose names start with one of `prefixes`, in name order after `after`: at most
+        `limit`, and whether more follow."""
+
+    async def room(self, channel: str) -> Room | None:
+        """One channel's directory entry; None if it has neither messages nor metadata."""
 
     async def channel(self, channel: str) -> ChannelInfo:
         """The channel's position; a channel never written to has last_serial 0."""

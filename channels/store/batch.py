@@ -12,8 +12,20 @@ from typing import Any
 from sqlalchemy import ARRAY, String, bindparam, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 
+from agentchat_server.core.chat import Duplicate, Refusal
 from agentchat_server.core.records import Message
-from agentchat_server.store import Append, AppendResult, OpenMarker, Operation, StreamMarker
+from agentchat_server.protocol import encode_value
+from agentchat_server.store import (
+    Append,
+    AppendResult,
+    MarkRead,
+    OpenMarker,
+    Operation,
+    Outcome,
+    PutRoom,
+    StreamMarker,
+)
+from agentchat_server.store.chatwrites import ChatWrites, Unchanged
 from agentchat_server.store.schema import MESSAGE_COLUMNS, channels_table, messages_table, streams_table
 
 _PG_IDS = text(
@@ -48,7 +60,7 @@ _IDS = select(_m.id, _m.serial).where(
     _m.client_id == bindparam("client_id"),
     _m.id.in_(bindparam("ids", expanding=True)),
 )
-_SQLITE_ROWS = 500  # rows per INSERT statement (x 13 columns: under SQLite's variable limit)
+_SQLITE_ROWS = 500  # rows per INSERT statement (x 16 columns: under SQLite's variable limit)
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,23 +94,32 @@ class Batch:
         self.markers: list[dict[str, Any]] = []
         self.ended_streams: list[str] = []
         self.fences: dict[str, int] = {}  # stream id -> current fence, for the stream ends in this batch
+        self.chat = ChatWrites(conn, dialect)
 
-    def run(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+    def run(self, operations: Sequence[Operation]) -> list[Outcome]:
         """Apply the operations in this transaction; results align with them (None for markers)."""
         appends = [op for op in operations if isinstance(op, Append)]
+        named = {op.channel for op in operations if isinstance(op, Append | PutRoom)}
+        if named:
+            self._load_channels(sorted(named))
         if appends:
-            self._load_channels(sorted({op.channel for op in appends}))
             self._load_ids(appends)
             self._load_fences(appends)
-        results: list[AppendResult | None] = []
+        results: list[Outcome] = []
         for op in operations:
             if isinstance(op, OpenMarker):
                 self.markers.append(marker_row(op.marker))
                 results.append(None)
-            else:
+            elif isinstance(op, Append):
                 results.append(self._append(op))
+            elif isinstance(op, MarkRead):
+                state = self.channels.get(op.channel)
+                results.append(self.chat.mark_read(op, None if state is None else state[1]))
+            else:
+                results.append(self.chat.put_room(op))
         if self.rows:
             self._insert_messages()
+        self.chat.flush()
         dirty = [{"n": name, "s": last} for name, (_epoch, last, changed) in self.channels.items() if changed]
         if dirty:
             self.conn.execute(_ADVANCE, dirty)
@@ -201,12 +222,28 @@ class Batch:
                 fresh.append(index)
         if fresh and op.if_serial is not None and op.if_serial != last:
             return AppendResult([], [], [], conflict=last, epoch=epoch)
+        for index in fresh:
+            # Events and thread replies obey core.chat's rules; an event is a batch of one.
+            verdict = self.chat.check(op.channel, op.messages[index])
+            if isinstance(verdict, Refusal):
+                return AppendResult([], [], [], epoch=epoch, refused=verdict)
+            if isinstance(verdict, Duplicate):
+                return AppendResult([verdict.serial], [index], [], epoch=epoch)
+            if isinstance(verdict, Unchanged):
+                return AppendResult([], [], [], epoch=epoch, unchanged=True)
         stored: list[Message] = []
         for index in fresh:
             message = op.messages[index]
             last += 1
             serials[index] = last
             self.ids[(op.channel, message.client_id, message.id)] = last
+            thread, added = self.chat.apply(op.channel, last, message)
+            extra, extra_json = message.extra, message.extra_json
+            if added:
+                extra = {**(extra or {}), **added}
+                extra_json = encode_value(extra)
+            event = message.event
+            action, target = (None, None) if event is None else (event.action, event.target)
             self.rows.append(
                 (
                     op.channel,
@@ -221,7 +258,10 @@ class Batch:
                     message.stream_id,
                     message.status,
                     message.meta_json,
-                    message.extra_json,
+                    extra_json,
+                    thread,
+                    action,
+                    target,
                 )
             )
             if message.stream_id is not None:
@@ -240,7 +280,10 @@ class Batch:
                     message.stream_id,
                     message.status,
                     None if message.meta_json is None else json.loads(message.meta_json),
-                    message.extra,
+                    extra,
+                    thread,
+                    action,
+                    target,
                 )
             )
         if fresh:
@@ -266,4 +309,5 @@ def marker_row(marker: StreamMarker) -> dict[str, Any]:
         "lease_until": marker.lease_until,
         "fence": marker.fence,
         "secret": marker.secret,
+        "thread": marker.thread,
     }

@@ -34,6 +34,11 @@ channels_table = Table(
     Column("last_serial", BigInteger, nullable=False),
     Column("first_serial", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # Directory metadata (chat): the room's title and topic, and who set them when.
+    Column("title", String(400)),
+    Column("topic", Text),
+    Column("meta_by", String(64)),
+    Column("meta_ts", BigInteger),
 )
 
 messages_table = Table(
@@ -52,11 +57,15 @@ messages_table = Table(
     Column("status", String(16)),
     Column("meta", Text),
     Column("extra", Text),  # JSON object of server-stamped wire fields (display_name, cancelled_by, ...)
+    Column("thread", BigInteger),  # root serial of the thread the message replies in
+    Column("action", String(16)),  # edit, delete, react, unreact: this row is an event on `target`
+    Column("target", BigInteger),
     PrimaryKeyConstraint("channel", "serial"),
     # Ids are the publisher's idempotency keys, scoped to the publisher: one client's id can never
     # take (pre-empt) another client's message.
     UniqueConstraint("channel", "client_id", "id", name="uq_messages_channel_client_id"),
     Index("ix_messages_ts", "ts"),
+    Index("ix_messages_thread", "channel", "thread", "serial"),
 )
 
 streams_table = Table(
@@ -72,6 +81,7 @@ streams_table = Table(
     Column("meta", Text),
     Column("format", String(8), nullable=False),
     Column("ts", BigInteger, nullable=False),
+    Column("thread", BigInteger),
     Column("node", String(32)),  # the node holding the stream, None while nobody does
     Column("lease_until", BigInteger, nullable=False, server_default="0"),
     Column("fence", BigInteger, nullable=False, server_default="1"),
@@ -80,10 +90,70 @@ streams_table = Table(
     Column("chunks", BigInteger, nullable=False, server_default="0"),  # chunks that content holds
 )
 
+# Each member's reactions to a message: the truth behind the aggregate a message carries.
+reactions_table = Table(
+    "reactions",
+    metadata,
+    Column("channel", String(200), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("reaction", String(64), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("channel", "serial", "reaction", "client_id"),
+    Index("ix_reactions_member", "channel", "serial", "client_id"),
+)
+
+# Who a message names (core.mentions), for mention counts.
+mentions_table = Table(
+    "mentions",
+    metadata,
+    Column("channel", String(200), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("client_id", String(64), nullable=False),
+    PrimaryKeyConstraint("channel", "serial", "client_id"),
+    Index("ix_mentions_member", "client_id", "channel", "serial"),
+)
+
+# Each member's last-read serial per channel; it never moves backwards.
+read_marks_table = Table(
+    "read_marks",
+    metadata,
+    Column("channel", String(200), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("channel", "client_id"),
+    Index("ix_read_marks_member", "client_id", "channel"),
+)
+
 MESSAGE_COLUMNS = [column.name for column in messages_table.columns]
 
-# Version 1 of `messages`, frozen: migration 1 must create exactly what it created then.
+# Versions 1 of `channels`, `stream_markers` and `messages`, frozen: migration 1 must create exactly
+# what it created then.
 _v1 = MetaData()
+_channels_v1 = Table(
+    "channels",
+    _v1,
+    Column("name", String(200), primary_key=True),
+    Column("epoch", String(32), nullable=False),
+    Column("last_serial", BigInteger, nullable=False),
+    Column("first_serial", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+_streams_v1 = Table(
+    "stream_markers",
+    _v1,
+    Column("stream_id", String(64), primary_key=True),
+    Column("channel", String(200), nullable=False),
+    Column("message_id", String(128), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("reply_to", BigInteger),
+    Column("meta", Text),
+    Column("format", String(8), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+)
 _messages_v1 = Table(
     "messages",
     _v1,
@@ -105,25 +175,21 @@ _messages_v1 = Table(
 )
 
 
-_streams_v1 = Table(
-    "stream_markers",
-    _v1,
-    Column("stream_id", String(64), primary_key=True),
-    Column("channel", String(200), nullable=False),
-    Column("message_id", String(128), nullable=False),
-    Column("client_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("name", String(64), nullable=False),
-    Column("reply_to", BigInteger),
-    Column("meta", Text),
-    Column("format", String(8), nullable=False),
-    Column("ts", BigInteger, nullable=False),
+# Version 2 of `messages`, frozen: migration 2's SQLite rebuild must create exactly this.
+_v2 = MetaData()
+_messages_v2 = Table(
+    "messages",
+    _v2,
+    *(Column(c.name, c.type, nullable=c.nullable) for c in _messages_v1.columns),
+    Column("extra", Text),
+    PrimaryKeyConstraint("channel", "serial"),
+    UniqueConstraint("channel", "client_id", "id", name="uq_messages_channel_client_id"),
+    Index("ix_messages_ts", "ts"),
 )
 
 
 def _migration_1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[channels_table])
-    _v1.create_all(conn, tables=[_messages_v1, _streams_v1])
+    _v1.create_all(conn, tables=[_channels_v1, _streams_v1, _messages_v1])
 
 
 def _migration_2(conn: Connection) -> None:
@@ -139,13 +205,31 @@ def _migration_2(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE messages ADD COLUMN extra TEXT"))
         return
     # SQLite cannot drop a constraint: rebuild the table.
-    old = [c for c in MESSAGE_COLUMNS if c != "extra"]
+    old = [c.name for c in _messages_v1.columns]
     conn.execute(text("DROP INDEX ix_messages_ts"))
     conn.execute(text("ALTER TABLE messages RENAME TO messages_v1"))
-    metadata.create_all(conn, tables=[messages_table])
+    _v2.create_all(conn, tables=[_messages_v2])
     columns = ", ".join(old)
     conn.execute(text(f"INSERT INTO messages ({columns}) SELECT {columns} FROM messages_v1"))
     conn.execute(text("DROP TABLE messages_v1"))
+
+
+def _migration_chat(conn: Connection) -> None:
+    """Group chat: threads and events on messages, a thread on stream markers, room metadata on
+    channels; reactions, mentions and read marks."""
+    for table, column, kind in (
+        ("messages", "thread", "BIGINT"),
+        ("messages", "action", "VARCHAR(16)"),
+        ("messages", "target", "BIGINT"),
+        ("stream_markers", "thread", "BIGINT"),
+        ("channels", "title", "VARCHAR(400)"),
+        ("channels", "topic", "TEXT"),
+        ("channels", "meta_by", "VARCHAR(64)"),
+        ("channels", "meta_ts", "BIGINT"),
+    ):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+    conn.execute(text("CREATE INDEX ix_messages_thread ON messages (channel, thread, serial)"))
+    metadata.create_all(conn, tables=[reactions_table, mentions_table, read_marks_table])
 
 
 def _migration_stream_leases(conn: Connection) -> None:
@@ -163,7 +247,7 @@ def _migration_stream_leases(conn: Connection) -> None:
 
 
 # Schema migrations in order; the Nth entry takes the schema from version N-1 to N. Append only.
-MIGRATIONS = [_migration_1, _migration_2, _migration_stream_leases]
+MIGRATIONS = [_migration_1, _migration_2, _migration_stream_leases, _migration_chat]
 
 
 def row_to_marker(r: Any) -> StreamMarker:
@@ -179,12 +263,13 @@ def row_to_marker(r: Any) -> StreamMarker:
         r.meta,
         r.format,
         r.ts,
-        r.node,
-        r.lease_until,
-        r.fence,
-        r.secret,
-        r.content,
-        r.chunks,
+        node=r.node,
+        lease_until=r.lease_until,
+        fence=r.fence,
+        secret=r.secret,
+        content_json=r.content,
+        chunks=r.chunks,
+        thread=r.thread,
     )
 
 
@@ -204,4 +289,7 @@ def row_to_message(row: Any) -> Message:
         row.status,
         None if row.meta is None else json.loads(row.meta),
         None if row.extra is None else json.loads(row.extra),
+        row.thread,
+        row.action,
+        row.target,
     )

@@ -30,15 +30,19 @@ from agentchat_server.store import (
     HistoryPage,
     OpenMarker,
     Operation,
+    Outcome,
     StoreStats,
     StreamMarker,
 )
 from agentchat_server.store.batch import Batch
+from agentchat_server.store.chatreads import ChatReads
 from agentchat_server.store.schema import (
     MIGRATIONS,
     channels_table,
+    mentions_table,
     messages_table,
     metadata,
+    reactions_table,
     row_to_marker,
     row_to_message,
     schema_version,
@@ -50,7 +54,7 @@ log = logging.getLogger(__name__)
 ROW_OVERHEAD = 256  # bytes a message frame adds to its data, meta and extra (keys, ids, numbers)
 
 
-class SqlStore:
+class SqlStore(ChatReads):
     """Store adapter over an SQLAlchemy async engine; one URL, one instance."""
 
     def __init__(self, url: str) -> None:
@@ -125,7 +129,7 @@ class SqlStore:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+    async def commit(self, operations: Sequence[Operation]) -> list[Outcome]:
         """Apply the operations in one transaction (see `Store.commit`)."""
         if self._sqlite_writer is not None:
             results = await self._sqlite_writer.commit(operations)
@@ -139,7 +143,7 @@ class SqlStore:
             if isinstance(op, OpenMarker):
                 stream_id = op.marker.stream_id
                 stats.writes_by_stream[stream_id] = stats.writes_by_stream.get(stream_id, 0) + 1
-            elif result is not None:
+            elif isinstance(result, AppendResult):
                 stats.messages += len(result.stored)
                 for message in result.stored:
                     if message.stream_id is not None:
@@ -156,10 +160,16 @@ class SqlStore:
         limit: int,
         forwards: bool,
         max_bytes: int | None = None,
+        thread: int | None = None,
+        main: bool = False,
     ) -> HistoryPage:
         """One page of history (see `Store.history`)."""
         m = messages_table.c
         query = select(messages_table).where(m.channel == channel)
+        if thread is not None:
+            query = query.where(m.thread == thread, m.action.is_(None))
+        elif main:
+            query = query.where(m.thread.is_(None), m.action.is_(None))
         if before is not None:
             query = query.where(m.serial < before)
         if after is not None:
@@ -176,6 +186,8 @@ class SqlStore:
                 if max_bytes is not None:
                     size += utf8_len(row.data) + ROW_OVERHEAD
                     size += len(row.meta or "") + len(row.extra or "")
+                    if row.extra is not None and '"reactions"' in row.extra:
+                        size += len(row.extra)  # room for the reader's own reactions (a subset)
                     if size > max_bytes and messages:
                         return HistoryPage(messages, True)
                 messages.append(row_to_message(row))
@@ -294,6 +306,8 @@ class SqlStore:
                     .values(first_serial=top + 1)
                 )
                 await conn.execute(delete(messages_table).where(m.channel == channel, m.serial <= top))
+                for table in (reactions_table, mentions_table):
+                    await conn.execute(delete(table).where(table.c.channel == channel, table.c.serial <= top))
         return {channel: top + 1 for channel, top in tops}
 
 
@@ -348,10 +362,10 @@ class _SqliteWriter:
         self.conn: Connection | None = None
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="agentchat-sqlite-writer")
 
-    async def commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+    async def commit(self, operations: Sequence[Operation]) -> list[Outcome]:
         return await asyncio.get_running_loop().run_in_executor(self.thread, self._commit, operations)
 
-    def _commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+    def _commit(self, operations: Sequence[Operation]) -> list[Outcome]:
         if self.conn is None or self.conn.closed or self.conn.invalidated:
             self.conn = self.engine.connect()
             self.conn.info["write"] = True

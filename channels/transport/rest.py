@@ -76,13 +76,16 @@ class Rest:
         return web.json_response(reply, status=202 if ephemeral else 201)
 
     async def history(self, request: web.Request) -> web.Response:
-        """`GET /v1/channels/{channel}/messages?before&after&limit&direction`."""
+        """`GET /v1/channels/{channel}/messages?before&after&limit&direction&thread&view`."""
         identity = self.auth.verify(bearer_token(request))
         channel = channel_of(request)
         q = request.query
         direction = q.get("direction", "backwards")
         if direction not in ("backwards", "forwards"):
             raise ProtocolError(Code.INVALID_VALUE, "direction is backwards or forwards")
+        view = q.get("view", "all")
+        if view not in ("all", "main"):
+            raise ProtocolError(Code.INVALID_VALUE, "view is all or main")
         page = await self.broker.history_page(
             identity,
             channel,
@@ -90,6 +93,8 @@ class Rest:
             after=serial_param(q.get("after"), "after"),
             limit=max(1, serial_param(q.get("limit"), "limit") or 50),
             forwards=direction == "forwards",
+            thread=serial_param(q.get("thread"), "thread"),
+            main=view == "main",
         )
         return web.json_response({"channel": channel, **page})
 
