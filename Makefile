@@ -1,20 +1,34 @@
 # One command runs the demo, one runs the tests; both build the virtualenv themselves.
+# `make run` installs only what running needs; `make test` adds the developer tools.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+# The editable install's build backend prints advice that does not apply to this layout.
+QUIET_PIP := PYTHONWARNINGS=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: run test lint types bench bench-quick clean
+.PHONY: run test lint types bench bench-quick cluster clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(QUIET_PIP) $(BIN)/python -m pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import agentchat_server, agentchat"
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	$(QUIET_PIP) $(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import pytest, mypy, playwright"
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUNTIME)
 	mkdir -p data
-	$(BIN)/agentchat serve --dev --demo
+	$(BIN)/agentchat serve --dev --demo --host $(HOST) --port $(PORT)
+
+cluster: $(RUNTIME)
+	$(BIN)/agentchat cluster
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

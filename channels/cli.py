@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from agentchat_server.protocol import validation_message
 from agentchat_server.settings import Settings
 
 
@@ -26,16 +31,31 @@ def _install_uvloop() -> None:
         pass
 
 
-async def serve(settings: Settings) -> None:
-    """Run the server until SIGINT/SIGTERM; prints the URL it listens on."""
+async def serve(settings: Settings, access_log: bool = False) -> int:
+    """Run the server until SIGINT/SIGTERM; prints the URL it listens on. Returns the exit code."""
     from agentchat_server.app import PUBLIC_URL, build_app, runner_options
 
     app = build_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=5.0, **runner_options(settings))
+    options = runner_options(settings)
+    if not access_log:
+        options["access_log"] = None  # one line per request is noise; connections and errors are logged
+    runner = web.AppRunner(app, shutdown_timeout=5.0, **options)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
     # The demo needs the URL before startup finishes, so bind first and start the app after.
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"agentchat: port {settings.port} on {settings.host} is in use; stop what uses it, or "
+                f"pick another port (--port, AGENTCHAT_PORT, or `make run PORT=8081`)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"agentchat: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
     server = site._server
     assert server is not None
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
@@ -51,6 +71,10 @@ async def serve(settings: Settings) -> None:
             f"open {url}/ in your browser (development mode: /v1/dev/token mints tokens for anyone)",
             flush=True,
         )
+        print(
+            f"run a bot against it: agentchat bot mymodule:bot --url {url} --keys {settings.keys[0]}",
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -59,6 +83,53 @@ async def serve(settings: Settings) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+    return 0
+
+
+def dev_key(settings: Settings) -> str:
+    """Development mode's API key: made once and kept beside the SQLite file (./data by default),
+    so `agentchat bot --keys ...` works against every restart of `make run`."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.db)
+    folder = (
+        Path(url.database).parent if url.get_backend_name() == "sqlite" and url.database else Path("data")
+    )
+    path = folder / "dev.key"
+    if path.exists():
+        key = path.read_text().strip()
+        if key:
+            return key
+    folder.mkdir(parents=True, exist_ok=True)
+    key = f"dev:{secrets.token_hex(32)}"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line (`--log-format json`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as JSON: time, level, logger, message, and the traceback if any."""
+        line = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def _parse_caps(values: list[str] | None) -> dict[str, list[str]]:
@@ -89,6 +160,18 @@ def main(argv: list[str] | None = None) -> None:
     p_serve.add_argument("--dev", action="store_true", default=None, help="development mode: /v1/dev/token")
     p_serve.add_argument("--demo", action="store_true", default=None, help="start the demo agents")
     p_serve.add_argument("--log-level", default=os.environ.get("AGENTCHAT_LOG_LEVEL", "INFO"))
+    p_serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("AGENTCHAT_LOG_FORMAT", "text"),
+        help="text (default) or one JSON object per line",
+    )
+    p_serve.add_argument(
+        "--access-log",
+        action="store_true",
+        default=os.environ.get("AGENTCHAT_ACCESS_LOG", "").lower() in ("1", "true", "yes"),
+        help="log every HTTP request (off by default)",
+    )
 
     p_token = sub.add_parser("token", help="mint a client token with an API key")
     p_token.add_argument("--client-id", required=True)
@@ -97,6 +180,19 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--cap", action="append", help="PATTERN=op,op (repeatable); default all")
     p_token.add_argument("--keys", help="name:secret (default AGENTCHAT_KEYS)")
     p_token.add_argument("--json", action="store_true", help="print token and expiry as JSON")
+
+    p_cluster = sub.add_parser("cluster", help="a local cluster: redis-server and N nodes on one PostgreSQL")
+    p_cluster.add_argument(
+        "--db",
+        default="postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat_cluster",
+        help="created if missing",
+    )
+    p_cluster.add_argument("--nodes", type=int, default=2)
+    p_cluster.add_argument(
+        "--port", type=int, default=8081, help="the first node's port; the next ones follow"
+    )
+    p_cluster.add_argument("--redis-port", type=int, default=6390)
+    p_cluster.add_argument("--host", default="127.0.0.1")
 
     p_bot = sub.add_parser(
         "bot",
@@ -113,13 +209,16 @@ def main(argv: list[str] | None = None) -> None:
             for k, v in vars(args).items()
             if k in ("db", "bus", "host", "port", "keys", "dev", "demo") and v is not None
         }
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        settings = Settings(**overrides)
+        _setup_logging(args.log_level, args.log_format)
+        try:
+            settings = Settings(**overrides)
+        except ValidationError as exc:
+            raise SystemExit(f"agentchat: invalid settings: {validation_message(exc)}") from None
+        if settings.dev and not settings.keys:
+            settings = settings.model_copy(update={"keys": [dev_key(settings)]})
         _install_uvloop()
         try:
-            asyncio.run(serve(settings))
+            sys.exit(asyncio.run(serve(settings, access_log=args.access_log)))
         except KeyboardInterrupt:
             pass
     elif args.command == "token":
@@ -132,6 +231,10 @@ def main(argv: list[str] | None = None) -> None:
             args.client_id, kind=args.kind, ttl=args.ttl, capabilities=_parse_caps(args.cap)
         )
         print(json.dumps({"token": token, "expires_at": expires}) if args.json else token)
+    elif args.command == "cluster":
+        from agentchat_server.devcluster import run_cluster
+
+        sys.exit(asyncio.run(run_cluster(args.db, args.nodes, args.port, args.redis_port, args.host)))
     elif args.command == "bot":
         # The bot runner is the SDK's own entry point: the server package never imports the SDK.
         os.execv(sys.executable, [sys.executable, "-m", "agentchat", "bot", *args.rest])

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from agentchat_server.auth import Authenticator
 from tests.server_process import ServerProcess
 from tests.wire import UNIT, Wire
@@ -96,3 +98,50 @@ async def test_bot_command_runs_an_example_bot(tmp_path: Path) -> None:
         await bot.wait()
         await wire.close()
         await server.stop()
+
+
+async def test_a_busy_port_gets_one_clear_line(tmp_path: Path) -> None:
+    """Starting on a port in use prints one line saying what to do (no traceback) and exits 1."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentchat_server", "serve", "--port", str(port),
+            "--db", f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}", "--log-level", "WARNING",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(UNIT * 4):
+            _, err = await done.communicate()
+    assert done.returncode == 1
+    text = err.decode()
+    assert f"port {port}" in text and "make run PORT=" in text and "Traceback" not in text
+
+
+async def test_dev_mode_keeps_a_key_and_prints_the_bot_command(tmp_path: Path) -> None:
+    """`serve --dev` without keys makes one key beside the database, keeps it across restarts,
+    and prints the `agentchat bot` command that uses it; requests are not logged one by one."""
+    db = f"sqlite+aiosqlite:///{tmp_path / 'dev' / 'a.db'}"
+    printed = []
+    for _ in range(2):
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentchat_server", "serve", "--dev", "--port", "0", "--db", db,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert server.stdout is not None and server.stderr is not None
+        lines = []
+        async with asyncio.timeout(UNIT * 4):
+            while not lines or not lines[-1].startswith("run a bot"):
+                lines.append((await server.stdout.readline()).decode().strip())
+        url = lines[0].split()[-1]
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.get(url + "/healthz") as resp:
+                    assert resp.status == 200
+        server.terminate()
+        _, err = await server.communicate()
+        assert "GET /healthz" not in err.decode()  # no access log by default
+        printed.append(lines[-1].split("--keys ")[1])
+    assert printed[0] == printed[1] == (tmp_path / "dev" / "dev.key").read_text().strip()

@@ -335,3 +335,19 @@ async def test_postgres_unreachable_fails_publishes_clearly_and_loses_nothing_ac
     finally:
         await node.stop()
         await proxy.cut()
+
+
+async def test_nodes_starting_together_on_a_fresh_database_all_come_up(
+    pg_url: str, redis: PrivateRedis
+) -> None:
+    """Three nodes started at once on an empty database migrate it once, in turn, and all serve."""
+    key = "cluster:" + "k" * 40
+    nodes = [ServerProcess(pg_url, key=key, bus=redis.url()) for _ in range(3)]
+    try:
+        await asyncio.gather(*(node.start() for node in nodes))
+        for node in nodes:
+            wire = await open_wire(node, "ana")
+            assert (await wire.request({"type": "publish", "channel": CH, "data": 1}))["type"] == "ack"
+            await wire.close()
+    finally:
+        await asyncio.gather(*(node.stop() for node in nodes))

@@ -51,6 +51,7 @@ from agentchat_server.store.schema import (
 
 log = logging.getLogger(__name__)
 
+MIGRATION_LOCK = 0x61676E746368  # the advisory lock id under which PostgreSQL migrations run
 ROW_OVERHEAD = 256  # bytes a message frame adds to its data, meta and extra (keys, ids, numbers)
 
 
@@ -100,6 +101,10 @@ class SqlStore(ChatReads):
 
     async def _migrate(self) -> None:
         async with self._write() as conn:
+            if self.dialect == "postgresql":
+                # Nodes starting together on a fresh database take turns (SQLite's BEGIN IMMEDIATE
+                # does the same there); the lock ends with the transaction.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             await conn.run_sync(lambda c: metadata.create_all(c, tables=[schema_version]))
             current = (await conn.execute(select(func.max(schema_version.c.version)))).scalar() or 0
             for version, step in enumerate(MIGRATIONS[current:], start=current + 1):

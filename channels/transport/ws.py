@@ -105,6 +105,7 @@ class WebSocketEndpoint:
             ws, socket, fmt, s.max_outbox_bytes, self.flusher, self.metrics, s.slow_consumer_timeout
         )
         conn: Connection | None = None
+        started = time.monotonic()
         try:
             conn = await self._handshake(ws, transport, fmt)
             # The read loop is inline (not a helper coroutine) to keep one frame less alive per
@@ -125,6 +126,14 @@ class WebSocketEndpoint:
                 graceful = not conn.closed and transport.close_code == CloseCode.NORMAL
                 graceful = graceful and ws.close_code == CloseCode.NORMAL
                 self.broker.disconnect(conn, graceful)
+                # The one log line of a connection (the access log is off by default).
+                log.info(
+                    "%s %s disconnected after %.0f s (%s)",
+                    conn.identity.kind,
+                    conn.client_id,
+                    time.monotonic() - started,
+                    ws.close_code if ws.close_code is not None else transport.close_code,
+                )
             if not ws.closed:
                 await ws.close(code=transport.close_code, message=transport.close_reason.encode()[:120])
         return ws
