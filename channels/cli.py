@@ -56,9 +56,7 @@ async def serve(settings: Settings, access_log: bool = False) -> int:
         else:
             print(f"agentchat: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 1
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    port = runner.addresses[0][1]  # the bound port (settings.port may be 0)
     url = f"http://{settings.host}:{port}"
     app[PUBLIC_URL].set(url)
     # Everything alive now (modules, app, settings) lives as long as the process: keep it out of

@@ -59,9 +59,7 @@ class TestServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        port = self._runner.addresses[0][1]  # the bound port (settings.port is 0)
         self.url = f"http://{self.settings.host}:{port}"
         self.ws_url = f"ws://{self.settings.host}:{port}/v1/ws"
         self.app[PUBLIC_URL].set(self.url)

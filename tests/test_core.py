@@ -10,6 +10,16 @@ from agentchat_server.core.capabilities import Capabilities
 from agentchat_server.core.ordering import Cursor, Offer
 from agentchat_server.core.presence import PresenceSet
 from agentchat_server.core.ratelimit import TokenBucket
+from agentchat_server.core.records import Message
+from agentchat_server.core.reorder import Reorder
+from agentchat_server.core.sessions import (
+    Check,
+    attach_start,
+    check_connection,
+    drop_plan,
+    may_resume,
+    renew_at,
+)
 from agentchat_server.core.streams import Stream
 from agentchat_server.protocol import Code, ProtocolError
 
@@ -176,3 +186,94 @@ def test_capabilities_most_specific_pattern_wins() -> None:
     assert Capabilities({"*": ["*"]}).can("anything", "cancel")
     with pytest.raises(ValueError):
         Capabilities.validate({"room:*": ["fly"]})
+
+
+# --- sessions and liveness (core.sessions) ------------------------------------------------------
+
+
+def test_resume_needs_the_key_and_the_same_client() -> None:
+    """A session resumes only with its key and for its own client id."""
+    assert may_resume("k1", "ana", "k1", "ana")
+    assert not may_resume("k1", "ana", "k2", "ana")
+    assert not may_resume("k1", "ana", "k1", "bob")
+
+
+def test_a_drop_ends_the_session_now_or_starts_its_timers() -> None:
+    """Graceful, shutting down or SSE: end now; otherwise presence, streams and expiry timers."""
+    times = {"presence_grace": 15.0, "stream_grace": 20.0, "resume_window": 120.0}
+    for graceful, shutting_down, resumable in (
+        (True, False, True),
+        (False, True, True),
+        (False, False, False),
+    ):
+        plan = drop_plan(
+            graceful=graceful, shutting_down=shutting_down, resumable=resumable,
+            has_presence=True, has_streams=True, **times,
+        )  # fmt: skip
+        assert plan.end_now
+    plan = drop_plan(
+        graceful=False, shutting_down=False, resumable=True, has_presence=True, has_streams=False, **times
+    )
+    assert (plan.end_now, plan.presence_after, plan.streams_after, plan.expire_after) == (
+        False,
+        15.0,
+        None,
+        120.0,
+    )
+
+
+def test_attach_start_says_why_continuity_is_lost() -> None:
+    """No position: live at the head; a good one continues; epoch, ahead and retention are refused."""
+    assert attach_start(None, head=9, first_serial=1, epoch="e").start == 9
+    ok = attach_start((4, "e"), head=9, first_serial=1, epoch="e")
+    assert (ok.start, ok.resumed, ok.reason) == (4, True, None)
+    for position, first, code in (
+        ((4, "x"), 1, Code.EPOCH_CHANGED),
+        ((12, None), 1, Code.EPOCH_CHANGED),
+        ((2, None), 5, Code.HISTORY_LOST),
+    ):
+        lost = attach_start(position, head=9, first_serial=first, epoch="e")
+        assert (lost.start, lost.resumed, lost.reason and lost.reason[0]) == (9, False, code)
+
+
+def test_liveness_checks_in_order() -> None:
+    """Gone transport, expiry, renewal notice (half-way for short tokens), silence, heartbeat."""
+    base = {
+        "wall": 100.0, "mono": 50.0, "expires_at": 1000.0, "renew_at": 970.0, "transport_closing": False,
+        "renew_sent": False, "unidirectional": False, "last_recv": 49.0, "last_send": 49.0, "interval": 15.0,
+    }  # fmt: skip
+    assert check_connection(**base) is Check.OK
+    assert check_connection(**{**base, "transport_closing": True}) is Check.TRANSPORT_GONE
+    assert check_connection(**{**base, "wall": 1000.0}) is Check.EXPIRED
+    assert check_connection(**{**base, "wall": 975.0}) is Check.RENEW
+    assert check_connection(**{**base, "last_recv": 10.0}) is Check.SILENT
+    assert check_connection(**{**base, "last_send": 30.0}) is Check.HEARTBEAT
+    assert renew_at(0.0, 600.0) == 570.0 and renew_at(0.0, 10.0) == 5.0
+
+
+# --- reordering commits from several nodes (core.reorder) ----------------------------------------
+
+
+def _m(serial: int) -> Message:
+    return Message("room:r", serial, f"i{serial}", "chat", serial, "ana", "human", serial)
+
+
+def test_reorder_releases_runs_in_serial_order_and_names_the_hole() -> None:
+    """Commits arriving out of order are held until the hole closes; duplicates are dropped."""
+    r = Reorder(5)
+    assert [m.serial for m in r.offer([_m(6), _m(7)])] == [6, 7]
+    assert r.offer([_m(9), _m(10)]) == [] and r.missing == (7, 10) and r.held == 2
+    assert [m.serial for m in r.offer([_m(8), _m(7)])] == [8, 9, 10]
+    assert r.missing is None and r.held == 0
+
+
+def test_reorder_tail_known_from_the_store_and_lost_history() -> None:
+    """A head reported by the Store opens a hole to read; history gone from it is skipped once."""
+    r = Reorder(3)
+    r.exists_up_to(6)
+    assert r.missing == (3, 6)
+    assert [m.serial for m in r.skip_to(4)] == [] and r.missing == (4, 6)
+    assert [m.serial for m in r.offer([_m(6), _m(5)])] == [5, 6]
+    bounded = Reorder(0, max_held=2)
+    bounded.offer([_m(5), _m(6), _m(7)])
+    assert bounded.overfull

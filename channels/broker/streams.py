@@ -23,15 +23,15 @@ from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.registry import ChannelRegistry
+from agentchat_server.broker.stream_ends import StreamEnds, content_of, end_message, extra_of, quiet
 from agentchat_server.core.chat import as_target, check_root
-from agentchat_server.core.mentions import mentioned
-from agentchat_server.core.records import Message, NewMessage
+from agentchat_server.core.records import Message
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
-from agentchat_server.store import Append, AppendResult, OpenMarker, Outcome, Store, StreamMarker
+from agentchat_server.store import OpenMarker, Store, StreamMarker
 from agentchat_server.streambuf import StreamBuffer
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class Streams:
         self.publish_control = publish_control
         self.writer_connection = writer_connection
         self.metrics = metrics
+        self.ends = StreamEnds(store, buffer, committer, metrics)
         self.lease_ms = int(max(settings.stream_grace, 0.3) * 1000)
         self._live: dict[str, Stream] = {}
         self._by_session: dict[str, set[str]] = {}
@@ -280,7 +281,7 @@ class Streams:
         )
         chunks = await self.buffer.chunks(stream_id)
         if chunks is not None:
-            stream.load(_content(marker.format, chunks), len(chunks))
+            stream.load(content_of(marker.format, chunks), len(chunks))
         elif marker.content_json is not None:
             stream.load(json.loads(marker.content_json), marker.chunks)
         self.publish_control(marker.channel, {"moved": stream_id, "fence": marker.fence})
@@ -320,7 +321,7 @@ class Streams:
             conn.identity.require(marker.channel, "cancel")
         # Held by another node (or by nobody): end it from here; its holder learns of it from the
         # final message, which reaches every node serving the channel.
-        return await self._end_elsewhere(marker, "cancelled", cancelled_by=by)
+        return await self.ends.end_unheld(marker, "cancelled", cancelled_by=by)
 
     # --- ending ------------------------------------------------------------------------------
 
@@ -330,54 +331,10 @@ class Streams:
         """Forget the stream and queue its one durable message; the future gives its serial."""
         self._forget(stream)
         meta_json = None if stream.meta is None else encode_value(stream.meta)
-        message = end_message(self._marker(stream, meta_json), status, content, _extra(stream, cancelled_by))
-        return self._commit_end(stream.stream_id, stream.channel, status, message)
-
-    async def _end_elsewhere(self, marker: StreamMarker, status: str, cancelled_by: str | None = None) -> int:
-        chunks = await self.buffer.chunks(marker.stream_id)
-        if chunks is not None:
-            content: Any = _content(marker.format, chunks)
-        elif marker.content_json is not None:
-            content = json.loads(marker.content_json)
-        else:
-            content = "" if marker.format == "text" else []
-        extra: dict[str, Any] = {}
-        if cancelled_by is not None:
-            extra["cancelled_by"] = cancelled_by
-        message = end_message(marker, status, content, extra or None)
-        return await self._commit_end(marker.stream_id, marker.channel, status, message)
-
-    def _commit_end(
-        self, stream_id: str, channel: str, status: str, message: NewMessage
-    ) -> asyncio.Future[int]:
-        committed = self.committer.submit(Append(channel, [message]))
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        metrics = self.metrics
-        buffer = self.buffer
-
-        def settle(fut: asyncio.Future[Outcome]) -> None:
-            if done.done():
-                return
-            exc = fut.exception()
-            if exc is not None:
-                log.error("could not commit the end of stream %s: %s", stream_id, exc)
-                done.set_exception(ProtocolError(Code.UNAVAILABLE, "could not store the stream's message"))
-                return
-            result = fut.result()
-            assert isinstance(result, AppendResult)
-            if result.fenced:
-                done.set_exception(
-                    ProtocolError(
-                        Code.NOT_STREAM_WRITER, "the stream was resumed elsewhere; this end is void"
-                    )
-                )
-                return
-            buffer.ended(channel, stream_id)
-            metrics.streams_ended.labels(status).inc()
-            done.set_result(result.serials[0])
-
-        committed.add_done_callback(settle)
-        return done
+        message = end_message(
+            self._marker(stream, meta_json), status, content, extra_of(stream, cancelled_by)
+        )
+        return self.ends.commit(stream.stream_id, stream.channel, status, message)
 
     def _forget(self, stream: Stream) -> None:
         if self._live.pop(stream.stream_id, None) is None:
@@ -405,7 +362,7 @@ class Streams:
             stream = self._live.get(stream_id)
             if stream is not None:
                 log.info("stream %s aborted: %s", stream_id, why)
-                self._finish(stream, "aborted", stream.content()).add_done_callback(_quiet)
+                self._finish(stream, "aborted", stream.content()).add_done_callback(quiet)
 
     # --- news from other nodes ---------------------------------------------------------------
 
@@ -439,25 +396,16 @@ class Streams:
             try:
                 if self._live:
                     await self.store.renew_leases(self.node, now_ms() + self.lease_ms)
-                await self.end_lapsed()
+                await self.ends.end_lapsed(self.holds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("stream lease upkeep failed: %s", exc)
             await asyncio.sleep(period)
 
-    async def end_lapsed(self) -> None:
-        """End, as aborted with the text so far, every stream whose lease lapsed."""
-        for marker in await self.store.lapsed_markers(now_ms()):
-            if marker.stream_id in self._live:
-                continue  # ours: renewed on the next round
-            try:
-                await self._end_elsewhere(marker, "aborted")
-                log.info("stream %s ended as aborted: its holder is gone", marker.stream_id)
-            except ProtocolError:
-                pass  # resumed by its writer meanwhile
-            except Exception:
-                log.exception("could not end stream %s", marker.stream_id)
+    def holds(self, stream_id: str) -> bool:
+        """True while this node holds the stream."""
+        return stream_id in self._live
 
     async def release_all(self) -> None:
         """Shutting down: let go of every stream, saving its content, so its writer can resume it
@@ -472,43 +420,3 @@ class Streams:
             except Exception as exc:
                 log.warning("could not release stream %s: %s", stream.stream_id, exc)
             self._forget(stream)
-
-
-def _quiet(future: asyncio.Future[int]) -> None:
-    if not future.cancelled():
-        future.exception()  # logged in _commit_end; retrieved here so asyncio does not warn
-
-
-def _content(fmt: str, chunks: list[Any]) -> Any:
-    return "".join(c for c in chunks if isinstance(c, str)) if fmt == "text" else list(chunks)
-
-
-def _extra(stream: Stream, cancelled_by: str | None) -> dict[str, Any] | None:
-    extra: dict[str, Any] = {}
-    if stream.display_name is not None:
-        extra["display_name"] = stream.display_name
-    if cancelled_by is not None:
-        extra["cancelled_by"] = cancelled_by
-    return extra or None
-
-
-def end_message(marker: StreamMarker, status: str, content: Any, extra: dict[str, Any] | None) -> NewMessage:
-    """The one durable message that ends a stream, by its holder (fenced) or as an orphan."""
-    return NewMessage(
-        marker.message_id,
-        marker.name,
-        content,
-        encode_value(content),
-        marker.client_id,
-        marker.kind,
-        now_ms(),
-        marker.reply_to,
-        marker.stream_id,
-        status,
-        marker.meta_json,
-        extra=extra,
-        extra_json=None if extra is None else encode_value(extra),
-        fence=marker.fence,
-        thread=marker.thread,
-        mentions=mentioned(content, marker.client_id),
-    )

@@ -8,19 +8,15 @@ never corrupt. The transaction itself is `agentchat_server.store.batch.Batch`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, text, update
-from sqlalchemy.engine import Connection, Engine, create_engine, make_url
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from agentchat_server.core.records import Message
 from agentchat_server.protocol import utf8_len
@@ -48,6 +44,7 @@ from agentchat_server.store.schema import (
     schema_version,
     streams_table,
 )
+from agentchat_server.store.writers import SqliteWriter, Writer, sqlite_hooks
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +70,8 @@ class SqlStore(ChatReads):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.stats = StoreStats()
         self._engine: AsyncEngine | None = None
-        self._writer: _Writer | None = None
-        self._sqlite_writer: _SqliteWriter | None = None
+        self._writer: Writer | None = None
+        self._sqlite_writer: SqliteWriter | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -87,7 +84,7 @@ class SqlStore(ChatReads):
         """Connect and bring the schema up to date."""
         if self.dialect == "sqlite":
             engine = create_async_engine(self.url, connect_args={"timeout": 30})
-            _sqlite_hooks(engine.sync_engine)
+            sqlite_hooks(engine.sync_engine)
             self._engine = engine
         else:
             # executemany over asyncpg's pipelined protocol beats multi-VALUES inserts, whose
@@ -97,7 +94,7 @@ class SqlStore(ChatReads):
             )
         await self._migrate()
         if self.dialect == "sqlite":
-            self._sqlite_writer = _SqliteWriter(self.url)
+            self._sqlite_writer = SqliteWriter(self.url)
 
     async def _migrate(self) -> None:
         async with self._write() as conn:
@@ -114,7 +111,7 @@ class SqlStore(ChatReads):
 
     def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         if self._writer is None:
-            self._writer = _Writer(self.engine, self.dialect)
+            self._writer = Writer(self.engine, self.dialect)
         return self._writer.transaction()
 
     async def close(self) -> None:
@@ -314,111 +311,3 @@ class SqlStore(ChatReads):
                 for table in (reactions_table, mentions_table):
                     await conn.execute(delete(table).where(table.c.channel == channel, table.c.serial <= top))
         return {channel: top + 1 for channel, top in tops}
-
-
-class _Writer:
-    """The one connection all write transactions use (the committer is the only steady writer).
-
-    Keeping it open saves a pool checkout and a reset round trip per group commit; it is
-    replaced after any failure. BEGIN IMMEDIATE on SQLite, a normal transaction on PostgreSQL."""
-
-    def __init__(self, engine: AsyncEngine, dialect: str) -> None:
-        self.engine = engine
-        self.dialect = dialect
-        self.conn: AsyncConnection | None = None
-        self.lock = asyncio.Lock()
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.lock:
-            if self.conn is None or self.conn.closed or self.conn.invalidated:
-                self.conn = await self.engine.connect()
-                if self.dialect == "sqlite":
-                    self.conn.sync_connection.info["write"] = True  # type: ignore[union-attr]
-            conn = self.conn
-            try:
-                async with conn.begin():
-                    yield conn
-            except BaseException:
-                self.conn = None
-                await _quiet_close(conn)
-                raise
-
-    async def close(self) -> None:
-        if self.conn is not None:
-            await _quiet_close(self.conn)
-            self.conn = None
-
-
-class _SqliteWriter:
-    """SQLite group commits in one thread hop each.
-
-    Through aiosqlite every statement is a round trip to its thread (about 14 per commit, over
-    2 ms together); here a thread of our own runs the whole transaction on one stdlib sqlite3
-    connection, so a commit costs its SQL and its fsync. Reads stay on the async engine (WAL)."""
-
-    def __init__(self, url: str) -> None:
-        self.engine = create_engine(
-            make_url(url).set(drivername="sqlite"),
-            connect_args={"timeout": 30, "check_same_thread": False},
-            poolclass=NullPool,
-        )
-        _sqlite_hooks(self.engine)
-        self.conn: Connection | None = None
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="agentchat-sqlite-writer")
-
-    async def commit(self, operations: Sequence[Operation]) -> list[Outcome]:
-        return await asyncio.get_running_loop().run_in_executor(self.thread, self._commit, operations)
-
-    def _commit(self, operations: Sequence[Operation]) -> list[Outcome]:
-        if self.conn is None or self.conn.closed or self.conn.invalidated:
-            self.conn = self.engine.connect()
-            self.conn.info["write"] = True
-        conn = self.conn
-        try:
-            with conn.begin():
-                return Batch(conn, "sqlite").run(operations)
-        except BaseException:
-            self._drop()
-            raise
-
-    def _drop(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception as exc:
-                log.debug("closing the SQLite writer failed: %s", exc)
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self.thread, self._drop)
-        self.thread.shutdown(wait=True)
-        self.engine.dispose()
-
-
-def _sqlite_hooks(engine: Engine) -> None:
-    """Pragmas and transaction mode of every SQLite connection (async readers, sync writer)."""
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        # Let the "begin" hook below own transactions instead of pysqlite.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        # WAL lets history reads run beside the committer; FULL syncs each group commit.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        # Take the write lock up front; pysqlite's deferred BEGIN would otherwise
-        # let two writers deadlock on lock upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
-
-
-async def _quiet_close(conn: AsyncConnection) -> None:
-    try:
-        await conn.close()
-    except Exception as exc:
-        log.debug("closing a write connection failed: %s", exc)
