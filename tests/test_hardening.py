@@ -372,3 +372,31 @@ async def test_a_client_that_never_finishes_its_headers_is_closed(make_server: C
             assert await reader.read() == b""  # closed by the server
     finally:
         writer.close()
+
+
+async def test_a_trickled_body_times_out_and_a_big_one_arrives_whole(make_server: Callable[..., Any]) -> None:
+    """A REST body that never finishes gets 408 (40800) after http_header_timeout; a body larger than
+    one network read is read whole, not cut at the first chunk."""
+    srv: TestServer = await make_server(http_header_timeout=UNIT / 5)
+    host, port = srv.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        auth = f"Authorization: Bearer {srv.token('ana')}\r\n"
+        writer.write(
+            f"POST /v1/channels/{CH}/messages HTTP/1.1\r\nHost: x\r\n{auth}"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"data":'.encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(UNIT * 2):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+    finally:
+        writer.close()
+    big = "b" * 60_000
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{srv.url}/v1/channels/{CH}/messages",
+            headers={"Authorization": f"Bearer {srv.token('ana')}"},
+            data=json.dumps({"data": big}).encode(),
+        ) as resp:
+            assert resp.status == 201, await resp.text()

@@ -47,7 +47,7 @@ class ChatRest:
         self.settings = settings
 
     async def _body(self, request: web.Request, model: type[Body]) -> Body:
-        body = await json_body(request, self.settings.max_frame_bytes)
+        body = await json_body(request, self.settings.max_frame_bytes, self.settings.http_header_timeout)
         try:
             return model.model_validate(body)
         except ValidationError as exc:

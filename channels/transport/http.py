@@ -78,14 +78,23 @@ def serial_param(value: str | None, name: str) -> int | None:
     return int(value)
 
 
-async def json_body(request: web.Request, limit: int) -> Any:
-    """The request body as JSON, refused (41300) beyond `limit` bytes before it is read whole."""
+async def json_body(request: web.Request, limit: int, within: float) -> Any:
+    """The request body as JSON: refused (41300) beyond `limit` bytes before it is read whole, and
+    (40800) when it does not arrive within `within` seconds (a client trickling a body)."""
     if request.content_length is not None and request.content_length > limit:
         raise ProtocolError(Code.FRAME_TOO_LARGE, f"body exceeds {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise ProtocolError(Code.FRAME_TOO_LARGE, f"body exceeds {limit} bytes")
-    return decode(raw, "json")
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(within):
+            while chunk := await request.content.read(limit + 1 - size):
+                parts.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise ProtocolError(Code.FRAME_TOO_LARGE, f"body exceeds {limit} bytes")
+    except TimeoutError:
+        raise ProtocolError(Code.REQUEST_TIMEOUT, f"the body did not arrive within {within:g} s") from None
+    return decode(b"".join(parts), "json")
 
 
 def bearer_token(request: web.Request) -> str:

@@ -61,7 +61,7 @@ class Rest:
         """`POST /v1/channels/{channel}/messages`: 201 once committed (202 for ephemeral)."""
         identity = self.auth.verify(bearer_token(request))
         channel = channel_of(request)
-        body = await json_body(request, self.settings.max_frame_bytes)
+        body = await json_body(request, self.settings.max_frame_bytes, self.settings.http_header_timeout)
         try:
             req = RestPublish.model_validate(body)
         except ValidationError as exc:
@@ -139,7 +139,7 @@ class Rest:
         wait = self._mints.take(bucket, time.monotonic())
         if wait:
             raise ProtocolError(Code.RATE_LIMITED, "token minting rate exceeded", retry_after=round(wait, 3))
-        body = await json_body(request, 16 * 1024)
+        body = await json_body(request, 16 * 1024, self.settings.http_header_timeout)
         try:
             if dev and isinstance(body, dict):
                 body = {k: v for k, v in body.items() if k in ("client_id", "kind", "ttl", "display_name")}
