@@ -2,7 +2,8 @@
 
 `Sessions` (connections, resume, grace timers), `Readers` (attach, fills, catch-ups), `Hub`
 (bus in and out, fan-out), `Members` (presence), `Streams`, `Publisher`, `History`, the
-`Committer` (group commit) and the `Sweeper` (liveness). Transports talk to this facade only;
+`Committer` (group commit) and the `Sweeper` (liveness); for agent rooms `Claims`, `Runs`,
+`Inputs` (approvals and questions) and `Deadlines`. Transports talk to this facade only;
 docs/architecture.md shows how a publish travels through them.
 """
 
@@ -15,23 +16,29 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from agentchat_server.auth import Authenticator, Identity
+from agentchat_server.broker.claims import Claims
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
+from agentchat_server.broker.deadlines import Deadlines
 from agentchat_server.broker.history import History
 from agentchat_server.broker.hub import Hub
+from agentchat_server.broker.inputs import Inputs
 from agentchat_server.broker.members import Members, now_ms
 from agentchat_server.broker.ports import Transport
 from agentchat_server.broker.publisher import Publisher
 from agentchat_server.broker.readers import Readers
 from agentchat_server.broker.registry import ChannelRegistry
 from agentchat_server.broker.requests import Requests
+from agentchat_server.broker.room_requests import RoomRequests
+from agentchat_server.broker.rooms import RoomRules
+from agentchat_server.broker.runs import Runs
 from agentchat_server.broker.sessions import Sessions
 from agentchat_server.broker.streams import Streams
 from agentchat_server.broker.sweeper import Sweeper
 from agentchat_server.broker.tick import Flusher
 from agentchat_server.bus import Bus
 from agentchat_server.metrics import Metrics
-from agentchat_server.protocol import OutgoingMessage, ProtocolError, ResumeToken
+from agentchat_server.protocol import AnswerBody, OutgoingMessage, ProtocolError, ResumeToken
 from agentchat_server.settings import Settings
 from agentchat_server.store import Store
 
@@ -60,18 +67,44 @@ class Broker:
         self.hub = Hub(self.registry, bus, flusher, metrics, watermark=watermark, backlog_limit=watermark)
         self.committer = Committer(store, metrics, self.hub.on_committed, settings.commit_batch)
         self.members = Members(settings, self.registry, self.hub.publish_live)
+        self.rules = RoomRules(settings, self.hub.publish_live)
         self.streams = Streams(
-            settings, self.registry, store, self.committer, self.hub.publish_live, self._writer, metrics
+            settings,
+            self.registry,
+            store,
+            self.committer,
+            self.hub.publish_live,
+            self._writer,
+            metrics,
+            self.rules,
         )
-        self.readers = Readers(settings, self.registry, self.hub, self.members, store, metrics, self.spawn)
+        self.publisher = Publisher(settings, self.committer, self.hub.publish_live, metrics, self.rules)
+        spend = self.publisher.spend
+        self.runs = Runs(
+            settings,
+            store,
+            self.committer,
+            self.rules,
+            self.streams,
+            self.hub.publish_live,
+            self._writer,
+            lambda conn: spend(conn.identity, conn),
+            self.spawn,
+        )
+        self.hub.observe_live = self.runs.observe
+        self.claims = Claims(settings, store, self.committer, self.hub.publish_live, spend)
+        self.inputs = Inputs(settings, store, self.committer, self.rules, spend)
+        self.deadlines = Deadlines(store, self.claims, self.inputs, settings.room_sweep_interval)
+        self.readers = Readers(
+            settings, self.registry, self.hub, self.members, store, metrics, self.spawn, runs=self.runs
+        )
         self.sessions = Sessions(
             settings,
             metrics,
             detach_all=self.readers.detach_all,
             leave_presence=self.members.leave_all,
-            abort_streams=self.streams.abort_session,
+            abort_streams=self._writer_gone,
         )
-        self.publisher = Publisher(settings, self.committer, self.hub.publish_live, metrics)
         self.history = History(settings, store)
         self.requests = Requests(
             settings,
@@ -84,6 +117,7 @@ class Broker:
             metrics,
             self.spawn,
             self.sessions.schedule_renewal,
+            RoomRequests(self.claims, self.runs, self.inputs),
         )
         self.sweeper = Sweeper(self.sessions, settings.heartbeat_interval)
         metrics.count_bytes_out(self.sessions.bytes_out)
@@ -92,13 +126,20 @@ class Broker:
         session = self.sessions.get(session_id)
         return None if session is None else session.connection
 
+    def _writer_gone(self, session_id: str, why: str) -> None:
+        # Runs first: their lanes' ends and their own records are queued in that order.
+        self.runs.writer_lost(session_id)
+        self.streams.abort_session(session_id, why)
+
     async def start(self) -> None:
         """Open the Store and the Bus, start committing, end streams a previous run left open."""
         await self.store.open()
         await self.bus.start(self.hub.on_bus)
         self.committer.start()
         await self.streams.abort_orphans()
+        await self.runs.abort_orphans()
         self.spawn(self.sweeper.run(), "agentchat-sweeper")
+        self.spawn(self.deadlines.run(), "agentchat-deadlines")
         if self.settings.retention_days is not None:
             self.spawn(self._retention(), "agentchat-retention")
 
@@ -107,6 +148,7 @@ class Broker:
         if self.sessions.closing:
             return
         self.sessions.closing = True
+        await self.runs.abort_all()
         await self.streams.abort_all("server shutting down")
         self.sessions.close_all()
         await self.committer.stop()
@@ -155,9 +197,11 @@ class Broker:
         """Answer a frame the transport could not decode or validate."""
         self.requests.refuse(conn, ref, exc)
 
-    async def attach(self, conn: Connection, channel: str, position: tuple[int, str | None] | None) -> None:
+    async def attach(
+        self, conn: Connection, channel: str, position: tuple[int, str | None] | None, to_me: bool = False
+    ) -> None:
         """Attach a unidirectional (SSE) connection to one channel, with presence diffs."""
-        await self.readers.attach(conn, channel, position, True, None)
+        await self.readers.attach(conn, channel, position, True, None, to_me)
 
     def publish(
         self, identity: Identity, channel: str, messages: Sequence[OutgoingMessage], if_serial: int | None
@@ -166,8 +210,18 @@ class Broker:
         return self.publisher.publish(identity, channel, messages, if_serial)
 
     async def history_page(self, identity: Identity, channel: str, **query: Any) -> dict[str, Any]:
-        """A REST history page (`before`, `after`, `limit`, `forwards`)."""
+        """A REST history page (`before`, `after`, `limit`, `forwards`, `to_me`)."""
         return await self.history.page(identity, channel, **query)
+
+    async def requests_page(self, identity: Identity, channel: str, **query: Any) -> dict[str, Any]:
+        """A REST page of input requests (`mine`, `status`, `after`, `limit`)."""
+        return await self.inputs.page(identity, channel, **query)
+
+    async def answer(
+        self, identity: Identity, channel: str, request_id: str, body: AnswerBody
+    ) -> dict[str, Any]:
+        """A REST answer to an input request; gives the answer's serial once committed."""
+        return await self.inputs.answer(identity, None, channel, request_id, body)
 
     def presence_page(self, identity: Identity, channel: str, after: str | None) -> dict[str, Any]:
         """A REST page of the channel's presence entries."""

@@ -9,11 +9,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from agentchat_server.metrics import Metrics
-from agentchat_server.store import AppendResult, Operation, Store
+from agentchat_server.store import Operation, Result, Store
 
 log = logging.getLogger(__name__)
 
-OnCommitted = Callable[[Sequence[Operation], Sequence[AppendResult | None]], None]
+OnCommitted = Callable[[Sequence[Operation], Sequence[Result]], None]
 
 
 class Committer:
@@ -28,7 +28,7 @@ class Committer:
         self.metrics = metrics
         self.on_committed = on_committed
         self.batch = batch
-        self._queue: deque[tuple[Operation, asyncio.Future[AppendResult | None]]] = deque()
+        self._queue: deque[tuple[Operation, asyncio.Future[Result]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -44,9 +44,9 @@ class Committer:
         if self._task is not None:
             await self._task
 
-    def submit(self, op: Operation) -> asyncio.Future[AppendResult | None]:
+    def submit(self, op: Operation) -> asyncio.Future[Result]:
         """Queue an operation; the future resolves after its commit (or fails with the store error)."""
-        future: asyncio.Future[AppendResult | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         if self._stopping:
             future.set_exception(ConnectionError("server is shutting down"))
             return future
@@ -65,7 +65,7 @@ class Committer:
             items = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
             await self._commit(items)
 
-    async def _commit(self, items: list[tuple[Operation, asyncio.Future[AppendResult | None]]]) -> None:
+    async def _commit(self, items: list[tuple[Operation, asyncio.Future[Result]]]) -> None:
         ops = [op for op, _ in items]
         started = time.perf_counter()
         try:
@@ -92,7 +92,7 @@ class Committer:
             if not future.done():
                 future.set_result(result)
 
-    def _fan_out(self, ops: Sequence[Operation], results: Sequence[AppendResult | None]) -> None:
+    def _fan_out(self, ops: Sequence[Operation], results: Sequence[Result]) -> None:
         try:
             self.on_committed(ops, results)
         except Exception:

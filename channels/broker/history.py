@@ -32,9 +32,11 @@ class History:
         after: int | None,
         limit: int,
         forwards: bool,
+        to_me: bool = False,
     ) -> dict[str, Any]:
         """One page (`messages`, `has_more`) of at most `limit` messages (capped at
-        `history_max_page`) and `max_page_bytes` bytes; `has_more` says whether to page on."""
+        `history_max_page`) and `max_page_bytes` bytes; `has_more` says whether to page on.
+        `to_me`: only messages to nobody, to this client, or from it."""
         identity.require(channel, "history")
         s = self.settings
         async with self._gate:
@@ -45,6 +47,7 @@ class History:
                 limit=min(limit, s.history_max_page),
                 forwards=forwards,
                 max_bytes=s.max_page_bytes,
+                to_me=identity.client_id if to_me else None,
             )
         return {"messages": [frames.message(m) for m in page.messages], "has_more": page.has_more}
 
@@ -68,6 +71,7 @@ class History:
         after: int | None,
         limit: int,
         forwards: bool,
+        to_me: bool = False,
     ) -> None:
         """Serve a connection's admitted `history` frame: wait until its buffer has room, read, reply."""
         try:
@@ -75,7 +79,13 @@ class History:
             if not await conn.transport.drained(s.max_outbox_bytes // 2, s.slow_consumer_timeout):
                 return
             page = await self.page(
-                conn.identity, channel, before=before, after=after, limit=limit, forwards=forwards
+                conn.identity,
+                channel,
+                before=before,
+                after=after,
+                limit=limit,
+                forwards=forwards,
+                to_me=to_me,
             )
             conn.send(frames.ack(ref, **page))
         finally:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from agentchat_server.broker.connections import Attachment, Connection
 from agentchat_server.bus import Bus
 from agentchat_server.core.presence import PresenceSet
+from agentchat_server.core.runs import ChannelRuns
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Encoded
@@ -16,7 +17,8 @@ from agentchat_server.store import Store
 
 @dataclass(slots=True)
 class ChannelState:
-    """One channel on this node: its position, readers, presence set, open streams, live queue."""
+    """One channel on this node: its position, readers, presence set, open streams, live queue,
+    and its view of the channel's active runs (for readers that attach)."""
 
     name: str
     epoch: str
@@ -28,6 +30,7 @@ class ChannelState:
     reserved_ids: set[str] = field(default_factory=set)  # message ids of streams being opened
     # Live frames of this loop tick awaiting the flush pass, with their presence-only flag.
     live: list[tuple[Encoded, bool]] = field(default_factory=list)
+    runs: ChannelRuns = field(default_factory=ChannelRuns)
 
     def idle(self) -> bool:
         """Nothing on this node needs the channel: it may be forgotten."""

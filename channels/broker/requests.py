@@ -20,6 +20,8 @@ from agentchat_server.broker.history import History
 from agentchat_server.broker.members import Members
 from agentchat_server.broker.publisher import Publisher
 from agentchat_server.broker.readers import Readers, Spawn
+from agentchat_server.broker.room_requests import RoomRequests
+from agentchat_server.broker.rooms import wire_fields
 from agentchat_server.broker.streams import Streams
 from agentchat_server.core.ratelimit import TokenBucket
 from agentchat_server.metrics import Metrics
@@ -63,7 +65,9 @@ class Requests:
         metrics: Metrics,
         spawn: Spawn,
         schedule_renewal: Callable[[Connection], None],
+        rooms: RoomRequests,
     ) -> None:
+        self.rooms = rooms
         self.schedule_renewal = schedule_renewal
         self.settings = settings
         self.auth = auth
@@ -113,7 +117,8 @@ class Requests:
             _ack(conn, frame.ref)
         elif isinstance(frame, AttachFrame):
             position = None if frame.position is None else (frame.position.serial, frame.position.epoch)
-            await self.readers.attach(conn, frame.channel, position, frame.presence, frame.ref)
+            to_me = frame.filter == "to_me"
+            await self.readers.attach(conn, frame.channel, position, frame.presence, frame.ref, to_me)
         elif isinstance(frame, DetachFrame):
             self.readers.detach(conn, frame.channel)
             conn.send(frames.detached(frame.channel, ref=frame.ref))
@@ -130,18 +135,24 @@ class Requests:
             conn.identity.require(frame.channel, "subscribe")
             conn.send(frames.ack(frame.ref, occupancy=self.readers.occupancy(frame.channel)))
         elif isinstance(frame, StreamOpenFrame):
-            stream_id = await self.streams.open(
-                conn,
-                frame.channel,
-                event_name=frame.name,
-                message_id=frame.id,
-                reply_to=frame.reply_to,
-                meta=frame.meta,
-                fmt=frame.format,
-            )
+            if frame.run_id is not None:
+                stream_id = await self.rooms.open_lane(conn, frame)
+            else:
+                stream_id = await self.streams.open(
+                    conn,
+                    frame.channel,
+                    event_name=frame.name,
+                    message_id=frame.id,
+                    reply_to=frame.reply_to,
+                    meta=frame.meta,
+                    fmt=frame.format,
+                    room=wire_fields(to=frame.to),
+                    token=frame.claim,
+                )
             conn.send(frames.ack(frame.ref, stream_id=stream_id))
         elif isinstance(frame, StreamEndFrame):
-            ended = self.streams.end(conn, frame.stream_id, frame.status, frame.data, frame.chunks)
+            error = None if frame.error is None else frame.error.model_dump(exclude_none=True)
+            ended = self.streams.end(conn, frame.stream_id, frame.status, frame.data, frame.chunks, error)
             self._reply_later(conn, frame.ref, ended, _serial)
         elif isinstance(frame, StreamCancelFrame):
             cancelled = self.streams.cancel(conn, frame.stream_id)
@@ -150,6 +161,8 @@ class Requests:
             conn.send(frames.ack(frame.ref, expires_at=self.renew(conn, frame.token)))
         elif isinstance(frame, PingFrame):
             _ack(conn, frame.ref)
+        elif self.rooms.handles(frame):
+            await self.rooms.handle(conn, frame)
         elif isinstance(frame, ConnectFrame):
             raise ProtocolError(Code.INVALID_VALUE, "already connected")
 
@@ -163,6 +176,7 @@ class Requests:
                 after=frame.after,
                 limit=frame.limit,
                 forwards=frame.direction == "forwards",
+                to_me=frame.filter == "to_me",
             )
         except ProtocolError as exc:
             self.refuse(conn, frame.ref, exc)

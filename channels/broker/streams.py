@@ -1,8 +1,12 @@
 """Token streams of this node: open (start marker), live chunks, one durable end message.
 
 Chunks never touch the Store: a stream costs at most two Store writes, its start marker and its
-final message (which deletes the marker in the same transaction). Memory is bounded per stream
+final message (which deletes the marker in the same transaction); a run's lane costs one, its
+final message (the run's own record stands for its marker). Memory is bounded per stream
 (`max_stream_bytes`) and per client id across its open streams (`max_stream_bytes_per_client`).
+A stream answering a claimed message carries the claim's token: its start and its end are
+checked against the claim in their commits, and its end makes the claim done (complete) or
+frees it (failed, cancelled, aborted).
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.registry import ChannelRegistry
+from agentchat_server.broker.rooms import RoomRules
 from agentchat_server.core.records import NewMessage
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
-from agentchat_server.store import Append, AppendResult, OpenMarker, Store, StreamMarker
+from agentchat_server.store import Append, AppendResult, OpenMarker, Result, Store, StreamMarker
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,9 @@ class Streams:
         publish_live: PublishLive,
         writer_connection: WriterConnection,
         metrics: Metrics,
+        rules: RoomRules,
     ) -> None:
+        self.rules = rules
         self.settings = settings
         self.registry = registry
         self.store = store
@@ -72,8 +79,11 @@ class Streams:
         reply_to: int | None,
         meta: Any,
         fmt: str,
+        room: dict[str, Any] | None = None,
+        token: int | None = None,
     ) -> str:
-        """Open a stream after committing its start marker; returns the stream id."""
+        """Open a stream after committing its start marker (checked against the room's rules); a
+        run's lane (`room` has its `run_id`) commits nothing until it ends. Returns the stream id."""
         conn.identity.require(name, "stream")
         session_id = conn.session_id
         assert session_id is not None
@@ -122,8 +132,13 @@ class Streams:
                 now_ms(),
                 s.max_stream_bytes,
                 identity.display_name,
+                room,
+                token,
             )
-            await self.committer.submit(OpenMarker(marker_of(stream, meta_json)))
+            if stream.run_id is None:
+                write = self.rules.write(identity, name, turn=True, replies=[reply_to], token=token)
+                opened = await self.committer.submit(OpenMarker(marker_of(stream, meta_json), write))
+                self.rules.settle(opened if isinstance(opened, AppendResult) else None)
         finally:
             ch.reserved_ids.discard(reserved)
         ch.streams[stream_id] = stream
@@ -156,7 +171,13 @@ class Streams:
         self.publish_live(stream.channel, frames.stream_chunk(stream.channel, stream_id, index, chunk))
 
     def end(
-        self, conn: Connection, stream_id: str, status: str, data: Any, chunks: int | None
+        self,
+        conn: Connection,
+        stream_id: str,
+        status: str,
+        data: Any,
+        chunks: int | None,
+        error: dict[str, Any] | None = None,
     ) -> asyncio.Future[int]:
         """End the writer's stream now (later appends are refused); the future gives the serial."""
         stream = self._writer_stream(conn, stream_id)
@@ -175,7 +196,7 @@ class Streams:
                 stream.next,
             )
             content = data
-        return self._finish(stream, status, content)
+        return self._finish(stream, status, content, error=error)
 
     def cancel(self, conn: Connection, stream_id: str) -> asyncio.Future[int]:
         """Cancel an open stream (writer, or anyone with `cancel`); the writer is told who did."""
@@ -193,22 +214,43 @@ class Streams:
         return future
 
     def _finish(
-        self, stream: Stream, status: str, content: Any, cancelled_by: str | None = None
+        self,
+        stream: Stream,
+        status: str,
+        content: Any,
+        cancelled_by: str | None = None,
+        error: dict[str, Any] | None = None,
     ) -> asyncio.Future[int]:
         """Forget the stream and queue its one durable message; the future gives its serial."""
         self._forget(stream)
         meta_json = None if stream.meta is None else encode_value(stream.meta)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(stream.room or {})
         if stream.display_name is not None:
             extra["display_name"] = stream.display_name
         if cancelled_by is not None:
             extra["cancelled_by"] = cancelled_by
+        if error is not None:
+            extra["error"] = error
         message = end_message(marker_of(stream, meta_json), status, content, extra or None)
-        committed = self.committer.submit(Append(stream.channel, [message]))
+        room = None
+        if stream.token is not None or stream.run_id is not None:
+            room = self.rules.write(
+                stream,
+                stream.channel,
+                turn=False,
+                replies=[stream.reply_to],
+                token=stream.token,
+                run_id=stream.run_id,
+                session=stream.writer,
+                finish="done" if status == "complete" else "released",
+                soft=True,
+            )
+        committed = self.committer.submit(Append(stream.channel, [message], room=room))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         metrics = self.metrics
+        rules = self.rules
 
-        def settle(fut: asyncio.Future[AppendResult | None]) -> None:
+        def settle(fut: asyncio.Future[Result]) -> None:
             if done.done():
                 return
             exc = fut.exception()
@@ -217,8 +259,17 @@ class Streams:
                 done.set_exception(ProtocolError(Code.UNAVAILABLE, "could not store the stream's message"))
                 return
             result = fut.result()
-            assert result is not None
-            metrics.streams_ended.labels(status).inc()
+            assert isinstance(result, AppendResult)
+            rules.announce(result)
+            stored = result.stored[0] if result.stored else None
+            ended = status if stored is None or stored.status is None else stored.status
+            metrics.streams_ended.labels(ended).inc()
+            why = None if stored is None or not stored.extra else stored.extra.get("error")
+            if ended != status and isinstance(why, dict):
+                # A soft check failed: the stream ended aborted (its claim or run was lost).
+                code = int(why["code"]) if str(why.get("code", "")).isdigit() else Code.CONFLICT
+                done.set_exception(ProtocolError(code, str(why["message"]), serial=result.serials[0]))
+                return
             done.set_result(result.serials[0])
 
         committed.add_done_callback(settle)
@@ -242,6 +293,20 @@ class Streams:
         self.metrics.streams_open.set(len(self._live))
         if ch is not None:
             self.registry.forget_if_idle(ch)
+
+    def end_lanes(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        cancelled_by: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """End the open lanes of a run with the run's status, queued before the run's own end
+        record so they precede it in history."""
+        for stream in [s for s in self._live.values() if s.run_id == run_id]:
+            ended = self._finish(stream, status, stream.content(), cancelled_by=cancelled_by, error=error)
+            ended.add_done_callback(_quiet)
 
     def abort_session(self, session_id: str, why: str) -> None:
         """End every stream the session writes as aborted, with the text so far."""

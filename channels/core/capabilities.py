@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-OPERATIONS = frozenset({"subscribe", "publish", "presence", "history", "stream", "cancel"})
+OPERATIONS = frozenset({"subscribe", "publish", "presence", "history", "stream", "cancel", "claim", "answer"})
 
 
 class Capabilities:

@@ -8,28 +8,47 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, JsonValue, TypeAdapter, ValidationError, model_validator
 
 from agentchat_server.protocol.codes import MAX_SERIAL
+from agentchat_server.protocol.fields import CHANNEL_PATTERN as CHANNEL_PATTERN
+from agentchat_server.protocol.fields import CLIENT_ID_PATTERN as CLIENT_ID_PATTERN
+from agentchat_server.protocol.fields import ChannelName as ChannelName
+from agentchat_server.protocol.fields import ClientId as ClientId
+from agentchat_server.protocol.fields import EventName as EventName
+from agentchat_server.protocol.fields import Kind as Kind
+from agentchat_server.protocol.fields import MessageId as MessageId
+from agentchat_server.protocol.fields import Ref as Ref
+from agentchat_server.protocol.fields import Serial as Serial
+from agentchat_server.protocol.fields import StrictModel as _Frame
+from agentchat_server.protocol.rooms import (
+    ROOM_FRAME_TYPES,
+    Addressees,
+    AnswerFrame,
+    AskFrame,
+    ClaimFrame,
+    ClaimReleaseFrame,
+    ClaimsFrame,
+    ClaimToken,
+    ClientEventName,
+    ErrorInfo,
+    Filter,
+    Lane,
+    RequestsFrame,
+    RunCancelFrame,
+    RunEndFrame,
+    RunId,
+    RunResumeFrame,
+    RunStartFrame,
+    RunStateFrame,
+    StreamLane,
+    ToolCall,
+    check_run_fields,
+)
 
 PROTOCOL_VERSION = 1
 
-# Names: a channel is "namespace:rest"; the namespace carries settings and capabilities.
-CHANNEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:@]{0,199}$"
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.@]{0,63}$"
-
-Serial = Annotated[int, Field(ge=0, le=MAX_SERIAL)]
-Ref = Annotated[int, Field(ge=0, le=MAX_SERIAL)]
-ChannelName = Annotated[str, Field(pattern=CHANNEL_PATTERN)]
-MessageId = Annotated[str, Field(min_length=1, max_length=128)]
-EventName = Annotated[str, Field(min_length=1, max_length=64)]
-Kind = Literal["agent", "human", "system"]
-StreamStatus = Literal["complete", "cancelled", "aborted"]
-
-
-class _Frame(BaseModel):
-    # strict: "8" is not a ref and true is not 1; a wrong type is an error, never a guess.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+StreamStatus = Literal["complete", "failed", "cancelled", "aborted"]
 
 
 class Position(_Frame):
@@ -63,6 +82,7 @@ class AttachFrame(_Frame):
     channel: ChannelName
     position: Position | None = None
     presence: bool = True
+    filter: Filter = "all"  # "to_me": only messages to this client, to nobody, or from it
 
 
 class DetachFrame(_Frame):
@@ -74,13 +94,31 @@ class DetachFrame(_Frame):
 
 
 class OutgoingMessage(_Frame):
-    """One message a client publishes."""
+    """One message a client publishes; `to`, `claim` and the run fields are the agent-room fields."""
 
     data: JsonValue = None
-    name: EventName = "message"
+    name: ClientEventName = "message"
     id: MessageId | None = None
     reply_to: Serial | None = None
     ephemeral: bool = False
+    to: Addressees | None = None
+    claim: ClaimToken | None = None
+    run_id: RunId | None = None
+    lane: Lane | None = None
+    tool_call: ToolCall | None = None
+
+    @model_validator(mode="after")
+    def _room_fields(self) -> Self:
+        check_run_fields(
+            run_id=self.run_id,
+            lane=self.lane,
+            tool_call=self.tool_call,
+            claim=self.claim,
+            reply_to=self.reply_to,
+        )
+        if self.ephemeral and (self.claim is not None or self.run_id is not None):
+            raise ValueError("claim and run_id go on durable messages")
+        return self
 
 
 class _Publish(_Frame):
@@ -90,7 +128,7 @@ class _Publish(_Frame):
     @classmethod
     def _single_message(cls, value: Any) -> Any:
         if isinstance(value, dict) and "messages" not in value:
-            inline = {k: value[k] for k in ("data", "name", "id", "reply_to", "ephemeral") if k in value}
+            inline = {k: value[k] for k in _MESSAGE_FIELDS if k in value}
             rest = {k: v for k, v in value.items() if k not in inline}
             rest["messages"] = [inline]
             return rest
@@ -103,7 +141,24 @@ class _Publish(_Frame):
             raise ValueError("a batch is either all ephemeral or all durable")
         if True in ephemeral and getattr(self, "if_serial", None) is not None:
             raise ValueError("if_serial applies to durable messages only")
+        messages: list[OutgoingMessage] = self.messages  # type: ignore[attr-defined]
+        if len(messages) > 1 and any(m.claim is not None or m.run_id is not None for m in messages):
+            raise ValueError("claim and run_id go on a publish of one message")
         return self
+
+
+_MESSAGE_FIELDS = (
+    "data",
+    "name",
+    "id",
+    "reply_to",
+    "ephemeral",
+    "to",
+    "claim",
+    "run_id",
+    "lane",
+    "tool_call",
+)
 
 
 class PublishFrame(_Publish):
@@ -126,6 +181,7 @@ class HistoryFrame(_Frame):
     after: Serial | None = None
     limit: int = Field(default=50, ge=1, le=10_000)
     direction: Literal["backwards", "forwards"] = "backwards"
+    filter: Filter = "all"
 
 
 class PresenceFrame(_Frame):
@@ -161,11 +217,27 @@ class StreamOpenFrame(_Frame):
     type: Literal["stream_open"]
     ref: Ref
     channel: ChannelName
-    name: EventName = "message"
+    name: ClientEventName = "message"
     id: MessageId | None = None
     reply_to: Serial | None = None
     meta: JsonValue = None
     format: Literal["text", "json"] = "text"
+    to: Addressees | None = None
+    claim: ClaimToken | None = None
+    run_id: RunId | None = None
+    lane: StreamLane | None = None
+    tool_call: ToolCall | None = None
+
+    @model_validator(mode="after")
+    def _room_fields(self) -> Self:
+        check_run_fields(
+            run_id=self.run_id,
+            lane=self.lane,
+            tool_call=self.tool_call,
+            claim=self.claim,
+            reply_to=self.reply_to,
+        )
+        return self
 
 
 class StreamAppendFrame(_Frame):
@@ -184,9 +256,16 @@ class StreamEndFrame(_Frame):
     type: Literal["stream_end"]
     ref: Ref
     stream_id: str = Field(min_length=1, max_length=64)
-    status: Literal["complete", "cancelled"] = "complete"
+    status: Literal["complete", "failed", "cancelled"] = "complete"
     data: JsonValue = None
     chunks: int | None = Field(default=None, ge=0, le=MAX_SERIAL)
+    error: ErrorInfo | None = None
+
+    @model_validator(mode="after")
+    def _error_iff_failed(self) -> Self:
+        if (self.status == "failed") != (self.error is not None):
+            raise ValueError("error is given when, and only when, status is failed")
+        return self
 
 
 class StreamCancelFrame(_Frame):
@@ -228,6 +307,17 @@ ClientFrame = Annotated[
         | StreamCancelFrame
         | AuthFrame
         | PingFrame
+        | ClaimFrame
+        | ClaimReleaseFrame
+        | ClaimsFrame
+        | RunStartFrame
+        | RunEndFrame
+        | RunStateFrame
+        | RunCancelFrame
+        | RunResumeFrame
+        | AskFrame
+        | AnswerFrame
+        | RequestsFrame
     ),
     Field(discriminator="type"),
 ]
@@ -247,6 +337,7 @@ CLIENT_FRAME_TYPES = frozenset(
         "stream_cancel",
         "auth",
         "ping",
+        *ROOM_FRAME_TYPES,
     }
 )
 client_frame_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)

@@ -1,4 +1,5 @@
-"""The Store port: durable history with serials assigned in the commit, plus stream markers.
+"""The Store port: durable history with serials assigned in the commit, plus stream markers and
+the rows of agent rooms (claims, runs, input requests, loop-brake counts; see `store.room_ops`).
 
 Message ids are idempotency keys scoped to their publisher: (channel, client_id, id) is unique.
 
@@ -11,7 +12,50 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from agentchat_server.core.inputs import RequestRecord
 from agentchat_server.core.records import Message, NewMessage
+from agentchat_server.core.rooms import ClaimRow, Refusal
+from agentchat_server.core.runs import RunRecord
+from agentchat_server.store.room_ops import (
+    AskInput,
+    ClaimChange,
+    ClaimResult,
+    CloseInput,
+    Effect,
+    LoseWriter,
+    RoomWrite,
+    RunChange,
+    RunEnd,
+    RunResult,
+    RunStart,
+)
+
+__all__ = [
+    "Append",
+    "AppendResult",
+    "AskInput",
+    "ChannelInfo",
+    "ClaimChange",
+    "ClaimResult",
+    "CloseInput",
+    "Effect",
+    "HistoryPage",
+    "LoseWriter",
+    "Message",
+    "NewMessage",
+    "OpenMarker",
+    "Operation",
+    "Result",
+    "RoomWrite",
+    "RunChange",
+    "RunEnd",
+    "RunResult",
+    "RunStart",
+    "Store",
+    "StoreStats",
+    "StreamMarker",
+    "make_store",
+]
 
 
 @dataclass(slots=True)
@@ -21,6 +65,7 @@ class Append:
     channel: str
     messages: list[NewMessage]
     if_serial: int | None = None
+    room: RoomWrite | None = None
 
 
 @dataclass(slots=True)
@@ -32,6 +77,10 @@ class AppendResult:
     stored: list[Message]  # the newly stored messages, in serial order
     conflict: int | None = None  # set when if_serial did not match: the channel's last serial
     epoch: str = ""
+    refusal: Refusal | None = None  # a room rule refused it (stored may hold the brake's notice)
+    claims: list[ClaimRow] = field(default_factory=list)  # claims the commit changed
+    run: RunRecord | None = None  # the run it started or changed
+    request: RequestRecord | None = None  # the input request it made or closed
 
 
 @dataclass(slots=True)
@@ -52,9 +101,10 @@ class StreamMarker:
 
 @dataclass(slots=True)
 class OpenMarker:
-    """Store a stream's start marker."""
+    """Store a stream's start marker (checked against the room's rules when `room` is given)."""
 
     marker: StreamMarker
+    room: RoomWrite | None = None
 
 
 @dataclass(slots=True)
@@ -85,7 +135,8 @@ class StoreStats:
     writes_by_stream: dict[str, int] = field(default_factory=dict)
 
 
-Operation = Append | OpenMarker
+Operation = Append | OpenMarker | ClaimChange | RunChange
+Result = AppendResult | ClaimResult | RunResult | None
 
 
 class Store(Protocol):
@@ -99,9 +150,10 @@ class Store(Protocol):
     async def close(self) -> None:
         """Close connections; the Store can be opened again."""
 
-    async def commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
-        """Apply all operations in one transaction; results align with operations
-        (None for markers). Raises on a storage failure: then nothing was committed."""
+    async def commit(self, operations: Sequence[Operation]) -> list[Result]:
+        """Apply all operations in one transaction; results align with operations (None for a
+        marker, an AppendResult for a marker a room rule refused). Raises on a storage failure:
+        then nothing was committed."""
 
     async def history(
         self,
@@ -112,10 +164,12 @@ class Store(Protocol):
         limit: int,
         forwards: bool,
         max_bytes: int | None = None,
+        to_me: str | None = None,
     ) -> HistoryPage:
         """Messages with after < serial < before, oldest first if `forwards` else newest first: at most
         `limit`, and no more once their encoded size passes `max_bytes` (never fewer than one).
-        Memory stays near the page's size whatever the rows hold."""
+        Memory stays near the page's size whatever the rows hold. `to_me`: only messages to nobody,
+        to that client id, or from it."""
 
     async def channel(self, channel: str) -> ChannelInfo:
         """The channel's position; a channel never written to has last_serial 0."""
@@ -132,6 +186,38 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""
+
+    # --- agent rooms ------------------------------------------------------------------------
+
+    async def message_at(self, channel: str, serial: int) -> Message | None:
+        """The message with this serial, if it is still in history."""
+
+    async def claims(self, channel: str, now: int, after: int | None, limit: int) -> list[ClaimRow]:
+        """Claims held at `now` on messages after serial `after`, in serial order, at most `limit`."""
+
+    async def due_claims(self, now: int, limit: int) -> list[ClaimRow]:
+        """Held claims whose lease ended before `now` (for the sweep that announces them)."""
+
+    async def run(self, run_id: str) -> RunRecord | None:
+        """The run with this id."""
+
+    async def active_runs(self, channel: str, limit: int) -> list[RunRecord]:
+        """The channel's runs that have not ended, oldest first, at most `limit`."""
+
+    async def written_runs(self) -> list[RunRecord]:
+        """Active runs that have a writer (read at start: a previous run's writers are gone)."""
+
+    async def request(self, request_id: str) -> RequestRecord | None:
+        """The input request with this id."""
+
+    async def requests(
+        self, channel: str, *, asker: str | None, status: str, after: int | None, limit: int
+    ) -> tuple[list[RequestRecord], bool]:
+        """A page of the channel's input requests after serial `after` (pending, closed or any;
+        of one asker if given), in serial order, and whether more follow."""
+
+    async def due_requests(self, now: int, limit: int) -> list[RequestRecord]:
+        """Pending requests whose deadline passed before `now` (for the sweep that expires them)."""
 
 
 def make_store(url: str) -> Store:

@@ -1,4 +1,5 @@
-"""One group-commit transaction of the SQL Store: serials, scoped id dedupe, if_serial, the writes."""
+"""One group-commit transaction of the SQL Store: serials, scoped id dedupe, if_serial, the writes,
+and the agent-room rules of each write (`store.room_batch`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ from typing import Any
 from sqlalchemy import ARRAY, String, bindparam, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from agentchat_server.core.records import Message
-from agentchat_server.store import Append, AppendResult, OpenMarker, Operation, StreamMarker
+from agentchat_server.core.records import Message, NewMessage
+from agentchat_server.store import (
+    Append,
+    AppendResult,
+    ClaimChange,
+    OpenMarker,
+    Operation,
+    Result,
+    StreamMarker,
+)
+from agentchat_server.store.room_batch import Checked, RoomBatch
 from agentchat_server.store.schema import MESSAGE_COLUMNS, channels_table, messages_table, streams_table
 
 _PG_IDS = text(
@@ -78,20 +88,29 @@ class Batch:
         self.rows: list[tuple[Any, ...]] = []  # messages rows, in _COLUMNS order
         self.markers: list[dict[str, Any]] = []
         self.ended_streams: list[str] = []
+        self.rooms = RoomBatch(conn)
 
-    def run(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
-        """Apply the operations in this transaction; results align with them (None for markers)."""
+    def run(self, operations: Sequence[Operation]) -> list[Result]:
+        """Apply the operations in this transaction; results align with them (None for markers
+        without room rules)."""
         appends = [op for op in operations if isinstance(op, Append)]
+        locked = {
+            _channel_of(op) for op in operations if not isinstance(op, OpenMarker) or op.room is not None
+        }
+        if locked:
+            self._load_channels(sorted(locked))
         if appends:
-            self._load_channels(sorted({op.channel for op in appends}))
             self._load_ids(appends)
-        results: list[AppendResult | None] = []
+        results: list[Result] = []
         for op in operations:
             if isinstance(op, OpenMarker):
-                self.markers.append(marker_row(op.marker))
-                results.append(None)
-            else:
+                results.append(self._marker(op))
+            elif isinstance(op, Append):
                 results.append(self._append(op))
+            elif isinstance(op, ClaimChange):
+                results.append(self.rooms.claim_change(op))
+            else:
+                results.append(self.rooms.run_change(op))
         if self.rows:
             self._insert_messages()
         dirty = [{"n": name, "s": last} for name, (_epoch, last, changed) in self.channels.items() if changed]
@@ -164,6 +183,20 @@ class Batch:
                 for message_id, serial in rows:
                     self.ids[(channel, client_id, message_id)] = serial
 
+    def _marker(self, op: OpenMarker) -> AppendResult | None:
+        if op.room is None:
+            self.markers.append(marker_row(op.marker))
+            return None
+        channel = op.marker.channel
+        state = self.channels[channel]
+        checked = self.rooms.check(op.room, channel, [], state[1] + 1)
+        if checked.refusal is not None:
+            stored = [self._store(channel, state, m) for m in checked.notices]
+            return AppendResult([], [], stored, epoch=state[0], refusal=checked.refusal)
+        self.markers.append(marker_row(op.marker))
+        outcome = self.rooms.apply(op.room, channel, checked, [])
+        return AppendResult([], [], [], epoch=state[0], claims=outcome.claims)
+
     def _append(self, op: Append) -> AppendResult:
         state = self.channels[op.channel]
         epoch, last = state[0], state[1]
@@ -182,52 +215,76 @@ class Batch:
                 fresh.append(index)
         if fresh and op.if_serial is not None and op.if_serial != last:
             return AppendResult([], [], [], conflict=last, epoch=epoch)
+        messages = [op.messages[index] for index in fresh]
+        checked: Checked | None = None
+        if op.room is not None and fresh:
+            checked = self.rooms.check(op.room, op.channel, messages, last + 1)
+            if checked.refusal is not None:
+                notices = [self._store(op.channel, state, m) for m in checked.notices]
+                return AppendResult([], [], notices, epoch=epoch, refusal=checked.refusal)
+            if checked.skip:
+                outcome = self.rooms.apply(op.room, op.channel, checked, [])
+                return AppendResult([], [], [], epoch=epoch, run=outcome.run)
+            messages = checked.messages
         stored: list[Message] = []
-        for index in fresh:
-            message = op.messages[index]
-            last += 1
-            serials[index] = last
-            self.ids[(op.channel, message.client_id, message.id)] = last
-            self.rows.append(
-                (
-                    op.channel,
-                    last,
-                    message.id,
-                    message.name,
-                    message.data_json,
-                    message.client_id,
-                    message.kind,
-                    message.ts,
-                    message.reply_to,
-                    message.stream_id,
-                    message.status,
-                    message.meta_json,
-                    message.extra_json,
-                )
+        for index, message in zip(fresh, messages, strict=True):
+            stored.append(self._store(op.channel, state, message))
+            serials[index] = stored[-1].serial
+        result = AppendResult(serials, duplicates, stored, epoch=epoch)
+        if op.room is not None:
+            if checked is not None:
+                outcome = self.rooms.apply(op.room, op.channel, checked, stored)
+            else:
+                outcome = self.rooms.existing(op.room, op.channel, serials[0])
+            result.claims, result.run, result.request = outcome.claims, outcome.run, outcome.request
+        return result
+
+    def _store(self, channel: str, state: list[Any], message: NewMessage) -> Message:
+        """Give `message` the channel's next serial and queue its row."""
+        last = state[1] + 1
+        state[1] = last
+        state[2] = True
+        self.ids[(channel, message.client_id, message.id)] = last
+        self.rows.append(
+            (
+                channel,
+                last,
+                message.id,
+                message.name,
+                message.data_json,
+                message.client_id,
+                message.kind,
+                message.ts,
+                message.reply_to,
+                message.stream_id,
+                message.status,
+                message.meta_json,
+                message.extra_json,
             )
-            if message.stream_id is not None:
-                self.ended_streams.append(message.stream_id)
-            stored.append(
-                Message(
-                    op.channel,
-                    last,
-                    message.id,
-                    message.name,
-                    message.data,
-                    message.client_id,
-                    message.kind,
-                    message.ts,
-                    message.reply_to,
-                    message.stream_id,
-                    message.status,
-                    None if message.meta_json is None else json.loads(message.meta_json),
-                    message.extra,
-                )
-            )
-        if fresh:
-            state[1] = last
-            state[2] = True
-        return AppendResult(serials, duplicates, stored, epoch=epoch)
+        )
+        if message.stream_id is not None:
+            self.ended_streams.append(message.stream_id)
+        stored = Message(
+            channel,
+            last,
+            message.id,
+            message.name,
+            message.data,
+            message.client_id,
+            message.kind,
+            message.ts,
+            message.reply_to,
+            message.stream_id,
+            message.status,
+            None if message.meta_json is None else json.loads(message.meta_json),
+            message.extra,
+        )
+        self.rooms.address(stored)
+        return stored
+
+
+def _channel_of(op: Operation) -> str:
+    return op.marker.channel if isinstance(op, OpenMarker) else op.channel
 
 
 def marker_row(marker: StreamMarker) -> dict[str, Any]:

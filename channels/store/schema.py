@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from agentchat_server.core.records import Message
+from agentchat_server.store.room_schema import migration_rooms as _migration_rooms
 
 metadata = MetaData()
 
@@ -126,7 +127,7 @@ def _migration_2(conn: Connection) -> None:
 
 
 # Schema migrations in order; the Nth entry takes the schema from version N-1 to N. Append only.
-MIGRATIONS = [_migration_1, _migration_2]
+MIGRATIONS = [_migration_1, _migration_2, _migration_rooms]
 
 
 def row_to_message(row: Any) -> Message:

@@ -29,10 +29,12 @@ from agentchat_server.store import (
     HistoryPage,
     OpenMarker,
     Operation,
+    Result,
     StoreStats,
     StreamMarker,
 )
 from agentchat_server.store.batch import Batch
+from agentchat_server.store.room_sql import RoomQueries, addressed_to, prune_rooms
 from agentchat_server.store.schema import (
     MIGRATIONS,
     channels_table,
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 ROW_OVERHEAD = 256  # bytes a message frame adds to its data, meta and extra (keys, ids, numbers)
 
 
-class SqlStore:
+class SqlStore(RoomQueries):
     """Store adapter over an SQLAlchemy async engine; one URL, one instance."""
 
     def __init__(self, url: str) -> None:
@@ -123,7 +125,7 @@ class SqlStore:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+    async def commit(self, operations: Sequence[Operation]) -> list[Result]:
         """Apply the operations in one transaction (see `Store.commit`)."""
         if self._sqlite_writer is not None:
             results = await self._sqlite_writer.commit(operations)
@@ -137,7 +139,7 @@ class SqlStore:
             if isinstance(op, OpenMarker):
                 stream_id = op.marker.stream_id
                 stats.writes_by_stream[stream_id] = stats.writes_by_stream.get(stream_id, 0) + 1
-            elif result is not None:
+            elif isinstance(result, AppendResult):
                 stats.messages += len(result.stored)
                 for message in result.stored:
                     if message.stream_id is not None:
@@ -154,10 +156,13 @@ class SqlStore:
         limit: int,
         forwards: bool,
         max_bytes: int | None = None,
+        to_me: str | None = None,
     ) -> HistoryPage:
         """One page of history (see `Store.history`)."""
         m = messages_table.c
         query = select(messages_table).where(m.channel == channel)
+        if to_me is not None:
+            query = query.where(addressed_to(to_me))
         if before is not None:
             query = query.where(m.serial < before)
         if after is not None:
@@ -235,6 +240,7 @@ class SqlStore:
                     .values(first_serial=top + 1)
                 )
                 await conn.execute(delete(messages_table).where(m.channel == channel, m.serial <= top))
+                await prune_rooms(conn, channel, top)
         return {channel: top + 1 for channel, top in tops}
 
 
@@ -289,10 +295,10 @@ class _SqliteWriter:
         self.conn: Connection | None = None
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="agentchat-sqlite-writer")
 
-    async def commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+    async def commit(self, operations: Sequence[Operation]) -> list[Result]:
         return await asyncio.get_running_loop().run_in_executor(self.thread, self._commit, operations)
 
-    def _commit(self, operations: Sequence[Operation]) -> list[AppendResult | None]:
+    def _commit(self, operations: Sequence[Operation]) -> list[Result]:
         if self.conn is None or self.conn.closed or self.conn.invalidated:
             self.conn = self.engine.connect()
             self.conn.info["write"] = True

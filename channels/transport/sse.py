@@ -20,7 +20,7 @@ from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Batch, Code, Encoded, Format, ProtocolError
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
-from agentchat_server.transport.http import bearer_token, channel_of, check_origin, serial_param
+from agentchat_server.transport.http import bearer_token, channel_of, check_origin, choice_param, serial_param
 from agentchat_server.transport.outbox import Outbox
 
 _DROPPED = frozenset({"connected", "ack", "nack", "auth_renew"})
@@ -140,7 +140,8 @@ class SseEndpoint:
             await response.prepare(request)
             self.broker.connect(conn, None)
             transport.outbox.push(b"retry: 1000\n\n")
-            await self.broker.attach(conn, channel, position)
+            to_me = choice_param(request.query.get("filter"), "filter", ("all", "to_me")) == "to_me"
+            await self.broker.attach(conn, channel, position, to_me)
             # The client never writes: the sweep notices its transport closing.
             await transport.done
         finally:
