@@ -225,6 +225,12 @@ async def test_only_the_runs_writer_writes_to_it(connect: Callable[..., Any]) ->
     taken = await ok(other, {"type": "run_resume", "run_id": run_id})
     assert taken["status"] == "running"
     await refused(writer, lane_open, Code.NOT_RUN_WRITER)
+    small = [{"op": "replace", "path": "/a", "value": 2}]
+    await refused(
+        other, {"type": "run_state", "run_id": run_id, "delta": small, "ref": 3}, Code.RUN_STATE_TOO_LARGE
+    )
+    await ok(other, {"type": "run_state", "run_id": run_id, "snapshot": {"a": 1}})
+    await ok(other, {"type": "run_state", "run_id": run_id, "delta": small})
     await ok(other, {"type": "run_end", "run_id": run_id, "status": "completed"})
     await refused(stranger, {"type": "run_resume", "run_id": run_id}, Code.RUN_NOT_FOUND)
 
@@ -249,3 +255,31 @@ async def test_a_run_answering_a_claim_completes_it_or_frees_it(connect: Callabl
     assert (await human.expect("claim", serial=second, state="released"))["client_id"] == "worker"
     await refused(spare, {"type": "claim", "channel": ROOM, "serial": first}, Code.CLAIMED)
     assert (await ok(spare, {"type": "claim", "channel": ROOM, "serial": second}))["token"] == 2
+
+
+async def test_a_run_is_cancelled_from_another_node(
+    make_server: Callable[..., Any], pg_url: str, redis_url: str
+) -> None:
+    """A member on node two cancels a run written on node one: the writer is told, its open lane
+    ends `cancelled` by that member, and the run's record says who."""
+    shared = {"db": pg_url, "bus": f"{redis_url}?prefix=runs{id(pg_url)}"}
+    one: TestServer = await make_server(**shared)
+    two: TestServer = await make_server(**shared)
+    writer = await member(one, "planner")
+    ana = await member(two, "ana", kind="human")
+    run_id = (await ok(writer, {"type": "run_start", "channel": ROOM}))["run_id"]
+    text = await lane(writer, run_id, "text", ["thinking out loud"], end=False)
+    await ok(ana, {"type": "run_cancel", "run_id": run_id})
+    told = await writer.expect("run_cancelled", timeout=UNIT * 2, run_id=run_id)
+    assert told["by"] == "ana"
+    lane_end, record_end = await seen(
+        ana,
+        {"type": "message", "stream_id": text},
+        {"type": "message", "name": "agentchat.run", "data": {"status": "cancelled", "cancelled_by": "ana"}},
+        timeout=UNIT * 2,
+    )
+    assert (lane_end["status"], lane_end["cancelled_by"], record_end["run_id"]) == (
+        "cancelled",
+        "ana",
+        run_id,
+    )

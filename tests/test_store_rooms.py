@@ -229,3 +229,32 @@ async def test_to_me_history_and_retention_of_room_rows(store: Store) -> None:
     await claim(store, 2, "a", "sa")
     await store.prune(NOW + 1)
     assert await store.claims(CH, NOW, None, 10) == []
+
+
+async def test_a_database_from_before_rooms_is_migrated(db_url: str) -> None:
+    """A Store at schema version 2 (messages in it) opens with the room tables added, data kept."""
+    from sqlalchemy import insert
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from agentchat_server.store.schema import MIGRATIONS, messages_table, metadata, schema_version
+
+    engine = create_async_engine(db_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: metadata.create_all(c, tables=[schema_version]))
+        for version, step in enumerate(MIGRATIONS[:2], start=1):
+            await conn.run_sync(step)
+            await conn.execute(insert(schema_version).values(version=version))
+        row = {"channel": CH, "serial": 1, "id": "old", "name": "chat", "data": '"hi"', "client_id": "ana"}
+        await conn.execute(insert(messages_table).values(**row, kind="human", ts=NOW))
+    await engine.dispose()
+    old = make_store(db_url)
+    await old.open()
+    try:
+        page = await old.history(CH, before=None, after=None, limit=5, forwards=True)
+        assert [(m.id, m.data) for m in page.messages] == [("old", "hi")]
+        mine = await old.history(CH, before=None, after=None, limit=5, forwards=True, to_me="carol")
+        assert [m.id for m in mine.messages] == ["old"]
+        assert (await claim(old, 1, "a", "sa")).claim is not None  # claims on a message from before
+        assert await old.active_runs(CH, 5) == []
+    finally:
+        await old.close()

@@ -122,10 +122,7 @@ class Inputs:
         answer = {**data, "client_id": identity.client_id, "ts": now}
         message = self._answer_record(identity, request, data, identity.display_name, now)
         write = self.rules.write(
-            identity,
-            channel,
-            turn=identity.kind == "human",  # a person answering is a person speaking (the loop brake)
-            effect=CloseInput(request_id, "answered", answer),
+            identity, channel, turn=False, effect=CloseInput(request_id, "answered", answer)
         )
         result = self.rules.settle(
             appended(await self.committer.submit(Append(channel, [message], room=write)))

@@ -92,8 +92,10 @@ class Publisher:
 
     def _room(
         self, identity: Identity, channel: str, messages: Sequence[OutgoingMessage], conn: Connection | None
-    ) -> RoomWrite:
+    ) -> RoomWrite | None:
         first = messages[0]  # claim and run_id come on one-message publishes only
+        if identity.kind != "agent" and first.claim is None and first.run_id is None:
+            return None  # people are held to no room rule; the Store resets the brake when they speak
         if first.run_id is not None:
             if conn is None or conn.session_id is None:
                 raise ProtocolError(

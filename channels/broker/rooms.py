@@ -1,9 +1,10 @@
 """Agent-room rules of one write, from the channel's namespace settings and the writer's identity,
 and the live frames a committed room change announces (claims, run status).
 
-Which writes count as turns: a durable publish outside a run, a stream opened outside a run, a
-top-level run's start. A human's counts reset the loop brake; an agent's spend it. Only those
-writes are held to the reply policy (`addressed`); a run's own writes inherit the run's claim.
+Which writes count as turns: an agent's durable publish outside a run, stream opened outside a
+run, or top-level run's start; they spend the loop brake's budget (any stored message of a person
+resets it, in the Store). Only those writes are held to the reply policy (`addressed`); a run's
+own writes inherit the run's claim.
 """
 
 from __future__ import annotations
@@ -60,15 +61,15 @@ class RoomRules:
         effect: Effect | None = None,
     ) -> RoomWrite:
         """The rules one write is checked against in its commit. `turn`: the write starts a turn
-        (counts for the loop brake, held to the reply policy). `soft`: a failed claim or run check
-        stores the write as aborted instead of refusing it (ends of streams and runs)."""
+        (an agent's counts for the loop brake; held to the reply policy). `soft`: a failed claim or
+        run check stores the write as aborted instead of refusing it (ends of streams and runs)."""
         policy = self.settings.policy(channel)
         kind = writer.kind
         return RoomWrite(
             writer.client_id,
             kind,
             now_ms(),
-            turn=("human" if kind == "human" else "agent" if kind == "agent" else None) if turn else None,
+            turn="agent" if turn and kind == "agent" else None,
             budget=policy.loop_budget,
             replies=tuple(sorted({r for r in replies if r is not None})),
             addressed_only=turn and policy.reply_policy == "addressed",

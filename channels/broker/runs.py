@@ -342,6 +342,8 @@ class Runs:
             self.streams.end_lanes(taken.run_id, "aborted")
             self._forget(taken.run_id)
         self._adopt(taken, conn.identity.display_name)
+        # The state readers hold was built by the previous writer: a snapshot comes first.
+        self._live[taken.run_id].delta_bytes = self.settings.max_message_bytes
         self.publish_live(taken.channel, frames.run_status(taken.header()))
         return {
             "run_id": taken.run_id,

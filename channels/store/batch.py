@@ -89,6 +89,7 @@ class Batch:
         self.markers: list[dict[str, Any]] = []
         self.ended_streams: list[str] = []
         self.rooms = RoomBatch(conn)
+        self.human_spoke: set[str] = set()  # channels whose loop-brake count this commit reset
 
     def run(self, operations: Sequence[Operation]) -> list[Result]:
         """Apply the operations in this transaction; results align with them (None for markers
@@ -279,7 +280,12 @@ class Batch:
             None if message.meta_json is None else json.loads(message.meta_json),
             message.extra,
         )
-        self.rooms.address(stored)
+        if message.extra is not None and "to" in message.extra:
+            self.rooms.address(stored)
+        if message.kind == "human" and channel not in self.human_spoke:
+            # Here, not after the loop, so the later writes of this commit see the reset.
+            self.human_spoke.add(channel)
+            self.rooms.human_spoke(channel)
         return stored
 
 

@@ -191,6 +191,12 @@ class RoomBatch:
             self.conn.execute(update_turns.values(agent_turns=turns, speaker=speaker))
         self._turns[channel] = (turns, speaker)
 
+    def human_spoke(self, channel: str) -> None:
+        """A person's message was stored: the loop brake's count starts again (agents' turns
+        later in the same commit count from zero)."""
+        if self._turn_count(channel) != (0, None):
+            self._put_turns(channel, 0, None)
+
     def address(self, message: Message) -> None:
         """Record a stored message's addressees (its `to`), for "to me" filters."""
         to = None if message.extra is None else message.extra.get("to")
@@ -236,7 +242,8 @@ class RoomBatch:
         run: RunRecord | None = None
         if w.run_id is not None:
             run = self.run(w.run_id)
-            refusal = _run_refusal(run, channel, w)
+            # A lane may close after its run ended (a cancel from another node): only its writer counts.
+            refusal = _run_refusal(run, channel, w, active=not w.soft_run)
             if refusal is not None:
                 if not w.soft_run:
                     return Checked(refusal)
@@ -400,8 +407,8 @@ class RoomBatch:
         return out
 
 
-def _run_refusal(run: RunRecord | None, channel: str, w: RoomWrite) -> Refusal | None:
-    if run is None or run.channel != channel or not run.active:
+def _run_refusal(run: RunRecord | None, channel: str, w: RoomWrite, *, active: bool) -> Refusal | None:
+    if run is None or run.channel != channel or (active and not run.active):
         return Refusal(Code.RUN_NOT_FOUND, "run not found or ended")
     if w.session is not None and run.writer != w.session:
         return Refusal(Code.NOT_RUN_WRITER, "this connection does not write the run (see run_resume)")
