@@ -31,6 +31,7 @@ from agentchat_server.broker.registry import ChannelRegistry
 from agentchat_server.broker.requests import Requests
 from agentchat_server.broker.room_requests import RoomRequests
 from agentchat_server.broker.rooms import RoomRules
+from agentchat_server.broker.run_views import RunViews
 from agentchat_server.broker.runs import Runs
 from agentchat_server.broker.sessions import Sessions
 from agentchat_server.broker.streams import Streams
@@ -89,14 +90,14 @@ class Broker:
             self.hub.publish_live,
             self._writer,
             lambda conn: spend(conn.identity, conn),
-            self.spawn,
         )
-        self.hub.observe_live = self.runs.observe
+        self.run_views = RunViews(settings, store, self.spawn, self.runs.on_status)
+        self.hub.observe_live = self.run_views.observe
         self.claims = Claims(settings, store, self.committer, self.hub.publish_live, spend)
         self.inputs = Inputs(settings, store, self.committer, self.rules, spend)
         self.deadlines = Deadlines(store, self.claims, self.inputs, settings.room_sweep_interval)
         self.readers = Readers(
-            settings, self.registry, self.hub, self.members, store, metrics, self.spawn, runs=self.runs
+            settings, self.registry, self.hub, self.members, store, metrics, self.spawn, runs=self.run_views
         )
         self.sessions = Sessions(
             settings,

@@ -18,7 +18,7 @@ from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.rooms import RoomRules, refused, wire_fields
-from agentchat_server.broker.runs import appended
+from agentchat_server.broker.run_records import appended
 from agentchat_server.core.inputs import RequestRecord, check_answer, may_answer
 from agentchat_server.core.records import NewMessage
 from agentchat_server.core.rooms import SERVER_CLIENT_ID

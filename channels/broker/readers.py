@@ -34,7 +34,7 @@ FILL_PAGE = 500  # messages per Store read of a fill (pages are also cut by byte
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
 
-class RunViews(Protocol):
+class RunSnapshots(Protocol):
     """Where an attach gets the snapshots of a channel's active runs."""
 
     def snapshots(self, ch: ChannelState, att: Attachment) -> list[frames.Frame]:
@@ -54,7 +54,7 @@ class Readers:
         store: Store,
         metrics: Metrics,
         spawn: Spawn,
-        runs: RunViews | None = None,
+        runs: RunSnapshots | None = None,
     ) -> None:
         self.runs = runs
         self.settings = settings

@@ -3,9 +3,8 @@
 A run costs the Store one write to start (its start record and its row), one per lane or tool
 result (their final messages), one per input request and answer, and one to end (its end record
 and row); lane chunks and the run's shared state stay live. The run's row is the truth of its
-status and writer on every node; this node keeps the runs its sessions write (`LiveRun`) and,
-per channel, the view readers get when they attach (`core.runs.ChannelRuns`), kept up to date
-from the run frames every node sees.
+status and writer on every node; this node keeps the runs its sessions write (`LiveRun`). What
+readers are shown of runs is `broker.run_views`.
 """
 
 from __future__ import annotations
@@ -18,16 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentchat_server.broker.committer import Committer
-from agentchat_server.broker.connections import Attachment, Connection
+from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
-from agentchat_server.broker.registry import ChannelState
 from agentchat_server.broker.rooms import RoomRules, Writer, refused, wire_fields
+from agentchat_server.broker.run_records import appended, run_record
 from agentchat_server.broker.streams import Streams
-from agentchat_server.core.records import NewMessage
 from agentchat_server.core.runs import ENDED, RunRecord
 from agentchat_server.protocol import (
     Code,
-    Encoded,
     ProtocolError,
     RunCancelFrame,
     RunEndFrame,
@@ -58,7 +55,6 @@ PublishLive = Callable[..., None]
 WriterConnection = Callable[[str], Connection | None]
 Spend = Callable[[Connection], None]
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
-RUN_RECORD = "agentchat.run"
 _LANE_END = {"completed": "complete", "failed": "failed", "cancelled": "cancelled"}
 
 
@@ -75,46 +71,6 @@ class LiveRun:
     delta_bytes: int = 0  # state deltas sent since the last snapshot
 
 
-def run_record(
-    writer: Writer,
-    run_id: str,
-    status: str,
-    *,
-    message_id: str,
-    display_name: str | None,
-    reply_to: int | None = None,
-    to: list[str] | None = None,
-    parent: str | None = None,
-    error: dict[str, Any] | None = None,
-    result: Any = None,
-    cancelled_by: str | None = None,
-) -> NewMessage:
-    """A run's start or end record: an `agentchat.run` message of the run's client, whose data
-    holds the status (and the parent run, error, result or who cancelled)."""
-    data: dict[str, Any] = {"status": status}
-    optional = {"parent_run_id": parent, "error": error, "result": result, "cancelled_by": cancelled_by}
-    data.update({k: v for k, v in optional.items() if v is not None})
-    extra = wire_fields(run_id=run_id, display_name=display_name, to=to)
-    return NewMessage(
-        message_id,
-        RUN_RECORD,
-        data,
-        encode_value(data),
-        writer.client_id,
-        writer.kind,
-        now_ms(),
-        reply_to,
-        extra=extra,
-        extra_json=encode_value(extra),
-    )
-
-
-def appended(result: Result) -> AppendResult:
-    """The result of an Append (the committer resolves each operation with its own kind)."""
-    assert isinstance(result, AppendResult)
-    return result
-
-
 class Runs:
     """The runs this node's sessions write, and each channel's view of its active runs."""
 
@@ -128,10 +84,7 @@ class Runs:
         publish_live: PublishLive,
         writer_connection: WriterConnection,
         spend: Spend,
-        spawn: Spawn,
     ) -> None:
-        self.spawn = spawn
-        self._loading: dict[str, tuple[ChannelState, list[Attachment]]] = {}
         self.settings = settings
         self.store = store
         self.committer = committer
@@ -415,51 +368,9 @@ class Runs:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    # --- readers' side ------------------------------------------------------------------------
-
-    def snapshots(self, ch: ChannelState, att: Attachment) -> list[frames.Frame]:
-        """`run_snapshot` frames of the channel's active runs this node knows, parents first.
-
-        The first attach of a channel on this node starts reading its active runs from the Store
-        without waiting (an attach never waits on it); the runs that read teaches the view reach
-        the readers that attached meanwhile. Their versions let readers merge them in any order."""
-        if not ch.runs.loaded:
-            waiting = self._loading.get(ch.name)
-            if waiting is None or waiting[0] is not ch:
-                waiting = self._loading[ch.name] = (ch, [])
-                self.spawn(self._load(ch), f"runs:{ch.name}")
-            waiting[1].append(att)
-        return ch.runs.snapshots()
-
-    async def _load(self, ch: ChannelState) -> None:
-        try:
-            records = await self.store.active_runs(ch.name, self.settings.max_runs_per_channel)
-        except Exception:
-            log.exception("could not read the active runs of %s", ch.name)
-            self._loading.pop(ch.name, None)  # the next attach tries again
-            return
-        waiting = self._loading.pop(ch.name, None)
-        learned = ch.runs.load(records)
-        if waiting is None or waiting[0] is not ch or not learned:
-            return
-        events = [Encoded(frame) for frame in learned]
-        for att in waiting[1]:
-            conn = att.connection
-            if conn.attachments.get(ch.name) is att:
-                for event in events:
-                    conn.deliver(event)
-
-    def observe(self, ch: ChannelState, frame: frames.Frame) -> None:
-        """A live frame of the channel passed the bus: keep the view of its runs, and let go of a
-        run written here that ended or was taken over elsewhere."""
-        kind = frame.get("type")
-        if kind == "run_state":
-            ch.runs.state(frame["run_id"], frame.get("snapshot"), frame.get("delta"))
-            return
-        if kind != "run_status":
-            return
-        header = {k: v for k, v in frame.items() if k != "type"}
-        ch.runs.status(header)
+    def on_status(self, header: dict[str, Any]) -> None:
+        """A run's status passed the bus: let go of a run written here that ended or was taken
+        over elsewhere (its lanes end; a cancel is told to its writer)."""
         live = self._live.get(header["run_id"])
         if live is None or (header["status"] not in ENDED and header["writer"] == live.session):
             return

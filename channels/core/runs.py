@@ -29,6 +29,7 @@ from typing import Any
 
 from agentchat_server.protocol import server as frames
 
+RUN_RECORD = "agentchat.run"  # the event name of a run's start and end records
 ACTIVE = frozenset({"running", "input_required"})
 ENDED = frozenset({"completed", "failed", "cancelled", "aborted"})
 TOMBSTONES = 256  # ended run ids a view remembers

@@ -24,6 +24,7 @@ from agentchat_server.store import (
     StreamMarker,
 )
 from agentchat_server.store.room_batch import Checked, RoomBatch
+from agentchat_server.store.room_rows import RoomRows
 from agentchat_server.store.schema import MESSAGE_COLUMNS, channels_table, messages_table, streams_table
 
 _PG_IDS = text(
@@ -88,7 +89,8 @@ class Batch:
         self.rows: list[tuple[Any, ...]] = []  # messages rows, in _COLUMNS order
         self.markers: list[dict[str, Any]] = []
         self.ended_streams: list[str] = []
-        self.rooms = RoomBatch(conn)
+        self.room_rows = RoomRows(conn)
+        self.rooms = RoomBatch(self.room_rows)
         self.human_spoke: set[str] = set()  # channels whose loop-brake count this commit reset
 
     def run(self, operations: Sequence[Operation]) -> list[Result]:
@@ -281,11 +283,11 @@ class Batch:
             message.extra,
         )
         if message.extra is not None and "to" in message.extra:
-            self.rooms.address(stored)
+            self.room_rows.address(stored)
         if message.kind == "human" and channel not in self.human_spoke:
             # Here, not after the loop, so the later writes of this commit see the reset.
             self.human_spoke.add(channel)
-            self.rooms.human_spoke(channel)
+            self.room_rows.human_spoke(channel)
         return stored
 
 

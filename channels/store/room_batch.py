@@ -1,9 +1,8 @@
-"""The agent-room part of one group-commit transaction: checks before messages are stored, and the
-rows that change with them (loop-brake counts, claims, runs, input requests, addressees).
+"""The agent-room rules of one group-commit transaction: checks before messages are stored, and
+what changes with them (loop-brake counts, claims, runs, input requests), through `RoomRows`.
 
 Called by `store.batch.Batch`, which holds the row lock of every channel involved, so these rows
-have one writer at a time on PostgreSQL as on SQLite. Reads are cached for the transaction and
-every change is written at once, so later operations of the same commit see earlier ones.
+have one writer at a time on PostgreSQL as on SQLite.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ import dataclasses
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection
 
 from agentchat_server.core import inputs, runs
 from agentchat_server.core.inputs import RequestRecord
@@ -28,7 +24,7 @@ from agentchat_server.core.rooms import (
     decide_claim,
     decide_release,
 )
-from agentchat_server.core.runs import RunRecord
+from agentchat_server.core.runs import RUN_RECORD, RunRecord
 from agentchat_server.protocol import Code, encode_value
 from agentchat_server.store.room_ops import (
     MAX_RUN_DEPTH,
@@ -43,21 +39,11 @@ from agentchat_server.store.room_ops import (
     RunResult,
     RunStart,
 )
+from agentchat_server.store.room_rows import RoomRows
 from agentchat_server.store.room_schema import (
-    channel_rooms_table,
-    claim_from_row,
-    claim_to_row,
-    claims_table,
-    message_to_table,
-    request_from_row,
-    request_to_row,
     requests_table,
-    run_from_row,
-    run_to_row,
     runs_table,
 )
-
-RUN_RECORD = "agentchat.run"  # event name of a run's start and end records
 
 
 @dataclass(slots=True)
@@ -85,130 +71,16 @@ class Outcome:
 
 
 class RoomBatch:
-    """Room rows of one transaction (see the module docstring)."""
+    """The room rules of one transaction (see the module docstring)."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self._claims: dict[tuple[str, int], ClaimRow | None] = {}
-        self._runs: dict[str, RunRecord | None] = {}
-        self._requests: dict[str, RequestRecord | None] = {}
-        self._turns: dict[str, tuple[int, str | None] | None] = {}
-
-    # --- reads (cached for the transaction) ---------------------------------------------------
-
-    def claim(self, channel: str, serial: int) -> ClaimRow | None:
-        """The claim on a message."""
-        key = (channel, serial)
-        if key not in self._claims:
-            c = claims_table.c
-            row = self.conn.execute(
-                select(claims_table).where(c.channel == channel, c.serial == serial)
-            ).first()
-            self._claims[key] = None if row is None else claim_from_row(row)
-        return self._claims[key]
-
-    def run(self, run_id: str) -> RunRecord | None:
-        """A run by id."""
-        if run_id not in self._runs:
-            row = self.conn.execute(select(runs_table).where(runs_table.c.run_id == run_id)).first()
-            self._runs[run_id] = None if row is None else run_from_row(row)
-        return self._runs[run_id]
-
-    def request(self, request_id: str) -> RequestRecord | None:
-        """An input request by id."""
-        if request_id not in self._requests:
-            query = select(requests_table).where(requests_table.c.request_id == request_id)
-            row = self.conn.execute(query).first()
-            self._requests[request_id] = None if row is None else request_from_row(row)
-        return self._requests[request_id]
-
-    def _turn_count(self, channel: str) -> tuple[int, str | None]:
-        """The channel's agent turns since a human spoke, and the agent speaking now."""
-        if channel not in self._turns:
-            c = channel_rooms_table.c
-            row = self.conn.execute(select(c.agent_turns, c.speaker).where(c.channel == channel)).first()
-            self._turns[channel] = None if row is None else (row[0], row[1])
-        return self._turns[channel] or (0, None)
-
-    def _addressed(self, channel: str, serial: int, client_id: str) -> bool:
-        c = message_to_table.c
-        query = select(c.serial).where(c.channel == channel, c.serial == serial, c.client_id == client_id)
-        return self.conn.execute(query).first() is not None
-
-    def _count(self, table: Any, channel: str, statuses: tuple[str, ...]) -> int:
-        query = (
-            select(func.count())
-            .select_from(table)
-            .where(table.c.channel == channel, table.c.status.in_(statuses))
-        )
-        return int(self.conn.execute(query).scalar_one())
-
-    # --- writes (at once) ---------------------------------------------------------------------
-
-    def _put_claim(self, claim: ClaimRow) -> None:
-        key = (claim.channel, claim.serial)
-        if self.claim(*key) is None:
-            self.conn.execute(insert(claims_table).values(**claim_to_row(claim)))
-        else:
-            c = claims_table.c
-            self.conn.execute(
-                update(claims_table)
-                .where(c.channel == claim.channel, c.serial == claim.serial)
-                .values(**claim_to_row(claim))
-            )
-        self._claims[key] = claim
-
-    def _put_run(self, run: RunRecord) -> None:
-        if self.run(run.run_id) is None:
-            self.conn.execute(insert(runs_table).values(**run_to_row(run)))
-        else:
-            values = run_to_row(run)
-            self.conn.execute(update(runs_table).where(runs_table.c.run_id == run.run_id).values(**values))
-        self._runs[run.run_id] = run
-
-    def _put_request(self, request: RequestRecord) -> None:
-        values = request_to_row(request)
-        if self.request(request.request_id) is None:
-            self.conn.execute(insert(requests_table).values(**values))
-        else:
-            c = requests_table.c
-            self.conn.execute(
-                update(requests_table).where(c.request_id == request.request_id).values(**values)
-            )
-        self._requests[request.request_id] = request
-
-    def _put_turns(self, channel: str, turns: int, speaker: str | None) -> None:
-        c = channel_rooms_table.c
-        known = self._turn_count(channel)
-        if self._turns[channel] is None:
-            if turns == 0:
-                return  # no row counts as zero: a human's message in a quiet channel writes nothing
-            self.conn.execute(
-                insert(channel_rooms_table).values(channel=channel, agent_turns=turns, speaker=speaker)
-            )
-        elif known != (turns, speaker):
-            update_turns = update(channel_rooms_table).where(c.channel == channel)
-            self.conn.execute(update_turns.values(agent_turns=turns, speaker=speaker))
-        self._turns[channel] = (turns, speaker)
-
-    def human_spoke(self, channel: str) -> None:
-        """A person's message was stored: the loop brake's count starts again (agents' turns
-        later in the same commit count from zero)."""
-        if self._turn_count(channel) != (0, None):
-            self._put_turns(channel, 0, None)
-
-    def address(self, message: Message) -> None:
-        """Record a stored message's addressees (its `to`), for "to me" filters."""
-        to = None if message.extra is None else message.extra.get("to")
-        if to:
-            rows = [{"channel": message.channel, "serial": message.serial, "client_id": c} for c in to]
-            self.conn.execute(insert(message_to_table), rows)
+    def __init__(self, rows: RoomRows) -> None:
+        self.rows = rows
 
     # --- claim and run changes ----------------------------------------------------------------
 
     def claim_change(self, op: ClaimChange) -> ClaimResult:
         """Claim, renew, release or expire a message's claim."""
-        row = self.claim(op.channel, op.serial)
+        row = self.rows.claim(op.channel, op.serial)
         if op.claimant is not None:
             decided = decide_claim(row, op.claimant, op.channel, op.serial, op.now)
         elif op.release is not None:
@@ -219,18 +91,18 @@ class RoomBatch:
             decided = dataclasses.replace(row, state="expired")
         if isinstance(decided, Refusal):
             return ClaimResult(row, decided)
-        self._put_claim(decided)
+        self.rows.put_claim(decided)
         return ClaimResult(decided, changed=True)
 
     def run_change(self, op: RunChange) -> RunResult:
         """A session of the run's client takes the run over."""
-        run = self.run(op.run_id)
+        run = self.rows.run(op.run_id)
         if run is None or run.channel != op.channel or not run.active:
             return RunResult(run, Refusal(Code.RUN_NOT_FOUND, "run not found or ended"))
         if run.client_id != op.client_id:
             return RunResult(run, Refusal(Code.NOT_RUN_WRITER, "only the run's own client may resume it"))
         run = runs.resumed(run, op.session)
-        self._put_run(run)
+        self.rows.put_run(run)
         return RunResult(run)
 
     # --- checks before a write ----------------------------------------------------------------
@@ -241,7 +113,7 @@ class RoomBatch:
         out = Checked(messages=list(messages))
         run: RunRecord | None = None
         if w.run_id is not None:
-            run = self.run(w.run_id)
+            run = self.rows.run(w.run_id)
             # A lane may close after its run ended (a cancel from another node): only its writer counts.
             refusal = _run_refusal(run, channel, w, active=not w.soft_run)
             if refusal is not None:
@@ -259,10 +131,10 @@ class RoomBatch:
             replies, token = (() if run.reply_to is None else (run.reply_to,)), run.claim_token
         if w.kind == "agent" and out.failed is None:
             for reply_to in replies:
-                claim = self.claim(channel, reply_to)
+                claim = self.rows.claim(channel, reply_to)
                 refusal = check_reply(claim, w.writer, token, w.now)
                 if refusal is None and w.addressed_only and token is None:
-                    if not self._addressed(channel, reply_to, w.writer):
+                    if not self.rows.addressed(channel, reply_to, w.writer):
                         refusal = Refusal(
                             Code.REPLY_NOT_ALLOWED, "replies here answer a message to you, or one you claimed"
                         )
@@ -274,7 +146,7 @@ class RoomBatch:
                 if token is not None:
                     out.claim = claim
         if w.turn is not None:
-            turns, speaker = self._turn_count(channel)
+            turns, speaker = self.rows.turns(channel)
             decided = brake(turns, speaker, w.budget, w.turn, w.writer)
             if not decided.allowed:
                 notices = []
@@ -284,7 +156,7 @@ class RoomBatch:
                         f"loop_brake:{next_serial}:{secrets.token_hex(6)}"  # no member can pre-empt it
                     )
                     notices.append(brake_notice(notice_id, w.budget, w.writer, w.now))
-                    self._put_turns(channel, decided.turns, decided.speaker)
+                    self.rows.put_turns(channel, decided.turns, decided.speaker)
                 return Checked(
                     Refusal(
                         Code.LOOP_BRAKE,
@@ -305,20 +177,20 @@ class RoomBatch:
         if isinstance(effect, RunStart):
             parent_id = effect.run.parent_id
             if parent_id is not None:
-                parent = self.run(parent_id)
+                parent = self.rows.run(parent_id)
                 if parent is None or parent.channel != channel or not parent.active:
                     return Refusal(Code.RUN_NOT_FOUND, "the parent run is not an active run of this channel")
                 if parent.depth + 1 > MAX_RUN_DEPTH:
                     return Refusal(Code.INVALID_VALUE, f"runs nest at most {MAX_RUN_DEPTH} deep")
-            if self._count(runs_table, channel, tuple(runs.ACTIVE)) >= effect.max_runs:
+            if self.rows.count(runs_table, channel, tuple(runs.ACTIVE)) >= effect.max_runs:
                 return Refusal(Code.TOO_MANY_RUNS, f"at most {effect.max_runs} active runs per channel")
         elif isinstance(effect, AskInput):
-            if self._count(requests_table, channel, ("pending",)) >= effect.max_open:
+            if self.rows.count(requests_table, channel, ("pending",)) >= effect.max_open:
                 return Refusal(
                     Code.TOO_MANY_REQUESTS, f"at most {effect.max_open} pending requests per channel"
                 )
         elif isinstance(effect, CloseInput):
-            request = self.request(effect.request_id)
+            request = self.rows.request(effect.request_id)
             if request is None or request.channel != channel:
                 return Refusal(Code.REQUEST_NOT_FOUND, "input request not found")
             if request.status != "pending":
@@ -330,7 +202,7 @@ class RoomBatch:
             if run is not None and run.status == "input_required":
                 out.run = runs.writer_lost(run)
                 out.skip = True
-                self._put_run(out.run)
+                self.rows.put_run(out.run)
         return None
 
     # --- effects after a write ----------------------------------------------------------------
@@ -339,7 +211,7 @@ class RoomBatch:
         """Write what the stored messages change: the brake's count, the answered claim, the effect."""
         out = Outcome()
         if checked.turns is not None:
-            self._put_turns(channel, *checked.turns)
+            self.rows.put_turns(channel, *checked.turns)
         if checked.skip:
             out.run = checked.run
             return out
@@ -348,10 +220,10 @@ class RoomBatch:
         run = checked.run
         finish = w.finish
         if isinstance(effect, RunStart):
-            parent = None if effect.run.parent_id is None else self.run(effect.run.parent_id)
+            parent = None if effect.run.parent_id is None else self.rows.run(effect.run.parent_id)
             depth = 0 if parent is None else parent.depth + 1
             run = dataclasses.replace(effect.run, serial=serial, depth=depth)
-            self._put_run(run)
+            self.rows.put_run(run)
             out.run = run
         elif isinstance(effect, RunEnd | LoseWriter) and run is not None:
             if isinstance(effect, RunEnd) and checked.failed is None:
@@ -360,32 +232,32 @@ class RoomBatch:
                 error = None if checked.failed is None else _error(checked.failed)
                 run = runs.ended(run, "aborted", error, None)
             finish = "done" if run.status == "completed" else "released"
-            self._put_run(run)
+            self.rows.put_run(run)
             out.run = run
             if run.claim_token is not None and run.reply_to is not None and checked.failed is None:
-                checked.claim = self.claim(channel, run.reply_to)
+                checked.claim = self.rows.claim(channel, run.reply_to)
         elif isinstance(effect, AskInput):
             request = dataclasses.replace(effect.request, serial=serial)
-            self._put_request(request)
+            self.rows.put_request(request)
             out.request = request
             if run is not None:
                 out.run = runs.asked(run)
-                self._put_run(out.run)
+                self.rows.put_run(out.run)
         elif isinstance(effect, CloseInput):
-            asked = self.request(effect.request_id)
+            asked = self.rows.request(effect.request_id)
             assert asked is not None
             answer = {**effect.answer, "serial": serial}
             out.request = inputs.closed(asked, effect.status, answer)
-            self._put_request(out.request)
+            self.rows.put_request(out.request)
             if asked.run_id is not None:
-                owner = self.run(asked.run_id)
+                owner = self.rows.run(asked.run_id)
                 if owner is not None and owner.active:
                     out.run = runs.request_closed(owner)
-                    self._put_run(out.run)
+                    self.rows.put_run(out.run)
         claim = checked.claim
         if finish is not None and claim is not None and checked.failed is None and claim.state == "held":
             claim = dataclasses.replace(claim, state="done" if finish == "done" else "released")
-            self._put_claim(claim)
+            self.rows.put_claim(claim)
             out.claims.append(claim)
         return out
 
@@ -394,16 +266,9 @@ class RoomBatch:
         request the first write made."""
         out = Outcome()
         if isinstance(w.effect, RunStart):
-            row = self.conn.execute(
-                select(runs_table).where(runs_table.c.channel == channel, runs_table.c.serial == serial)
-            ).first()
-            out.run = None if row is None else run_from_row(row)
+            out.run = self.rows.run_at(channel, serial)
         elif isinstance(w.effect, AskInput):
-            c = requests_table.c
-            row = self.conn.execute(
-                select(requests_table).where(c.channel == channel, c.serial == serial)
-            ).first()
-            out.request = None if row is None else request_from_row(row)
+            out.request = self.rows.request_at(channel, serial)
         return out
 
 
