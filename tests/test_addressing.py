@@ -3,6 +3,8 @@ to it, to nobody, or from it only, live, on replay and in history (WebSocket and
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +13,7 @@ import aiohttp
 from agentchat_server.protocol import Code
 from agentchat_server.testing import TestServer
 from tests.room_helpers import ROOM, member, ok, refused, said
-from tests.wire import Wire
+from tests.wire import UNIT, Wire
 
 
 async def test_to_is_validated_stored_and_sent(server: TestServer, connect: Callable[..., Any]) -> None:
@@ -83,3 +85,25 @@ async def test_replay_and_history_keep_the_filter(server: TestServer, connect: C
     await refused(agent, {"type": "history", "channel": ROOM, "filter": "x"}, Code.INVALID_FRAME)
     wire: Wire = await connect("late")
     await refused(wire, {"type": "attach", "channel": ROOM, "filter": "nobody"}, Code.INVALID_FRAME)
+
+
+async def test_server_sent_events_keep_the_filter(server: TestServer, connect: Callable[..., Any]) -> None:
+    """`GET …/events?filter=to_me` replays and streams only the reader's messages; a bad filter is 400."""
+    ana = await connect("ana")
+    for text, to in (("all", None), ("bob", ["bob"]), ("sse", ["sse"])):
+        await said(ana, text, **({"to": to} if to else {}))
+    url = f"{server.url}/v1/channels/{ROOM}/events"
+    params = {"token": server.token("sse"), "after": "0", "filter": "to_me"}
+    seen: list[Any] = []
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, params={**params, "filter": "them"}) as resp:
+            assert resp.status == 400
+        async with http.get(url, params=params) as resp:
+            async with asyncio.timeout(UNIT):
+                async for raw in resp.content:
+                    line = raw.decode()
+                    if line.startswith("data: ") and '"type":"message"' in line:
+                        seen.append(json.loads(line[6:])["data"])
+                        if len(seen) == 2:
+                            break
+    assert seen == ["all", "sse"]

@@ -124,6 +124,7 @@ class SseEndpoint:
             after = serial_param(request.query.get("after"), "after")
             if after is not None:
                 position = (after, None)
+        to_me = choice_param(request.query.get("filter"), "filter", ("all", "to_me")) == "to_me"
         socket = request.transport
         if socket is None:
             raise ProtocolError(Code.UNAVAILABLE, "connection closed")
@@ -140,7 +141,6 @@ class SseEndpoint:
             await response.prepare(request)
             self.broker.connect(conn, None)
             transport.outbox.push(b"retry: 1000\n\n")
-            to_me = choice_param(request.query.get("filter"), "filter", ("all", "to_me")) == "to_me"
             await self.broker.attach(conn, channel, position, to_me)
             # The client never writes: the sweep notices its transport closing.
             await transport.done
