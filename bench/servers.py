@@ -96,6 +96,8 @@ def agentchat_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "AGENTCHAT_MAX_CONNECTIONS_PER_CLIENT": "100000",
         "AGENTCHAT_MAX_STREAMS_PER_CONNECTION": "1000",
         "AGENTCHAT_MAX_STREAMS_PER_CHANNEL": "1000",
+        # Bench clients are agents taking turns with no person: the loop brake would stop them.
+        "AGENTCHAT_NAMESPACES": '{"*": {"loop_budget": null}}',
     }
     env.update(extra or {})
     return env

@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DB = "sqlite+aiosqlite:///./data/agentchat.db"
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.@]{0,199}|\*")
+
+
+class NamespacePolicy(BaseModel):
+    """The settings of every channel in one namespace (the part of a channel's name before the
+    first `:`, or the whole name when it has none). docs/configuration.md lists each field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reply_policy: Literal["open", "addressed"] = "open"
+    loop_budget: int | None = Field(default=10, ge=1, le=100_000)
+    double_texting: Literal["queue", "interrupt", "reject"] = "queue"
+    claim_ttl: int = Field(default=30, ge=1, le=3600)
+    input_deadline: int = Field(default=86_400, ge=1, le=30 * 86_400)
+
+    def advertised(self) -> dict[str, Any]:
+        """What `attached.policy` tells the room's members (every field, as plain values)."""
+        return self.model_dump()
+
+
+DEFAULT_POLICY = NamespacePolicy()
+
+
+def namespace_of(channel: str) -> str:
+    """The namespace of a channel name: the part before the first `:` (the whole name without one)."""
+    return channel.partition(":")[0]
 
 
 class Settings(BaseSettings):
@@ -25,6 +54,8 @@ class Settings(BaseSettings):
     demo: bool = False
     demo_channel: str = "room:lobby"
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per-namespace settings: JSON text, or the path of a JSON file (see `_namespaces`).
+    namespaces: Annotated[dict[str, NamespacePolicy], NoDecode] = Field(default_factory=dict)
 
     heartbeat_interval: float = Field(default=15.0, gt=0)
     resume_window: float = Field(default=120.0, ge=0)
@@ -76,6 +107,10 @@ class Settings(BaseSettings):
     reaction_clients_listed: int = Field(default=10, ge=0, le=100)
     unread_count_cap: int = Field(default=1000, ge=1, le=100_000)
     directory_max_page: int = Field(default=100, ge=1, le=1000)
+    max_runs_per_connection: int = Field(default=20, ge=1)
+    max_runs_per_channel: int = Field(default=100, ge=1, le=10_000)
+    max_requests_per_channel: int = Field(default=1000, ge=1)
+    room_sweep_interval: float = Field(default=1.0, gt=0, le=60)
 
     @field_validator("keys", "allowed_origins", mode="before")
     @classmethod
@@ -83,6 +118,41 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _namespaces(cls, value: object) -> object:
+        """`{"<namespace>": {setting: value}, "*": {...}}` as JSON text or the path of a JSON file.
+        `*` holds the defaults of every namespace; a namespace's own fields override them."""
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return {}
+            if not text.startswith("{"):
+                try:
+                    text = Path(text).read_text()
+                except OSError as exc:
+                    raise ValueError(f"namespaces: cannot read {text!r}: {exc.strerror}") from None
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"namespaces: not JSON ({exc})") from None
+        if not isinstance(value, dict):
+            return value
+        for name in value:
+            if not isinstance(name, str) or not _NAMESPACE.fullmatch(name):
+                raise ValueError(f"namespaces: {name!r} is not a namespace name (or '*')")
+        defaults = value.get("*", {})
+        if not isinstance(defaults, dict):
+            return value
+        return {name: {**defaults, **own} if isinstance(own, dict) else own for name, own in value.items()}
+
+    def policy(self, channel: str) -> NamespacePolicy:
+        """The settings of `channel`'s namespace: its own entry, else `*`, else the defaults."""
+        found = self.namespaces.get(namespace_of(channel))
+        if found is None:
+            found = self.namespaces.get("*", DEFAULT_POLICY)
+        return found
 
     @field_validator("keys")
     @classmethod

@@ -351,3 +351,60 @@ async def test_nodes_starting_together_on_a_fresh_database_all_come_up(
             await wire.close()
     finally:
         await asyncio.gather(*(node.stop() for node in nodes))
+
+
+async def test_starting_a_node_leaves_the_clusters_runs_alone(pg_url: str, redis: PrivateRedis) -> None:
+    """A run written on A stays its writer's while B starts and outlives several leases."""
+    async with cluster(pg_url, redis.url(), 1, **FAST) as (a,):
+        agent = await open_wire(a, "bot", kind="agent")
+        reader = await open_wire(a, "reader")
+        await reader.request({"type": "attach", "channel": CH, "presence": False})
+        run_id = (await agent.request({"type": "run_start", "channel": CH}))["run_id"]
+        b = ServerProcess(pg_url, key=a.key, bus=redis.url(), **FAST)
+        await b.start()
+        try:
+            late = await open_wire(b, "late")
+            # B's attach reads the active runs from the Store: the run is there, still running.
+            await late.request({"type": "attach", "channel": CH, "presence": False})
+            snapshot = await late.expect("run_snapshot", run_id=run_id)
+            assert snapshot["status"] == "running"
+            # A lease is UNIT / 5: a publish answered after a unit proves several renewals passed.
+            await asyncio.sleep(UNIT)  # waits out leases on purpose: no event marks a renewal
+            ended = await agent.request({"type": "run_end", "run_id": run_id, "status": "completed"})
+            assert ended["type"] == "ack", ended
+            status = await reader.expect("run_status", run_id=run_id, status="completed")
+            assert status["version"] == 2  # nothing else touched the run meanwhile
+            await late.close()
+        finally:
+            await asyncio.gather(agent.close(), reader.close())
+            await b.stop()
+
+
+async def test_a_dead_nodes_runs_lose_their_writer_once(pg_url: str, redis: PrivateRedis) -> None:
+    """kill -9 of the writer's node: another node sees the runs' leases lapse; the running run ends
+    aborted, the one waiting for an answer is parked, each exactly once; the agent takes the parked
+    one back on the surviving node."""
+    async with cluster(pg_url, redis.url(), 2, **FAST) as (a, b):
+        agent = await open_wire(a, "bot", kind="agent")
+        reader = await open_wire(b, "reader")
+        await reader.request({"type": "attach", "channel": CH, "presence": False})
+        busy = (await agent.request({"type": "run_start", "channel": CH}))["run_id"]
+        waiting = (await agent.request({"type": "run_start", "channel": CH}))["run_id"]
+        await agent.request({"type": "ask", "channel": CH, "prompt": "go on?", "run_id": waiting})
+        await reader.expect("run_status", run_id=waiting, status="input_required")
+        await a.kill()
+        aborted = await reader.expect("run_status", timeout=UNIT * 4, run_id=busy, status="aborted")
+        parked = await reader.expect("run_status", timeout=UNIT * 4, run_id=waiting, writer=None)
+        assert parked["status"] == "input_required"
+        history = await reader.request({"type": "history", "channel": CH, "limit": 100})
+        ends = [
+            m
+            for m in history["messages"]
+            if m["name"] == "agentchat.run" and m["data"]["status"] != "running"
+        ]
+        assert [(m["run_id"], m["data"]["status"]) for m in ends] == [(busy, "aborted")]
+        assert aborted["version"] == 2
+        back = await open_wire(b, "bot", kind="agent")
+        resumed = await back.request({"type": "run_resume", "run_id": waiting})
+        assert (resumed["type"], resumed["status"]) == ("ack", "input_required"), resumed
+        await asyncio.gather(agent.close(), reader.close(), back.close())

@@ -254,7 +254,7 @@ async def test_events_update_their_target_in_the_same_transaction(store: Store) 
         "reactions": {"👍": {"count": 1, "clients": ["bob"]}}
     }
     assert isinstance(same, AppendResult) and same.unchanged and same.serials == []
-    assert isinstance(stolen, AppendResult) and stolen.refused and stolen.refused.code == Code.FORBIDDEN
+    assert isinstance(stolen, AppendResult) and stolen.refusal and stolen.refusal.code == Code.FORBIDDEN
     target = await store.message_at("room:e", 1)
     assert target and target.data == "hello" and target.extra and target.extra["rev"] == 3
     assert await store.my_reactions("room:e", [1, 2], "bob") == {1: ["👍"]}
@@ -280,7 +280,7 @@ async def test_thread_replies_and_mentions(store: Store) -> None:
     nested.thread = 2
     ok, refused = await store.commit([Append("room:t", [reply]), Append("room:t", [nested])])
     assert isinstance(ok, AppendResult) and ok.stored[0].thread == 1
-    assert isinstance(refused, AppendResult) and refused.refused and refused.refused.details == {"thread": 1}
+    assert isinstance(refused, AppendResult) and refused.refusal and refused.refusal.details == {"thread": 1}
     top = await store.message_at("room:t", 1)
     assert (
         top
@@ -305,7 +305,7 @@ async def test_thread_replies_and_mentions(store: Store) -> None:
         (2, False),
         (0, False),
     ]
-    assert isinstance(marks[2], ReadMark) and marks[2].refused is not None
+    assert isinstance(marks[2], ReadMark) and marks[2].refusal is not None
     listed, more = await store.unread("bob", None, None, 10, 100)
     assert [(u.channel, u.last_read, u.unread) for u in listed] == [("room:t", 2, 0)] and not more
 
@@ -319,8 +319,8 @@ async def test_room_metadata_and_the_directory(store: Store) -> None:
             PutRoom("room:new", "Other", None, "bob", 6, True),
         ]
     )
-    assert isinstance(made, Room) and made.title == "New" and made.refused is None
-    assert isinstance(again, Room) and again.refused and again.refused.code == Code.ALREADY_EXISTS
+    assert isinstance(made, Room) and made.title == "New" and made.refusal is None
+    assert isinstance(again, Room) and again.refusal and again.refusal.code == Code.ALREADY_EXISTS
     (updated,) = await store.commit([PutRoom("room:a", None, "topic", "bob", 7)])
     assert isinstance(updated, Room) and updated.topic == "topic" and updated.last_serial == 1
     rooms, more = await store.rooms(["room:b_"], None, 10)

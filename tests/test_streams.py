@@ -203,7 +203,7 @@ async def test_open_stream_is_aborted_when_server_restarts(tmp_path: Any) -> Non
 
 async def test_fifty_concurrent_streams_interleave(make_server: Callable[..., Any]) -> None:
     """50 streams from 5 writers in one channel: each reader assembles every one exactly."""
-    srv: TestServer = await make_server()
+    srv: TestServer = await make_server(namespaces={"room": {"loop_budget": None}})  # 50 agent turns
     writers = [await Wire.open(srv.ws_url, srv.token(f"bot{i}", kind="agent")) for i in range(5)]
     reader = await Wire.open(srv.ws_url, srv.token("reader"))
     await reader.request({"type": "attach", "channel": ROOM, "presence": False})

@@ -2,7 +2,9 @@
 
 `Sessions` (connections, resume, grace timers), `Readers` (attach, fills, catch-ups), `Hub`
 (bus in and out, fan-out), `Members` (presence), `Streams`, `Publisher`, `History`, the
-`Committer` (group commit) and the `Sweeper` (liveness). Transports talk to this facade only;
+`Committer` (group commit) and the `Sweeper` (liveness); for chat, `Chat`; for agent rooms
+`RoomRules`, `Claims`, `Runs` (with `RunViews`), `Inputs` (approvals and questions) and
+`Deadlines`. Transports talk to this facade only;
 docs/architecture.md shows how a publish travels through them.
 """
 
@@ -17,10 +19,13 @@ from typing import Any
 from agentchat_server.auth import Authenticator, Identity
 from agentchat_server.backends import Backends
 from agentchat_server.broker.chat import Chat
+from agentchat_server.broker.claims import Claims
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
+from agentchat_server.broker.deadlines import Deadlines
 from agentchat_server.broker.history import History
 from agentchat_server.broker.hub import Hub
+from agentchat_server.broker.inputs import Inputs
 from agentchat_server.broker.members import Members, now_ms
 from agentchat_server.broker.ports import Transport
 from agentchat_server.broker.positions import Positions
@@ -28,12 +33,16 @@ from agentchat_server.broker.publisher import Publisher
 from agentchat_server.broker.readers import Readers
 from agentchat_server.broker.registry import ChannelRegistry
 from agentchat_server.broker.requests import Requests
+from agentchat_server.broker.room_requests import RoomRequests
+from agentchat_server.broker.rooms import RoomRules
+from agentchat_server.broker.run_views import RunViews
+from agentchat_server.broker.runs import Runs
 from agentchat_server.broker.sessions import Sessions
 from agentchat_server.broker.streams import Streams
 from agentchat_server.broker.sweeper import Sweeper
 from agentchat_server.broker.tick import Flusher
 from agentchat_server.metrics import Metrics
-from agentchat_server.protocol import OutgoingMessage, ProtocolError, ResumeToken
+from agentchat_server.protocol import AnswerBody, OutgoingMessage, ProtocolError, ResumeToken
 from agentchat_server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +71,7 @@ class Broker:
         self.hub.offer = self.positions.offer
         self.committer = Committer(self.store, metrics, self.hub.on_committed, settings.commit_batch)
         self.members = Members(settings, self.registry, backends.presence, self.hub.publish_live, self.spawn)
+        self.rules = RoomRules(settings, self.hub.publish_live)
         self.streams = Streams(
             settings,
             self.node_id,
@@ -73,9 +83,28 @@ class Broker:
             self.hub.publish_control,
             self._writer,
             metrics,
+            self.rules,
         )
         self.hub.on_stream_message = self.streams.on_message
         self.hub.on_control = self.streams.on_control
+        self.publisher = Publisher(settings, self.committer, self.hub.publish_live, metrics, self.rules)
+        spend = self.publisher.spend
+        self.runs = Runs(
+            settings,
+            self.node_id,
+            self.store,
+            self.committer,
+            self.rules,
+            self.streams,
+            self.hub.publish_live,
+            self._writer,
+            lambda conn: spend(conn.identity, conn),
+        )
+        self.run_views = RunViews(settings, self.store, self.spawn, self.runs.on_status)
+        self.hub.observe_live = self.run_views.observe
+        self.claims = Claims(settings, self.store, self.committer, self.hub.publish_live, spend)
+        self.inputs = Inputs(settings, self.store, self.committer, self.rules, spend)
+        self.deadlines = Deadlines(self.store, self.claims, self.inputs, settings.room_sweep_interval)
         self.readers = Readers(
             settings,
             self.registry,
@@ -86,15 +115,15 @@ class Broker:
             backends.streams,
             metrics,
             self.spawn,
+            runs=self.run_views,
         )
         self.sessions = Sessions(
             settings,
             metrics,
             detach_all=self.readers.detach_all,
             leave_presence=self.members.leave_all,
-            abort_streams=self.streams.abort_session,
+            abort_streams=self._writer_gone,
         )
-        self.publisher = Publisher(settings, self.committer, self.hub.publish_live, metrics)
         self.history = History(settings, self.store)
         self.chat = Chat(
             settings, self.store, self.committer, self.publisher, self.hub.publish_live, self.members.count
@@ -111,6 +140,7 @@ class Broker:
             self.spawn,
             self.sessions.schedule_renewal,
             self.chat,
+            RoomRequests(self.claims, self.runs, self.inputs),
         )
         self.sweeper = Sweeper(self.sessions, settings.heartbeat_interval)
         metrics.count_bytes_out(self.sessions.bytes_out)
@@ -119,6 +149,11 @@ class Broker:
         session = self.sessions.get(session_id)
         return None if session is None else session.connection
 
+    def _writer_gone(self, session_id: str, why: str) -> None:
+        # Runs first: their lanes' ends and their own records are queued in that order.
+        self.runs.writer_lost(session_id)
+        self.streams.abort_session(session_id, why)
+
     async def start(self) -> None:
         """Open the Store and the shared state, start committing and the node's upkeep loops."""
         await self.store.open()
@@ -126,7 +161,8 @@ class Broker:
         await self.bus.start(self.hub.on_bus, self.positions.resync)
         self.committer.start()
         self.spawn(self.sweeper.run(), "agentchat-sweeper")
-        self.spawn(self.streams.keep(), "agentchat-stream-leases")
+        self.spawn(self.streams.keep(self.runs), "agentchat-leases")
+        self.spawn(self.deadlines.run(), "agentchat-deadlines")
         if self.backends.clustered:
             self.spawn(self.positions.run(), "agentchat-positions")
             self.spawn(self._presence_upkeep(), "agentchat-presence")
@@ -134,7 +170,8 @@ class Broker:
             self.spawn(self._retention(), "agentchat-retention")
 
     async def close(self) -> None:
-        """Shut down within `shutdown_timeout`, even with Redis or the database gone: let go of open
+        """Shut down within `shutdown_timeout`, even with Redis or the database gone: runs written
+        here lose their writer (parked while they wait for input, else aborted), let go of open
         streams (their writers resume them elsewhere, or here after a restart), remove this node's
         presence, close connections (1001), commit what is queued, flush the bus."""
         if self.sessions.closing:
@@ -143,6 +180,7 @@ class Broker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout
         steps = (
+            ("end runs", self.runs.abort_all()),
             ("release streams", self.streams.release_all()),
             ("remove presence", self.members.leave_everyone()),
         )
@@ -198,9 +236,11 @@ class Broker:
         """Answer a frame the transport could not decode or validate."""
         self.requests.refuse(conn, ref, exc)
 
-    async def attach(self, conn: Connection, channel: str, position: tuple[int, str | None] | None) -> None:
+    async def attach(
+        self, conn: Connection, channel: str, position: tuple[int, str | None] | None, to_me: bool = False
+    ) -> None:
         """Attach a unidirectional (SSE) connection to one channel, with presence diffs."""
-        await self.readers.attach(conn, channel, position, True, None)
+        await self.readers.attach(conn, channel, position, True, None, to_me)
 
     def publish(
         self, identity: Identity, channel: str, messages: Sequence[OutgoingMessage], if_serial: int | None
@@ -209,8 +249,18 @@ class Broker:
         return self.publisher.publish(identity, channel, messages, if_serial)
 
     async def history_page(self, identity: Identity, channel: str, **query: Any) -> dict[str, Any]:
-        """A REST history page (`before`, `after`, `limit`, `forwards`)."""
+        """A REST history page (`before`, `after`, `limit`, `forwards`, `thread`, `main`, `to_me`)."""
         return await self.history.page(identity, channel, **query)
+
+    async def requests_page(self, identity: Identity, channel: str, **query: Any) -> dict[str, Any]:
+        """A REST page of input requests (`mine`, `status`, `after`, `limit`)."""
+        return await self.inputs.page(identity, channel, **query)
+
+    async def answer(
+        self, identity: Identity, channel: str, request_id: str, body: AnswerBody
+    ) -> dict[str, Any]:
+        """A REST answer to an input request; gives the answer's serial once committed."""
+        return await self.inputs.answer(identity, None, channel, request_id, body)
 
     async def presence_page(self, identity: Identity, channel: str, after: str | None) -> dict[str, Any]:
         """A REST page of the channel's presence entries."""

@@ -251,8 +251,8 @@ class Chat:
     async def _put_room(self, op: PutRoom) -> Reply:
         result = await self.committer.submit(op)
         assert isinstance(result, Room)
-        if result.refused is not None:
-            raise ProtocolError(result.refused.code, result.refused.message, **result.refused.details)
+        if result.refusal is not None:
+            raise ProtocolError(result.refusal.code, result.refusal.message, **result.refusal.details)
         entry = self._entry(result, await self.members_count(op.channel))
         live = {k: v for k, v in entry.items() if k not in ("members", "last_serial", "last_ts")}
         self.publish_live(op.channel, frames.room(live))
@@ -294,8 +294,8 @@ class Chat:
 
 def _event_reply(result: Outcome) -> Reply:
     assert isinstance(result, AppendResult)
-    if result.refused is not None:
-        raise ProtocolError(result.refused.code, result.refused.message, **result.refused.details)
+    if result.refusal is not None:
+        raise ProtocolError(result.refusal.code, result.refusal.message, **result.refusal.details)
     if result.unchanged:
         return {"serial": None}
     reply: Reply = {"serial": result.serials[0]}
@@ -306,8 +306,8 @@ def _event_reply(result: Outcome) -> Reply:
 
 def _read_reply(result: Outcome) -> Reply:
     assert isinstance(result, ReadMark)
-    if result.refused is not None:
-        raise ProtocolError(result.refused.code, result.refused.message, **result.refused.details)
+    if result.refusal is not None:
+        raise ProtocolError(result.refusal.code, result.refusal.message, **result.refusal.details)
     return {"serial": result.serial, "moved": result.moved}
 
 

@@ -81,13 +81,15 @@ class Connection:
 
 @dataclass(slots=True)
 class Attachment:
-    """A connection's attachment to one channel: its delivery cursor, its presence wish, and
-    (while an attach catches up at the reader's pace) the live frames held behind the catch-up."""
+    """A connection's attachment to one channel: its delivery cursor, its presence wish, its
+    message filter, and (while an attach catches up at the reader's pace) the live frames held
+    behind the catch-up."""
 
     connection: Connection
     cursor: Cursor
     presence: bool
     fill: asyncio.Task[None] | None = None
+    to_me: str | None = None  # filter "to_me": the client id whose messages this reader gets
     backlog: deque[tuple[Encoded, int]] | None = None  # (event, bytes counted as held live)
     backlog_bytes: int = 0  # live bytes held now
     pacer: asyncio.Task[None] | None = field(default=None)

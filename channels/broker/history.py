@@ -34,10 +34,12 @@ class History:
         forwards: bool,
         thread: int | None = None,
         main: bool = False,
+        to_me: bool = False,
     ) -> dict[str, Any]:
         """One page (`messages`, `has_more`) of at most `limit` messages (capped at
         `history_max_page`) and `max_page_bytes` bytes; `has_more` says whether to page on.
-        `thread`: that thread's replies only; `main`: top-level messages only. Each
+        `thread`: that thread's replies only; `main`: top-level messages only; `to_me`: only
+        messages to nobody, to this client, or from it. Each
         message the reader reacted to lists its `my_reactions`."""
         identity.require(channel, "history")
         s = self.settings
@@ -51,6 +53,7 @@ class History:
                 max_bytes=s.max_page_bytes,
                 thread=thread,
                 main=main,
+                to_me=identity.client_id if to_me else None,
             )
             reacted = [m.serial for m in page.messages if m.extra and "reactions" in m.extra]
             mine = await self.store.my_reactions(channel, reacted, identity.client_id) if reacted else {}
@@ -85,6 +88,7 @@ class History:
         forwards: bool,
         thread: int | None = None,
         main: bool = False,
+        to_me: bool = False,
     ) -> None:
         """Serve a connection's admitted `history` frame: wait until its buffer has room, read, reply."""
         try:
@@ -100,6 +104,7 @@ class History:
                 forwards=forwards,
                 thread=thread,
                 main=main,
+                to_me=to_me,
             )
             conn.send(frames.ack(ref, **page))
         finally:

@@ -5,7 +5,8 @@ right behind a commit gets the commit's messages in one write; a reader with a g
 send buffer is already half full, is switched to a fill from the Store, which follows the
 reader's pace (so a burst of big messages never closes a healthy reader). Live frames
 (ephemeral messages, stream frames, presence diffs) of one loop tick are joined once per wire
-format and written to each reader in the tick's flush pass.
+format and written to each reader in the tick's flush pass. A reader filtering "to me" gets
+only the messages to nobody, to it, or from it (durable and ephemeral alike).
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from agentchat_server.broker.connections import Attachment
 from agentchat_server.broker.registry import ChannelRegistry, ChannelState
 from agentchat_server.broker.tick import Flusher
 from agentchat_server.bus import Bus, BusEvent
+from agentchat_server.core.agentrooms import for_reader
 from agentchat_server.core.ordering import Offer
 from agentchat_server.core.records import Message
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Batch, CloseCode, Encoded, Format
 from agentchat_server.protocol import server as frames
-from agentchat_server.store import Append, AppendResult, Operation, Outcome
+from agentchat_server.store import AppendResult, Operation, Outcome
 
 log = logging.getLogger(__name__)
 
 StartFill = Callable[[ChannelState, Attachment], None]
 OfferMessages = Callable[[ChannelState, Sequence[Message]], None]
+ObserveLive = Callable[[ChannelState, frames.Frame], None]
 
 
 def message_event(m: Message, epoch: str) -> Encoded:
@@ -60,16 +63,20 @@ class Hub:
         self.offer: OfferMessages = self.fan_out_messages  # orders commits before fan-out (Positions)
         self.on_stream_message: Callable[[Message], None] = _ignore  # a stream's end (Streams)
         self.on_control: Callable[[dict[str, Any]], None] = _ignore  # node-to-node news (Streams)
+        # Live frames a node keeps state from (the channel's view of its runs), set by the runs.
+        self.observe_live: ObserveLive = _ignore
 
     # --- into the bus ----------------------------------------------------------------------
 
     def on_committed(self, ops: Sequence[Operation], results: Sequence[Outcome]) -> None:
         """After a commit: one bus event per channel (one transaction: one epoch per channel)."""
         batches: dict[str, tuple[str, list[Message]]] = {}
-        for op, result in zip(ops, results, strict=True):
-            if not isinstance(op, Append) or not isinstance(result, AppendResult) or not result.stored:
+        for result in results:
+            # A refused operation may still have stored a notice (the loop brake's).
+            if not isinstance(result, AppendResult) or not result.stored:
                 continue
-            batches.setdefault(op.channel, (result.epoch, []))[1].extend(result.stored)
+            channel = result.stored[0].channel
+            batches.setdefault(channel, (result.epoch, []))[1].extend(result.stored)
         for channel, (epoch, messages) in batches.items():
             self.bus.publish(BusEvent(channel, messages=messages, epoch=epoch))
 
@@ -99,6 +106,7 @@ class Hub:
                     self.on_stream_message(m)
             self.offer(ch, event.messages)
         elif event.frame is not None:
+            self.observe_live(ch, event.frame)
             self.queue_live(ch, Encoded(event.frame), presence_only=event.presence)
 
     def fan_out_messages(self, ch: ChannelState, messages: Sequence[Message]) -> None:
@@ -121,7 +129,7 @@ class Hub:
         for conn, att in ch.subscribers.items():
             cursor = att.cursor
             transport = conn.transport
-            if cursor.last == run and not cursor.filling:
+            if cursor.last == run and not cursor.filling and att.to_me is None:
                 if transport.buffered() > watermark:
                     # Half full already: the Store holds these, the fill brings them at its pace.
                     cursor.begin_fill(last)
@@ -134,6 +142,8 @@ class Hub:
             for event, message in zip(events, messages, strict=True):
                 offer = cursor.offer(message.serial)
                 if offer is Offer.DELIVER:
+                    if att.to_me is not None and not wanted(message, att.to_me):
+                        continue  # the cursor moved past it: this reader filters it out
                     if transport.buffered() > watermark:
                         cursor.last -= 1
                         cursor.begin_fill(last)
@@ -167,9 +177,12 @@ class Hub:
         mixed = any(presence_only for _, presence_only in events)
         every = Batch([e for e, _ in events])
         plain = Batch([e for e, presence_only in events if not presence_only]) if mixed else every
+        addressed = any(e.frame.get("to") for e, _ in events)
         count = 0
         for conn, att in ch.subscribers.items():
             batch = every if att.presence else plain
+            if addressed and att.to_me is not None:
+                batch = Batch([e for e in batch.events if _wanted_frame(e.frame, att.to_me)])
             if not batch:
                 continue
             count += len(batch)
@@ -197,5 +210,16 @@ def _no_fill(ch: ChannelState, att: Attachment) -> None:
     raise RuntimeError("the hub has no fill starter")
 
 
-def _ignore(_: Any) -> None:
-    pass
+def _ignore(*_: Any) -> None:
+    """Nothing to do."""
+
+
+def wanted(message: Message, reader: str) -> bool:
+    """True when a reader filtering "to me" gets this durable message."""
+    return for_reader(None if message.extra is None else message.extra.get("to"), message.client_id, reader)
+
+
+def _wanted_frame(frame: frames.Frame, reader: str) -> bool:
+    if frame.get("type") != "message":
+        return True  # only messages are addressed; stream, run and presence frames go to every reader
+    return for_reader(frame.get("to"), frame.get("client_id", ""), reader)

@@ -4,7 +4,8 @@ Nothing sent to a reader outside the live path is sent faster than the reader ta
 reads the Store a byte-bounded page at a time and waits for the reader's buffer to drain between
 pages; the snapshots of an attach (open streams, presence) are written at once when they fit in
 half the send buffer, and otherwise paced the same way, with the channel's live frames held
-behind them so their order is kept.
+behind them so their order is kept. The snapshots come in a fixed order: active runs (parents
+first), open streams, presence.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from agentchat_server.broker.connections import Attachment, Connection
-from agentchat_server.broker.hub import Hub, message_event
+from agentchat_server.broker.hub import Hub, message_event, wanted
 from agentchat_server.broker.members import Members
 from agentchat_server.broker.positions import Positions
 from agentchat_server.broker.registry import ChannelRegistry, ChannelState
@@ -36,6 +37,14 @@ FILL_PAGE = 500  # messages per Store read of a fill (pages are also cut by byte
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
 
+class RunSnapshots(Protocol):
+    """Where an attach gets the snapshots of a channel's active runs."""
+
+    def snapshots(self, ch: ChannelState, att: Attachment) -> list[frames.Frame]:
+        """`run_snapshot` frames of the runs this node knows; runs it learns later from the Store
+        reach `att` then."""
+
+
 class Readers:
     """Attachments of this node's connections to channels."""
 
@@ -50,7 +59,9 @@ class Readers:
         buffer: StreamBuffer,
         metrics: Metrics,
         spawn: Spawn,
+        runs: RunSnapshots | None = None,
     ) -> None:
+        self.runs = runs
         self.settings = settings
         self.registry = registry
         self.hub = hub
@@ -71,8 +82,11 @@ class Readers:
         position: tuple[int, str | None] | None,
         presence: bool,
         ref: int | None,
+        to_me: bool = False,
     ) -> None:
-        """Attach, reply `attached`, replay after `position`, then stream snapshots and presence."""
+        """Attach, reply `attached` (with the room's policy), replay after `position`, then the
+        snapshots of active runs, open streams and presence. `to_me`: deliver only messages to
+        nobody, to this client, or from it."""
         conn.identity.require(name, "subscribe")
         if name not in conn.attachments and len(conn.attachments) >= self.settings.max_channels:
             raise ProtocolError(
@@ -101,16 +115,18 @@ class Readers:
         if ch.live:
             # Live frames queued this tick predate this reader: its snapshots below include them.
             self.hub.flush_live(ch)
-        att = Attachment(conn, Cursor(start.start), presence)
+        att = Attachment(conn, Cursor(start.start), presence, to_me=conn.client_id if to_me else None)
         # Live frames from now on wait behind the snapshots gathered below.
         att.backlog = deque()
         conn.attachments[name] = att
         ch.subscribers[conn] = att
         why = None if start.reason is None else frames.reason(*start.reason)
-        conn.send(frames.attached(name, ch.head, ch.epoch, start.resumed, ref=ref, why=why))
+        policy = self.settings.policy(name).advertised()
+        conn.send(frames.attached(name, ch.head, ch.epoch, start.resumed, ref=ref, why=why, policy=policy))
         if att.cursor.begin_fill(ch.head):
             self.start_fill(ch, att)
-        catch_up = [Encoded(stream.snapshot_frame()) for stream in ch.streams.values()]
+        catch_up = [] if self.runs is None else [Encoded(f) for f in self.runs.snapshots(ch, att)]
+        catch_up.extend(Encoded(stream.snapshot_frame()) for stream in ch.streams.values())
         try:
             for header, chunks in await self.buffer.open_streams(name):
                 if header.get("stream_id") not in ch.streams:
@@ -210,7 +226,8 @@ class Readers:
                     conn.send(frames.attached(ch.name, message.serial - 1, ch.epoch, False, why=why))
                     cursor.last = message.serial - 1
                     cursor.filled(message.serial)
-                conn.deliver(message_event(message, ch.epoch))
+                if att.to_me is None or wanted(message, att.to_me):
+                    conn.deliver(message_event(message, ch.epoch))
             self.metrics.deliveries.inc(len(page.messages))
             if not page.has_more and cursor.fill_done():
                 att.fill = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from agentchat_server.broker.connections import Attachment, Connection
 from agentchat_server.bus import Bus
 from agentchat_server.core.reorder import Reorder
+from agentchat_server.core.runs import ChannelRuns
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Encoded
@@ -16,7 +17,8 @@ from agentchat_server.store import Store
 
 @dataclass(slots=True)
 class ChannelState:
-    """One channel on this node: its position, readers, open streams, live queue."""
+    """One channel on this node: its position, readers, open streams, live queue, and its view
+    of the channel's active runs (for readers that attach)."""
 
     name: str
     epoch: str
@@ -30,6 +32,7 @@ class ChannelState:
     order: Reorder = field(init=False)  # arrival order of commits -> serial order for readers
     hole_wait: asyncio.TimerHandle | None = None  # the short wait before a hole is read
     repair: asyncio.Task[None] | None = None  # the one Store read filling this node's hole
+    runs: ChannelRuns = field(default_factory=ChannelRuns)
 
     def __post_init__(self) -> None:
         self.order = Reorder(self.head)

@@ -21,6 +21,8 @@ from agentchat_server.broker.history import History
 from agentchat_server.broker.members import Members
 from agentchat_server.broker.publisher import Publisher
 from agentchat_server.broker.readers import Readers, Spawn
+from agentchat_server.broker.room_requests import RoomRequests
+from agentchat_server.broker.rooms import wire_fields
 from agentchat_server.broker.streams import Streams
 from agentchat_server.core.ratelimit import TokenBucket
 from agentchat_server.metrics import Metrics
@@ -74,7 +76,9 @@ class Requests:
         spawn: Spawn,
         schedule_renewal: Callable[[Connection], None],
         chat: Chat,
+        rooms: RoomRequests,
     ) -> None:
+        self.rooms = rooms
         self.schedule_renewal = schedule_renewal
         self.chat = chat
         self.settings = settings
@@ -125,7 +129,8 @@ class Requests:
             _ack(conn, frame.ref)
         elif isinstance(frame, AttachFrame):
             position = None if frame.position is None else (frame.position.serial, frame.position.epoch)
-            await self.readers.attach(conn, frame.channel, position, frame.presence, frame.ref)
+            to_me = frame.filter == "to_me"
+            await self.readers.attach(conn, frame.channel, position, frame.presence, frame.ref, to_me)
         elif isinstance(frame, DetachFrame):
             self.readers.detach(conn, frame.channel)
             conn.send(frames.detached(frame.channel, ref=frame.ref))
@@ -142,22 +147,28 @@ class Requests:
             conn.identity.require(frame.channel, "subscribe")
             conn.send(frames.ack(frame.ref, occupancy=await self.readers.occupancy(frame.channel)))
         elif isinstance(frame, StreamOpenFrame):
-            opened = await self.streams.open(
-                conn,
-                frame.channel,
-                event_name=frame.name,
-                message_id=frame.id,
-                reply_to=frame.reply_to,
-                meta=frame.meta,
-                fmt=frame.format,
-                thread=frame.thread,
-            )
+            if frame.run_id is not None:
+                opened = await self.rooms.open_lane(conn, frame)
+            else:
+                opened = await self.streams.open(
+                    conn,
+                    frame.channel,
+                    event_name=frame.name,
+                    message_id=frame.id,
+                    reply_to=frame.reply_to,
+                    meta=frame.meta,
+                    fmt=frame.format,
+                    thread=frame.thread,
+                    room=wire_fields(to=frame.to),
+                    token=frame.claim,
+                )
             conn.send(frames.ack(frame.ref, **opened))
         elif isinstance(frame, StreamResumeFrame):
             resumed = await self.streams.resume(conn, frame.stream_id, frame.key)
             conn.send(frames.ack(frame.ref, **resumed))
         elif isinstance(frame, StreamEndFrame):
-            ended = self.streams.end(conn, frame.stream_id, frame.status, frame.data, frame.chunks)
+            error = None if frame.error is None else frame.error.model_dump(exclude_none=True)
+            ended = self.streams.end(conn, frame.stream_id, frame.status, frame.data, frame.chunks, error)
             self._reply_later(conn, frame.ref, ended, _serial)
         elif isinstance(frame, StreamCancelFrame):
             # Answered in order, once the end is committed (the stream may be held by another node).
@@ -167,6 +178,8 @@ class Requests:
             conn.send(frames.ack(frame.ref, expires_at=self.renew(conn, frame.token)))
         elif isinstance(frame, PingFrame):
             _ack(conn, frame.ref)
+        elif self.rooms.handles(frame):
+            await self.rooms.handle(conn, frame)
         elif isinstance(frame, ConnectFrame):
             raise ProtocolError(Code.INVALID_VALUE, "already connected")
         else:
@@ -231,6 +244,7 @@ class Requests:
                 forwards=frame.direction == "forwards",
                 thread=frame.thread,
                 main=frame.view == "main",
+                to_me=frame.filter == "to_me",
             )
         except ProtocolError as exc:
             self.refuse(conn, frame.ref, exc)

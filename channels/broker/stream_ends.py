@@ -11,6 +11,7 @@ from typing import Any
 
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.members import now_ms
+from agentchat_server.broker.rooms import RoomRules
 from agentchat_server.core.mentions import mentioned
 from agentchat_server.core.records import NewMessage
 from agentchat_server.core.streams import Stream
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 class StreamEnds:
     """Commits streams' final messages and ends the ones nobody holds any more."""
 
-    def __init__(self, store: Store, buffer: StreamBuffer, committer: Committer, metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, buffer: StreamBuffer, committer: Committer, metrics: Metrics, rules: RoomRules
+    ) -> None:
+        self.rules = rules
         self.store = store
         self.buffer = buffer
         self.committer = committer
@@ -47,13 +51,17 @@ class StreamEnds:
         message = end_message(marker, status, content, extra or None)
         return await self.commit(marker.stream_id, marker.channel, status, message)
 
-    def commit(self, stream_id: str, channel: str, status: str, message: NewMessage) -> asyncio.Future[int]:
-        """Queue the final message; the future gives its serial, or fails (50300, or 40901 when the
-        fence moved on: the stream was resumed elsewhere)."""
-        committed = self.committer.submit(Append(channel, [message]))
+    def commit(
+        self, stream_id: str, channel: str, status: str, message: NewMessage, room: Any = None
+    ) -> asyncio.Future[int]:
+        """Queue the final message (with the room's checks `room`, for a claimed answer or a run's
+        lane); the future gives its serial, or fails (50300; 40901 when the fence moved on, the
+        stream was resumed elsewhere; a room's code when its claim or run was lost)."""
+        committed = self.committer.submit(Append(channel, [message], room=room))
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         metrics = self.metrics
         buffer = self.buffer
+        rules = self.rules
 
         def settle(fut: asyncio.Future[Outcome]) -> None:
             if done.done():
@@ -71,7 +79,16 @@ class StreamEnds:
                 )
                 return
             buffer.ended(channel, stream_id)
-            metrics.streams_ended.labels(status).inc()
+            rules.announce(result)
+            stored = result.stored[0] if result.stored else None
+            ended = status if stored is None or stored.status is None else stored.status
+            metrics.streams_ended.labels(ended).inc()
+            why = None if stored is None or not stored.extra else stored.extra.get("error")
+            if ended != status and isinstance(why, dict):
+                # A soft check failed: the stream ended aborted (its claim or run was lost).
+                code = int(why["code"]) if str(why.get("code", "")).isdigit() else Code.CONFLICT
+                done.set_exception(ProtocolError(code, str(why["message"]), serial=result.serials[0]))
+                return
             done.set_result(result.serials[0])
 
         committed.add_done_callback(settle)
@@ -103,13 +120,17 @@ def content_of(fmt: str, chunks: list[Any]) -> Any:
     return "".join(c for c in chunks if isinstance(c, str)) if fmt == "text" else list(chunks)
 
 
-def extra_of(stream: Stream, cancelled_by: str | None) -> dict[str, Any] | None:
-    """The server-stamped fields of a stream's final message."""
-    extra: dict[str, Any] = {}
+def extra_of(
+    stream: Stream, cancelled_by: str | None, error: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The server-stamped fields of a stream's final message (its room fields: to, run, lane)."""
+    extra: dict[str, Any] = dict(stream.room or {})
     if stream.display_name is not None:
         extra["display_name"] = stream.display_name
     if cancelled_by is not None:
         extra["cancelled_by"] = cancelled_by
+    if error is not None:
+        extra["error"] = error
     return extra or None
 
 

@@ -7,6 +7,10 @@ its server resumes the stream on any node with its resume key (a takeover bumps 
 only the holder of the current fence can end it); a stream whose lease lapsed (its node died)
 is ended as `aborted` with the text so far by whichever node sees it first, exactly once.
 Memory is bounded per stream and per client id across its open streams.
+A run's lane has no marker: its run's own record stands for it, and it costs one write, its final
+message. A stream answering a claimed message carries the claim's token: its start and its end
+are checked against the claim in their commits, and its end makes the claim done (complete) or
+frees it (failed, cancelled, aborted).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.registry import ChannelRegistry
+from agentchat_server.broker.rooms import RoomRules
 from agentchat_server.broker.stream_ends import StreamEnds, content_of, end_message, extra_of, quiet
 from agentchat_server.core.chat import as_target, check_root
 from agentchat_server.core.records import Message
@@ -31,7 +36,7 @@ from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
-from agentchat_server.store import OpenMarker, Store, StreamMarker
+from agentchat_server.store import AppendResult, OpenMarker, Store, StreamMarker
 from agentchat_server.streambuf import StreamBuffer
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,15 @@ WriterConnection = Callable[[str], Connection | None]
 def key_hash(key: str) -> str:
     """What the Store keeps of a stream's resume key."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+class LeasedRuns(Protocol):
+    """The runs of this node, whose leases ride on the streams' renewals (`broker.runs.Runs`)."""
+
+    def __len__(self) -> int: ...
+
+    async def lose_lapsed(self) -> None:
+        """Take the writer from runs whose node is gone."""
 
 
 class Streams:
@@ -61,7 +75,9 @@ class Streams:
         publish_control: PublishControl,
         writer_connection: WriterConnection,
         metrics: Metrics,
+        rules: RoomRules,
     ) -> None:
+        self.rules = rules
         self.settings = settings
         self.node = node
         self.registry = registry
@@ -72,7 +88,7 @@ class Streams:
         self.publish_control = publish_control
         self.writer_connection = writer_connection
         self.metrics = metrics
-        self.ends = StreamEnds(store, buffer, committer, metrics)
+        self.ends = StreamEnds(store, buffer, committer, metrics, rules)
         self.lease_ms = int(max(settings.stream_grace, 0.3) * 1000)
         self._live: dict[str, Stream] = {}
         self._by_session: dict[str, set[str]] = {}
@@ -98,11 +114,14 @@ class Streams:
         meta: Any,
         fmt: str,
         thread: int | None = None,
+        room: dict[str, Any] | None = None,
+        token: int | None = None,
     ) -> dict[str, Any]:
-        """Open a stream after committing its start marker; returns the ack fields
-        (`stream_id`, and `resume_key`: the secret that lets its writer resume it anywhere). With
-        `thread`, its final message replies in the thread on that root (checked now, so the end can
-        always be stored)."""
+        """Open a stream after committing its start marker (checked against the room's rules);
+        returns the ack fields (`stream_id`, and `resume_key`: the secret that lets its writer
+        resume it anywhere). With `thread`, its final message replies in the thread on that root
+        (checked now, so the end can always be stored). A run's lane (`room` has its `run_id`)
+        commits nothing until it ends."""
         conn.identity.require(name, "stream")
         session_id = conn.session_id
         assert session_id is not None
@@ -159,13 +178,19 @@ class Streams:
                 fence=1,
                 secret=key_hash(key),
                 thread=thread,
+                room=room,
+                token=token,
             )
-            marker = self._marker(stream, meta_json)
-            await self.committer.submit(OpenMarker(marker))
+            if stream.run_id is None:
+                write = self.rules.write(identity, name, turn=True, replies=[reply_to], token=token)
+                opened = await self.committer.submit(OpenMarker(self._marker(stream, meta_json), write))
+                self.rules.settle(opened if isinstance(opened, AppendResult) else None)
         finally:
             ch.reserved_ids.discard(reserved)
         self._hold(stream)
         self.publish_live(name, stream.open_frame())
+        if stream.run_id is not None:
+            return {"stream_id": stream_id}  # a lane has no marker: it is resumed with its run
         return {"stream_id": stream_id, "resume_key": key}
 
     def _hold(self, stream: Stream) -> None:
@@ -222,7 +247,13 @@ class Streams:
         self.publish_live(stream.channel, frames.stream_chunk(stream.channel, stream_id, index, chunk))
 
     def end(
-        self, conn: Connection, stream_id: str, status: str, data: Any, chunks: int | None
+        self,
+        conn: Connection,
+        stream_id: str,
+        status: str,
+        data: Any,
+        chunks: int | None,
+        error: dict[str, Any] | None = None,
     ) -> asyncio.Future[int]:
         """End the writer's stream now (later appends are refused); the future gives the serial."""
         stream = self._writer_stream(conn, stream_id)
@@ -241,7 +272,7 @@ class Streams:
                 stream.next,
             )
             content = data
-        return self._finish(stream, status, content)
+        return self._finish(stream, status, content, error=error)
 
     async def resume(self, conn: Connection, stream_id: str, key: str) -> dict[str, Any]:
         """The writer continues its stream on this connection (after a lost server or session):
@@ -326,15 +357,33 @@ class Streams:
     # --- ending ------------------------------------------------------------------------------
 
     def _finish(
-        self, stream: Stream, status: str, content: Any, cancelled_by: str | None = None
+        self,
+        stream: Stream,
+        status: str,
+        content: Any,
+        cancelled_by: str | None = None,
+        error: dict[str, Any] | None = None,
     ) -> asyncio.Future[int]:
         """Forget the stream and queue its one durable message; the future gives its serial."""
         self._forget(stream)
         meta_json = None if stream.meta is None else encode_value(stream.meta)
         message = end_message(
-            self._marker(stream, meta_json), status, content, extra_of(stream, cancelled_by)
+            self._marker(stream, meta_json), status, content, extra_of(stream, cancelled_by, error)
         )
-        return self.ends.commit(stream.stream_id, stream.channel, status, message)
+        room = None
+        if stream.token is not None or stream.run_id is not None:
+            room = self.rules.write(
+                stream,
+                stream.channel,
+                turn=False,
+                replies=[stream.reply_to],
+                token=stream.token,
+                run_id=stream.run_id,
+                session=stream.writer,
+                finish="done" if status == "complete" else "released",
+                soft=True,
+            )
+        return self.ends.commit(stream.stream_id, stream.channel, status, message, room)
 
     def _forget(self, stream: Stream) -> None:
         if self._live.pop(stream.stream_id, None) is None:
@@ -355,6 +404,20 @@ class Streams:
         self.metrics.streams_open.set(len(self._live))
         if ch is not None:
             self.registry.forget_if_idle(ch)
+
+    def end_lanes(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        cancelled_by: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """End the open lanes of a run with the run's status, queued before the run's own end
+        record so they precede it in history."""
+        for stream in [s for s in self._live.values() if s.run_id == run_id]:
+            ended = self._finish(stream, status, stream.content(), cancelled_by=cancelled_by, error=error)
+            ended.add_done_callback(quiet)
 
     def abort_session(self, session_id: str, why: str) -> None:
         """End every stream the session writes as aborted, with the text so far."""
@@ -388,15 +451,17 @@ class Streams:
 
     # --- leases ------------------------------------------------------------------------------
 
-    async def keep(self) -> None:
-        """Renew the leases of this node's streams, and end lapsed ones (their node died) as
-        aborted; runs until cancelled, every third of a lease."""
+    async def keep(self, runs: LeasedRuns | None = None) -> None:
+        """Renew the leases of this node's streams (and runs), and end lapsed ones (their node
+        died) as aborted; runs until cancelled, every third of a lease."""
         period = self.lease_ms / 3000
         while True:
             try:
-                if self._live:
+                if self._live or runs:
                     await self.store.renew_leases(self.node, now_ms() + self.lease_ms)
                 await self.ends.end_lapsed(self.holds)
+                if runs is not None:
+                    await runs.lose_lapsed()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 OPERATIONS = frozenset(
-    {"subscribe", "publish", "presence", "history", "stream", "cancel", "moderate", "manage"}
+    {
+        "subscribe",
+        "publish",
+        "presence",
+        "history",
+        "stream",
+        "cancel",
+        "moderate",
+        "manage",
+        "claim",
+        "answer",
+    }
 )
 
 

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import emoji
 
+from agentchat_server.core.refusal import Refusal
 from agentchat_server.protocol import Code
 
 EVENT_ACTIONS = ("edit", "delete", "react", "unreact")
@@ -58,15 +59,6 @@ class ChatEvent:
     max_kinds: int = 20
     max_reactors: int = 500
     listed: int = 10  # client ids listed per reaction in the aggregate
-
-
-@dataclass(slots=True)
-class Refusal:
-    """An operation refused by a rule: the wire code, a safe message and details."""
-
-    code: int
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

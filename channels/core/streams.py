@@ -8,6 +8,8 @@ Rules:
 - A stream's size is the bytes its content takes on the wire in the larger format (JSON escapes
   count: U+0001 is six bytes). The append that would pass `max_bytes` is refused.
 - A snapshot covers chunks 0 .. next-1.
+- A stream may carry agent-room fields (`room`: `to`, and on a run's lanes `run_id`, `lane`,
+  `tool_call`): every frame of the stream repeats them, and so does its final message.
 - Content is kept compacted (chunks joined into one piece as they pile up), so a long stream
   holds a few large blocks rather than thousands of small strings, and gives its memory back
   when it ends.
@@ -45,6 +47,8 @@ class Stream:
     fence: int = 1  # the Store's fencing token this node holds the stream under
     secret: str = ""  # hash of the writer's resume key
     thread: int | None = None  # the thread its final message replies in
+    room: dict[str, Any] | None = None  # to, run_id, lane, tool_call: on every frame and the final message
+    token: int | None = None  # the claim token the stream answers `reply_to` with
     next: int = 0  # chunks accepted so far
     size: int = 0  # wire bytes of the content, without its quotes or brackets
     _pieces: list[str] = field(default_factory=list)  # text, or JSON texts of chunks
@@ -114,7 +118,14 @@ class Stream:
             frame["thread"] = self.thread
         if self.meta is not None:
             frame["meta"] = self.meta
+        if self.room:
+            frame.update(self.room)
         return frame
+
+    @property
+    def run_id(self) -> str | None:
+        """The run this stream is a lane of, if any."""
+        return None if self.room is None else self.room.get("run_id")
 
     def open_frame(self) -> dict[str, Any]:
         """The `stream_open` frame."""

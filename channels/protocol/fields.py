@@ -15,10 +15,11 @@ CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.@]{0,63}$"
 Serial = Annotated[int, Field(ge=0, le=MAX_SERIAL)]
 Ref = Annotated[int, Field(ge=0, le=MAX_SERIAL)]
 ChannelName = Annotated[str, Field(pattern=CHANNEL_PATTERN)]
+ClientId = Annotated[str, Field(pattern=CLIENT_ID_PATTERN)]
 MessageId = Annotated[str, Field(min_length=1, max_length=128)]
 EventName = Annotated[str, Field(min_length=1, max_length=64)]
 Kind = Literal["agent", "human", "system"]
-StreamStatus = Literal["complete", "cancelled", "aborted"]
+StreamStatus = Literal["complete", "failed", "cancelled", "aborted"]
 
 
 class StrictFrame(BaseModel):

@@ -21,22 +21,43 @@ from agentchat_server.protocol.chatframes import (
     UnreadFrame,
 )
 from agentchat_server.protocol.codes import MAX_SERIAL
-from agentchat_server.protocol.fields import (
-    CLIENT_ID_PATTERN,
-    ChannelName,
-    EventName,
-    Kind,
-    MessageId,
-    Ref,
-    Serial,
-    StrictFrame,
+from agentchat_server.protocol.fields import CHANNEL_PATTERN as CHANNEL_PATTERN
+from agentchat_server.protocol.fields import CLIENT_ID_PATTERN as CLIENT_ID_PATTERN
+from agentchat_server.protocol.fields import ChannelName as ChannelName
+from agentchat_server.protocol.fields import ClientId as ClientId
+from agentchat_server.protocol.fields import EventName as EventName
+from agentchat_server.protocol.fields import Kind as Kind
+from agentchat_server.protocol.fields import MessageId as MessageId
+from agentchat_server.protocol.fields import Ref as Ref
+from agentchat_server.protocol.fields import Serial as Serial
+from agentchat_server.protocol.fields import StreamStatus as StreamStatus
+from agentchat_server.protocol.fields import StrictFrame as _Frame
+from agentchat_server.protocol.rooms import (
+    ROOM_FRAME_TYPES,
+    Addressees,
+    AnswerFrame,
+    AskFrame,
+    ClaimFrame,
+    ClaimReleaseFrame,
+    ClaimsFrame,
+    ClaimToken,
+    ClientEventName,
+    ErrorInfo,
+    Filter,
+    Lane,
+    RequestsFrame,
+    RunCancelFrame,
+    RunEndFrame,
+    RunId,
+    RunResumeFrame,
+    RunStartFrame,
+    RunStateFrame,
+    StreamLane,
+    ToolCall,
+    check_run_fields,
 )
 
 PROTOCOL_VERSION = 1
-
-
-class _Frame(StrictFrame):
-    """Base of this module's frame models."""
 
 
 class Position(_Frame):
@@ -70,6 +91,7 @@ class AttachFrame(_Frame):
     channel: ChannelName
     position: Position | None = None
     presence: bool = True
+    filter: Filter = "all"  # "to_me": only messages to this client, to nobody, or from it
 
 
 class DetachFrame(_Frame):
@@ -81,14 +103,32 @@ class DetachFrame(_Frame):
 
 
 class OutgoingMessage(_Frame):
-    """One message a client publishes."""
+    """One message a client publishes; `to`, `claim` and the run fields are the agent-room fields."""
 
     data: JsonValue = None
-    name: EventName = "message"
+    name: ClientEventName = "message"
     id: MessageId | None = None
     reply_to: Serial | None = None
     thread: Serial | None = None  # the root serial of the thread this message replies in
     ephemeral: bool = False
+    to: Addressees | None = None
+    claim: ClaimToken | None = None
+    run_id: RunId | None = None
+    lane: Lane | None = None
+    tool_call: ToolCall | None = None
+
+    @model_validator(mode="after")
+    def _room_fields(self) -> Self:
+        check_run_fields(
+            run_id=self.run_id,
+            lane=self.lane,
+            tool_call=self.tool_call,
+            claim=self.claim,
+            reply_to=self.reply_to,
+        )
+        if self.ephemeral and (self.claim is not None or self.run_id is not None):
+            raise ValueError("claim and run_id go on durable messages")
+        return self
 
 
 class _Publish(_Frame):
@@ -98,9 +138,7 @@ class _Publish(_Frame):
     @classmethod
     def _single_message(cls, value: Any) -> Any:
         if isinstance(value, dict) and "messages" not in value:
-            inline = {
-                k: value[k] for k in ("data", "name", "id", "reply_to", "thread", "ephemeral") if k in value
-            }
+            inline = {k: value[k] for k in _MESSAGE_FIELDS if k in value}
             rest = {k: v for k, v in value.items() if k not in inline}
             rest["messages"] = [inline]
             return rest
@@ -113,7 +151,25 @@ class _Publish(_Frame):
             raise ValueError("a batch is either all ephemeral or all durable")
         if True in ephemeral and getattr(self, "if_serial", None) is not None:
             raise ValueError("if_serial applies to durable messages only")
+        messages: list[OutgoingMessage] = self.messages  # type: ignore[attr-defined]
+        if len(messages) > 1 and any(m.claim is not None or m.run_id is not None for m in messages):
+            raise ValueError("claim and run_id go on a publish of one message")
         return self
+
+
+_MESSAGE_FIELDS = (
+    "data",
+    "name",
+    "id",
+    "reply_to",
+    "ephemeral",
+    "to",
+    "claim",
+    "run_id",
+    "lane",
+    "tool_call",
+    "thread",
+)
 
 
 class PublishFrame(_Publish):
@@ -138,6 +194,7 @@ class HistoryFrame(_Frame):
     direction: Literal["backwards", "forwards"] = "backwards"
     thread: Serial | None = None  # only the replies of the thread on this root
     view: Literal["all", "main"] = "all"  # main: top-level messages only (no replies, no events)
+    filter: Filter = "all"
 
 
 class PresenceFrame(_Frame):
@@ -174,12 +231,28 @@ class StreamOpenFrame(_Frame):
     type: Literal["stream_open"]
     ref: Ref
     channel: ChannelName
-    name: EventName = "message"
+    name: ClientEventName = "message"
     id: MessageId | None = None
     reply_to: Serial | None = None
     thread: Serial | None = None
     meta: JsonValue = None
     format: Literal["text", "json"] = "text"
+    to: Addressees | None = None
+    claim: ClaimToken | None = None
+    run_id: RunId | None = None
+    lane: StreamLane | None = None
+    tool_call: ToolCall | None = None
+
+    @model_validator(mode="after")
+    def _room_fields(self) -> Self:
+        check_run_fields(
+            run_id=self.run_id,
+            lane=self.lane,
+            tool_call=self.tool_call,
+            claim=self.claim,
+            reply_to=self.reply_to,
+        )
+        return self
 
 
 class StreamAppendFrame(_Frame):
@@ -198,9 +271,16 @@ class StreamEndFrame(_Frame):
     type: Literal["stream_end"]
     ref: Ref
     stream_id: str = Field(min_length=1, max_length=64)
-    status: Literal["complete", "cancelled"] = "complete"
+    status: Literal["complete", "failed", "cancelled"] = "complete"
     data: JsonValue = None
     chunks: int | None = Field(default=None, ge=0, le=MAX_SERIAL)
+    error: ErrorInfo | None = None
+
+    @model_validator(mode="after")
+    def _error_iff_failed(self) -> Self:
+        if (self.status == "failed") != (self.error is not None):
+            raise ValueError("error is given when, and only when, status is failed")
+        return self
 
 
 class StreamResumeFrame(_Frame):
@@ -261,6 +341,17 @@ ClientFrame = Annotated[
         | RoomsFrame
         | RoomGetFrame
         | RoomSetFrame
+        | ClaimFrame
+        | ClaimReleaseFrame
+        | ClaimsFrame
+        | RunStartFrame
+        | RunEndFrame
+        | RunStateFrame
+        | RunCancelFrame
+        | RunResumeFrame
+        | AskFrame
+        | AnswerFrame
+        | RequestsFrame
     ),
     Field(discriminator="type"),
 ]
@@ -289,6 +380,7 @@ CLIENT_FRAME_TYPES = frozenset(
         "rooms",
         "room_get",
         "room_set",
+        *ROOM_FRAME_TYPES,
     }
 )
 client_frame_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)

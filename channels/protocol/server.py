@@ -23,6 +23,11 @@ SERVER_FRAME_TYPES = frozenset(
         "stream_chunk",
         "stream_snapshot",
         "stream_cancelled",
+        "claim",
+        "run_status",
+        "run_snapshot",
+        "run_state",
+        "run_cancelled",
         "ack",
         "nack",
         "error",
@@ -96,10 +101,18 @@ def connected(
 
 
 def attached(
-    channel: str, serial: int, epoch: str, resumed: bool, *, ref: int | None = None, why: Frame | None = None
+    channel: str,
+    serial: int,
+    epoch: str,
+    resumed: bool,
+    *,
+    ref: int | None = None,
+    why: Frame | None = None,
+    policy: Mapping[str, Any] | None = None,
 ) -> Frame:
     """An attach took effect at `serial` (replayed messages run up to it); or, unsolicited and with
-    resumed false, continuity was lost and delivery continues after `serial`."""
+    resumed false, continuity was lost and delivery continues after `serial`. `policy` is the
+    room's agent policy (reply policy, loop budget, double texting), on replies to `attach`."""
     frame: Frame = {
         "type": "attached",
         "channel": channel,
@@ -110,6 +123,8 @@ def attached(
         frame["ref"] = ref
     if why is not None:
         frame["reason"] = why
+    if policy is not None:
+        frame["policy"] = dict(policy)
     return frame
 
 
@@ -284,6 +299,44 @@ def stream_snapshot(header: Mapping[str, Any], content: Any, next_index: int) ->
 def stream_cancelled(channel: str, stream_id: str, by: str) -> Frame:
     """To a stream's writer: member `by` cancelled it; later appends are refused."""
     return {"type": "stream_cancelled", "channel": channel, "stream_id": stream_id, "by": by}
+
+
+def claim(record: Mapping[str, Any]) -> Frame:
+    """A claim changed: `state` held (granted), released, expired or done; `token` is its fencing token."""
+    return {"type": "claim", **record}
+
+
+def run_status(header: Mapping[str, Any]) -> Frame:
+    """A run started or changed status; `version` grows with each change (keep the highest)."""
+    return {"type": "run_status", **header}
+
+
+def run_snapshot(header: Mapping[str, Any], state: Any, deltas: Sequence[Any]) -> Frame:
+    """An active run for a reader that attaches: its header, and its shared state as the last
+    snapshot plus the JSON Patch operations sent since (apply them in order)."""
+    frame: Frame = {"type": "run_snapshot", **header}
+    if state is not None:
+        frame["state"] = state
+    if deltas:
+        frame["deltas"] = list(deltas)
+    return frame
+
+
+def run_state(
+    channel: str, run_id: str, *, snapshot: Any = None, delta: Sequence[Any] | None = None
+) -> Frame:
+    """A run's shared state: a whole `snapshot`, or a `delta` of JSON Patch operations."""
+    frame: Frame = {"type": "run_state", "channel": channel, "run_id": run_id}
+    if delta is not None:
+        frame["delta"] = list(delta)
+    else:
+        frame["snapshot"] = snapshot
+    return frame
+
+
+def run_cancelled(channel: str, run_id: str, by: str) -> Frame:
+    """To a run's writer: member `by` cancelled it; stop working on it."""
+    return {"type": "run_cancelled", "channel": channel, "run_id": run_id, "by": by}
 
 
 def ack(ref: int, **fields: Any) -> Frame:

@@ -1,4 +1,5 @@
-"""The Store port: durable history with serials assigned in the commit, plus stream markers.
+"""The Store port: durable history with serials assigned in the commit, plus stream markers and
+the rows of agent rooms (claims, runs, input requests, loop-brake counts; see `store.room_ops`).
 
 Message ids are idempotency keys scoped to their publisher: (channel, client_id, id) is unique.
 
@@ -11,8 +12,50 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agentchat_server.core.chat import Refusal
+from agentchat_server.core.agentrooms import ClaimRow
+from agentchat_server.core.inputs import RequestRecord
 from agentchat_server.core.records import Message, NewMessage
+from agentchat_server.core.refusal import Refusal
+from agentchat_server.core.runs import RunRecord
+from agentchat_server.store.room_ops import (
+    AskInput,
+    ClaimChange,
+    ClaimResult,
+    CloseInput,
+    Effect,
+    LoseWriter,
+    RoomWrite,
+    RunChange,
+    RunEnd,
+    RunResult,
+    RunStart,
+)
+
+__all__ = [
+    "Append",
+    "AppendResult",
+    "AskInput",
+    "ChannelInfo",
+    "ClaimChange",
+    "ClaimResult",
+    "CloseInput",
+    "Effect",
+    "HistoryPage",
+    "LoseWriter",
+    "Message",
+    "NewMessage",
+    "OpenMarker",
+    "Operation",
+    "RoomWrite",
+    "RunChange",
+    "RunEnd",
+    "RunResult",
+    "RunStart",
+    "Store",
+    "StoreStats",
+    "StreamMarker",
+    "make_store",
+]
 
 
 @dataclass(slots=True)
@@ -22,6 +65,7 @@ class Append:
     channel: str
     messages: list[NewMessage]
     if_serial: int | None = None
+    room: RoomWrite | None = None
 
 
 @dataclass(slots=True)
@@ -34,8 +78,13 @@ class AppendResult:
     conflict: int | None = None  # set when if_serial did not match: the channel's last serial
     epoch: str = ""
     fenced: bool = False  # a stream end whose writer no longer holds the stream: nothing stored
-    refused: Refusal | None = None  # an event or a thread reply broke a rule: nothing was stored
+    # A rule refused it: an event or a thread reply's (nothing stored) or a room rule's (stored
+    # may hold the loop brake's notice).
+    refusal: Refusal | None = None
     unchanged: bool = False  # a reaction that was already so: nothing to store
+    claims: list[ClaimRow] = field(default_factory=list)  # claims the commit changed
+    run: RunRecord | None = None  # the run it started or changed
+    request: RequestRecord | None = None  # the input request it made or closed
 
 
 @dataclass(slots=True)
@@ -68,9 +117,10 @@ class StreamMarker:
 
 @dataclass(slots=True)
 class OpenMarker:
-    """Store a stream's start marker."""
+    """Store a stream's start marker (checked against the room's rules when `room` is given)."""
 
     marker: StreamMarker
+    room: RoomWrite | None = None
 
 
 @dataclass(slots=True)
@@ -113,11 +163,11 @@ class MarkRead:
 
 @dataclass(slots=True)
 class ReadMark:
-    """A member's read mark after a MarkRead; `refused` when the serial is beyond the channel."""
+    """A member's read mark after a MarkRead; `refusal` when the serial is beyond the channel."""
 
     serial: int
     moved: bool
-    refused: Refusal | None = None
+    refusal: Refusal | None = None
 
 
 @dataclass(slots=True)
@@ -144,7 +194,7 @@ class Room:
     last_ts: int | None
     updated_by: str | None
     updated_ts: int | None
-    refused: Refusal | None = None
+    refusal: Refusal | None = None
 
 
 @dataclass(slots=True)
@@ -159,8 +209,8 @@ class Unread:
     capped: bool
 
 
-Operation = Append | OpenMarker | MarkRead | PutRoom
-Outcome = AppendResult | ReadMark | Room | None
+Operation = Append | OpenMarker | MarkRead | PutRoom | ClaimChange | RunChange
+Outcome = AppendResult | ReadMark | Room | ClaimResult | RunResult | None
 
 
 class Store(Protocol):
@@ -176,7 +226,8 @@ class Store(Protocol):
 
     async def commit(self, operations: Sequence[Operation]) -> list[Outcome]:
         """Apply all operations in one transaction; results align with operations (AppendResult,
-        ReadMark, Room; None for markers). Raises on a storage failure: then nothing was committed."""
+        ReadMark, Room, ClaimResult, RunResult; None for a marker, an AppendResult for a marker a
+        room rule refused). Raises on a storage failure: then nothing was committed."""
 
     async def history(
         self,
@@ -189,11 +240,13 @@ class Store(Protocol):
         max_bytes: int | None = None,
         thread: int | None = None,
         main: bool = False,
+        to_me: str | None = None,
     ) -> HistoryPage:
         """Messages with after < serial < before, oldest first if `forwards` else newest first: at most
         `limit`, and no more once their encoded size passes `max_bytes` (never fewer than one).
         Memory stays near the page's size whatever the rows hold. `thread`: only that thread's
-        replies; `main`: only top-level messages (no replies, no events)."""
+        replies; `main`: only top-level messages (no replies, no events); `to_me`: only messages to
+        nobody, to that client id, or from it."""
 
     async def message_at(self, channel: str, serial: int) -> Message | None:
         """The message (or event) stored at `serial`, in its current state."""
@@ -237,7 +290,7 @@ class Store(Protocol):
         """Markers whose lease ended before `now_ms`: streams nobody holds any more."""
 
     async def renew_leases(self, node: str, until_ms: int) -> int:
-        """Extend the lease of every stream `node` holds; returns how many it holds."""
+        """Extend the lease of every stream and run `node` holds; returns how many streams it holds."""
 
     async def release(
         self, stream_id: str, fence: int, content_json: str, chunks: int, until_ms: int
@@ -257,6 +310,35 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""
+
+    # --- agent rooms ------------------------------------------------------------------------
+
+    async def claims(self, channel: str, now: int, after: int | None, limit: int) -> list[ClaimRow]:
+        """Claims held at `now` on messages after serial `after`, in serial order, at most `limit`."""
+
+    async def due_claims(self, now: int, limit: int) -> list[ClaimRow]:
+        """Held claims whose lease ended before `now` (for the sweep that announces them)."""
+
+    async def run(self, run_id: str) -> RunRecord | None:
+        """The run with this id."""
+
+    async def active_runs(self, channel: str, limit: int) -> list[RunRecord]:
+        """The channel's runs that have not ended, oldest first, at most `limit`."""
+
+    async def lapsed_runs(self, now_ms: int) -> list[RunRecord]:
+        """Active runs with a writer whose lease ended before `now_ms`: their node is gone."""
+
+    async def request(self, request_id: str) -> RequestRecord | None:
+        """The input request with this id."""
+
+    async def requests(
+        self, channel: str, *, asker: str | None, status: str, after: int | None, limit: int
+    ) -> tuple[list[RequestRecord], bool]:
+        """A page of the channel's input requests after serial `after` (pending, closed or any;
+        of one asker if given), in serial order, and whether more follow."""
+
+    async def due_requests(self, now: int, limit: int) -> list[RequestRecord]:
+        """Pending requests whose deadline passed before `now` (for the sweep that expires them)."""
 
 
 def make_store(url: str) -> Store:

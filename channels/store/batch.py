@@ -1,4 +1,5 @@
-"""One group-commit transaction of the SQL Store: serials, scoped id dedupe, if_serial, the writes."""
+"""One group-commit transaction of the SQL Store: serials, scoped id dedupe, if_serial, the writes,
+and the agent-room rules of each write (`store.room_batch`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from typing import Any
 from sqlalchemy import ARRAY, String, bindparam, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from agentchat_server.core.chat import Duplicate, Refusal
-from agentchat_server.core.records import Message
+from agentchat_server.core.chat import Duplicate
+from agentchat_server.core.records import Message, NewMessage
+from agentchat_server.core.refusal import Refusal
 from agentchat_server.protocol import encode_value
 from agentchat_server.store import (
     Append,
     AppendResult,
+    ClaimChange,
     MarkRead,
     OpenMarker,
     Operation,
@@ -26,6 +29,8 @@ from agentchat_server.store import (
     StreamMarker,
 )
 from agentchat_server.store.chatwrites import ChatWrites, Unchanged
+from agentchat_server.store.room_batch import Checked, RoomBatch
+from agentchat_server.store.room_rows import RoomRows
 from agentchat_server.store.schema import MESSAGE_COLUMNS, channels_table, messages_table, streams_table
 
 _PG_IDS = text(
@@ -95,28 +100,35 @@ class Batch:
         self.ended_streams: list[str] = []
         self.fences: dict[str, int] = {}  # stream id -> current fence, for the stream ends in this batch
         self.chat = ChatWrites(conn, dialect)
+        self.room_rows = RoomRows(conn)
+        self.rooms = RoomBatch(self.room_rows)
+        self.human_spoke: set[str] = set()  # channels whose loop-brake count this commit reset
 
     def run(self, operations: Sequence[Operation]) -> list[Outcome]:
-        """Apply the operations in this transaction; results align with them (None for markers)."""
+        """Apply the operations in this transaction; results align with them (None for markers
+        without room rules)."""
         appends = [op for op in operations if isinstance(op, Append)]
-        named = {op.channel for op in operations if isinstance(op, Append | PutRoom)}
-        if named:
-            self._load_channels(sorted(named))
+        locked = {_channel_of(op) for op in operations if _locks(op)}
+        if locked:
+            self._load_channels(sorted(locked))
         if appends:
             self._load_ids(appends)
             self._load_fences(appends)
         results: list[Outcome] = []
         for op in operations:
             if isinstance(op, OpenMarker):
-                self.markers.append(marker_row(op.marker))
-                results.append(None)
+                results.append(self._marker(op))
             elif isinstance(op, Append):
                 results.append(self._append(op))
             elif isinstance(op, MarkRead):
                 state = self.channels.get(op.channel)
                 results.append(self.chat.mark_read(op, None if state is None else state[1]))
-            else:
+            elif isinstance(op, PutRoom):
                 results.append(self.chat.put_room(op))
+            elif isinstance(op, ClaimChange):
+                results.append(self.rooms.claim_change(op))
+            else:
+                results.append(self.rooms.run_change(op))
         if self.rows:
             self._insert_messages()
         self.chat.flush()
@@ -198,6 +210,20 @@ class Batch:
             for stream_id, fence in self.conn.execute(_FENCES, {"ids": fenced[start : start + 500]}):
                 self.fences[stream_id] = fence
 
+    def _marker(self, op: OpenMarker) -> AppendResult | None:
+        if op.room is None:
+            self.markers.append(marker_row(op.marker))
+            return None
+        channel = op.marker.channel
+        state = self.channels[channel]
+        checked = self.rooms.check(op.room, channel, [], state[1] + 1)
+        if checked.refusal is not None:
+            stored = [self._store(channel, state, m) for m in checked.notices]
+            return AppendResult([], [], stored, epoch=state[0], refusal=checked.refusal)
+        self.markers.append(marker_row(op.marker))
+        outcome = self.rooms.apply(op.room, channel, checked, [])
+        return AppendResult([], [], [], epoch=state[0], claims=outcome.claims)
+
     def _append(self, op: Append) -> AppendResult:
         state = self.channels[op.channel]
         epoch, last = state[0], state[1]
@@ -226,70 +252,108 @@ class Batch:
             # Events and thread replies obey core.chat's rules; an event is a batch of one.
             verdict = self.chat.check(op.channel, op.messages[index])
             if isinstance(verdict, Refusal):
-                return AppendResult([], [], [], epoch=epoch, refused=verdict)
+                return AppendResult([], [], [], epoch=epoch, refusal=verdict)
             if isinstance(verdict, Duplicate):
                 return AppendResult([verdict.serial], [index], [], epoch=epoch)
             if isinstance(verdict, Unchanged):
                 return AppendResult([], [], [], epoch=epoch, unchanged=True)
+        messages = [op.messages[index] for index in fresh]
+        checked: Checked | None = None
+        if op.room is not None and fresh:
+            checked = self.rooms.check(op.room, op.channel, messages, last + 1)
+            if checked.refusal is not None:
+                notices = [self._store(op.channel, state, m) for m in checked.notices]
+                return AppendResult([], [], notices, epoch=epoch, refusal=checked.refusal)
+            if checked.skip:
+                outcome = self.rooms.apply(op.room, op.channel, checked, [])
+                return AppendResult([], [], [], epoch=epoch, run=outcome.run)
+            messages = checked.messages
         stored: list[Message] = []
-        for index in fresh:
-            message = op.messages[index]
-            last += 1
-            serials[index] = last
-            self.ids[(op.channel, message.client_id, message.id)] = last
-            thread, added = self.chat.apply(op.channel, last, message)
-            extra, extra_json = message.extra, message.extra_json
-            if added:
-                extra = {**(extra or {}), **added}
-                extra_json = encode_value(extra)
-            event = message.event
-            action, target = (None, None) if event is None else (event.action, event.target)
-            self.rows.append(
-                (
-                    op.channel,
-                    last,
-                    message.id,
-                    message.name,
-                    message.data_json,
-                    message.client_id,
-                    message.kind,
-                    message.ts,
-                    message.reply_to,
-                    message.stream_id,
-                    message.status,
-                    message.meta_json,
-                    extra_json,
-                    thread,
-                    action,
-                    target,
-                )
+        for index, message in zip(fresh, messages, strict=True):
+            stored.append(self._store(op.channel, state, message))
+            serials[index] = stored[-1].serial
+        result = AppendResult(serials, duplicates, stored, epoch=epoch)
+        if op.room is not None:
+            if checked is not None:
+                outcome = self.rooms.apply(op.room, op.channel, checked, stored)
+            else:
+                outcome = self.rooms.existing(op.room, op.channel, serials[0])
+            result.claims, result.run, result.request = outcome.claims, outcome.run, outcome.request
+        return result
+
+    def _store(self, channel: str, state: list[Any], message: NewMessage) -> Message:
+        """Give `message` the channel's next serial and queue its row (with its thread, and its
+        addressees and the loop brake's reset for agent rooms)."""
+        last = state[1] + 1
+        state[1] = last
+        state[2] = True
+        self.ids[(channel, message.client_id, message.id)] = last
+        thread, added = self.chat.apply(channel, last, message)
+        extra, extra_json = message.extra, message.extra_json
+        if added:
+            extra = {**(extra or {}), **added}
+            extra_json = encode_value(extra)
+        event = message.event
+        action, target = (None, None) if event is None else (event.action, event.target)
+        self.rows.append(
+            (
+                channel,
+                last,
+                message.id,
+                message.name,
+                message.data_json,
+                message.client_id,
+                message.kind,
+                message.ts,
+                message.reply_to,
+                message.stream_id,
+                message.status,
+                message.meta_json,
+                extra_json,
+                thread,
+                action,
+                target,
             )
-            if message.stream_id is not None:
-                self.ended_streams.append(message.stream_id)
-            stored.append(
-                Message(
-                    op.channel,
-                    last,
-                    message.id,
-                    message.name,
-                    message.data,
-                    message.client_id,
-                    message.kind,
-                    message.ts,
-                    message.reply_to,
-                    message.stream_id,
-                    message.status,
-                    None if message.meta_json is None else json.loads(message.meta_json),
-                    extra,
-                    thread,
-                    action,
-                    target,
-                )
-            )
-        if fresh:
-            state[1] = last
-            state[2] = True
-        return AppendResult(serials, duplicates, stored, epoch=epoch)
+        )
+        if message.stream_id is not None:
+            self.ended_streams.append(message.stream_id)
+        stored = Message(
+            channel,
+            last,
+            message.id,
+            message.name,
+            message.data,
+            message.client_id,
+            message.kind,
+            message.ts,
+            message.reply_to,
+            message.stream_id,
+            message.status,
+            None if message.meta_json is None else json.loads(message.meta_json),
+            extra,
+            thread,
+            action,
+            target,
+        )
+        if extra is not None and "to" in extra:
+            self.room_rows.address(stored)
+        if message.kind == "human" and event is None and channel not in self.human_spoke:
+            # Here, not after the loop, so the later writes of this commit see the reset.
+            self.human_spoke.add(channel)
+            self.room_rows.human_spoke(channel)
+        return stored
+
+
+def _locks(op: Operation) -> bool:
+    """Whether the operation reads and locks its channel's row (a marker only under room rules;
+    a read mark never creates a channel)."""
+    if isinstance(op, OpenMarker):
+        return op.room is not None
+    return not isinstance(op, MarkRead)
+
+
+def _channel_of(op: Operation) -> str:
+    return op.marker.channel if isinstance(op, OpenMarker) else op.channel
 
 
 def marker_row(marker: StreamMarker) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from sqlalchemy.engine import Connection
 
 from agentchat_server.core.chat import (
     Duplicate,
-    Refusal,
     Target,
     apply_delete,
     apply_edit,
@@ -27,6 +26,7 @@ from agentchat_server.core.chat import (
     judge,
 )
 from agentchat_server.core.records import NewMessage
+from agentchat_server.core.refusal import Refusal
 from agentchat_server.protocol import Code
 from agentchat_server.store import MarkRead, PutRoom, ReadMark, Room
 from agentchat_server.store.schema import (

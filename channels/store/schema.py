@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from agentchat_server.core.records import Message
 from agentchat_server.store import StreamMarker
+from agentchat_server.store.room_schema import migration_rooms as _migration_rooms
 
 metadata = MetaData()
 
@@ -247,7 +248,7 @@ def _migration_stream_leases(conn: Connection) -> None:
 
 
 # Schema migrations in order; the Nth entry takes the schema from version N-1 to N. Append only.
-MIGRATIONS = [_migration_1, _migration_2, _migration_stream_leases, _migration_chat]
+MIGRATIONS = [_migration_1, _migration_2, _migration_stream_leases, _migration_chat, _migration_rooms]
 
 
 def row_to_marker(r: Any) -> StreamMarker:

@@ -32,6 +32,7 @@ from agentchat_server.store import (
 )
 from agentchat_server.store.batch import Batch
 from agentchat_server.store.chatreads import ChatReads
+from agentchat_server.store.room_sql import RoomQueries, addressed_to, prune_rooms, renew_run_leases
 from agentchat_server.store.schema import (
     MIGRATIONS,
     channels_table,
@@ -52,7 +53,7 @@ MIGRATION_LOCK = 0x61676E746368  # the advisory lock id under which PostgreSQL m
 ROW_OVERHEAD = 256  # bytes a message frame adds to its data, meta and extra (keys, ids, numbers)
 
 
-class SqlStore(ChatReads):
+class SqlStore(ChatReads, RoomQueries):
     """Store adapter over an SQLAlchemy async engine; one URL, one instance."""
 
     def __init__(self, url: str) -> None:
@@ -164,6 +165,7 @@ class SqlStore(ChatReads):
         max_bytes: int | None = None,
         thread: int | None = None,
         main: bool = False,
+        to_me: str | None = None,
     ) -> HistoryPage:
         """One page of history (see `Store.history`)."""
         m = messages_table.c
@@ -172,6 +174,8 @@ class SqlStore(ChatReads):
             query = query.where(m.thread == thread, m.action.is_(None))
         elif main:
             query = query.where(m.thread.is_(None), m.action.is_(None))
+        if to_me is not None:
+            query = query.where(addressed_to(to_me))
         if before is not None:
             query = query.where(m.serial < before)
         if after is not None:
@@ -251,6 +255,7 @@ class SqlStore(ChatReads):
             done = await conn.execute(
                 update(streams_table).where(s.node == node).values(lease_until=until_ms)
             )
+            await renew_run_leases(conn, node, until_ms)
         return int(done.rowcount or 0)
 
     async def release(
@@ -310,4 +315,5 @@ class SqlStore(ChatReads):
                 await conn.execute(delete(messages_table).where(m.channel == channel, m.serial <= top))
                 for table in (reactions_table, mentions_table):
                     await conn.execute(delete(table).where(table.c.channel == channel, table.c.serial <= top))
+                await prune_rooms(conn, channel, top)
         return {channel: top + 1 for channel, top in tops}

@@ -78,6 +78,15 @@ def serial_param(value: str | None, name: str) -> int | None:
     return int(value)
 
 
+def choice_param(value: str | None, name: str, choices: tuple[str, ...]) -> str:
+    """A query value that is one of `choices` (the first when absent or empty)."""
+    if value is None or value == "":
+        return choices[0]
+    if value not in choices:
+        raise ProtocolError(Code.INVALID_VALUE, f"{name} is one of {', '.join(choices)}")
+    return value
+
+
 async def json_body(request: web.Request, limit: int, within: float) -> Any:
     """The request body as JSON: refused (41300) beyond `limit` bytes before it is read whole, and
     (40800) when it does not arrive within `within` seconds (a client trickling a body)."""

@@ -1,4 +1,5 @@
-"""The REST API beside the socket: publish, history, presence, occupancy, tokens, health, metrics.
+"""The REST API beside the socket: publish, history, presence, occupancy, input requests (list and
+answer), tokens, health, metrics.
 
 Every handler answers errors as `{"error": {...}}` with the code's HTTP status; rate limits answer
 429 with `Retry-After`. Failed API-key attempts are counted per source address: after a burst
@@ -18,12 +19,20 @@ from agentchat_server.auth import Authenticator
 from agentchat_server.broker import Broker
 from agentchat_server.core.ratelimit import FailureGuard, KeyedBuckets
 from agentchat_server.metrics import Metrics
-from agentchat_server.protocol import Code, ProtocolError, RestPublish, TokenRequest, validation_message
+from agentchat_server.protocol import (
+    AnswerBody,
+    Code,
+    ProtocolError,
+    RestPublish,
+    TokenRequest,
+    validation_message,
+)
 from agentchat_server.settings import Settings
 from agentchat_server.transport.http import (
     add_cors,
     bearer_token,
     channel_of,
+    choice_param,
     client_address,
     cors_allowed,
     error_response,
@@ -95,8 +104,39 @@ class Rest:
             forwards=direction == "forwards",
             thread=serial_param(q.get("thread"), "thread"),
             main=view == "main",
+            to_me=choice_param(q.get("filter"), "filter", ("all", "to_me")) == "to_me",
         )
         return web.json_response({"channel": channel, **page})
+
+    async def requests(self, request: web.Request) -> web.Response:
+        """`GET /v1/channels/{channel}/requests?status&mine&after&limit`: input requests, a page."""
+        identity = self.auth.verify(bearer_token(request))
+        channel = channel_of(request)
+        q = request.query
+        page = await self.broker.requests_page(
+            identity,
+            channel,
+            status=choice_param(q.get("status"), "status", ("pending", "closed", "any")),
+            mine=choice_param(q.get("mine"), "mine", ("false", "true")) == "true",
+            after=serial_param(q.get("after"), "after"),
+            limit=min(200, max(1, serial_param(q.get("limit"), "limit") or 50)),
+        )
+        return web.json_response({"channel": channel, **page})
+
+    async def answer(self, request: web.Request) -> web.Response:
+        """`POST /v1/channels/{channel}/requests/{request_id}/answer`: 201 once the answer is committed."""
+        identity = self.auth.verify(bearer_token(request))
+        channel = channel_of(request)
+        request_id = request.match_info["request_id"]
+        if not 1 <= len(request_id) <= 64:
+            raise ProtocolError(Code.INVALID_VALUE, "invalid request id")
+        body = await json_body(request, self.settings.max_frame_bytes, self.settings.http_header_timeout)
+        try:
+            answer = AnswerBody.model_validate(body)
+        except ValidationError as exc:
+            raise ProtocolError(Code.INVALID_FRAME, validation_message(exc)) from None
+        reply = await self.broker.answer(identity, channel, request_id, answer)
+        return web.json_response(reply, status=201)
 
     async def presence(self, request: web.Request) -> web.Response:
         """`GET /v1/channels/{channel}/presence?after=<connection_id>`: one page of entries."""
@@ -175,6 +215,8 @@ def add_routes(app: web.Application, rest: Rest, sse: SseEndpoint, settings: Set
     r.add_get("/v1/channels/{channel}/messages", rest_errors(rest.history))
     r.add_get("/v1/channels/{channel}/presence", rest_errors(rest.presence))
     r.add_get("/v1/channels/{channel}/occupancy", rest_errors(rest.occupancy))
+    r.add_get("/v1/channels/{channel}/requests", rest_errors(rest.requests))
+    r.add_post("/v1/channels/{channel}/requests/{request_id}/answer", rest_errors(rest.answer))
     r.add_get("/v1/channels/{channel}/events", rest_errors(sse.handle))
 
     async def preflight(request: web.Request) -> web.StreamResponse:
@@ -188,6 +230,8 @@ def add_routes(app: web.Application, rest: Rest, sse: SseEndpoint, settings: Set
         "/v1/channels/{channel}/presence",
         "/v1/channels/{channel}/occupancy",
         "/v1/channels/{channel}/events",
+        "/v1/channels/{channel}/requests",
+        "/v1/channels/{channel}/requests/{request_id}/answer",
     ):
         r.add_route("OPTIONS", path, preflight)
     app.on_response_prepare.append(add_cors(settings))

@@ -20,7 +20,7 @@ from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Batch, Code, Encoded, Format, ProtocolError
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
-from agentchat_server.transport.http import bearer_token, channel_of, check_origin, serial_param
+from agentchat_server.transport.http import bearer_token, channel_of, check_origin, choice_param, serial_param
 from agentchat_server.transport.outbox import Outbox
 
 _DROPPED = frozenset({"connected", "ack", "nack", "auth_renew"})
@@ -124,6 +124,7 @@ class SseEndpoint:
             after = serial_param(request.query.get("after"), "after")
             if after is not None:
                 position = (after, None)
+        to_me = choice_param(request.query.get("filter"), "filter", ("all", "to_me")) == "to_me"
         socket = request.transport
         if socket is None:
             raise ProtocolError(Code.UNAVAILABLE, "connection closed")
@@ -135,7 +136,7 @@ class SseEndpoint:
             transport.outbox.hold()
             transport.outbox.push(b"retry: 1000\n\n")
             self.broker.connect(conn, None)
-            await self.broker.attach(conn, channel, position)
+            await self.broker.attach(conn, channel, position, to_me)
             response = web.StreamResponse(
                 headers={
                     "Content-Type": "text/event-stream",
