@@ -11,6 +11,7 @@ import pytest
 
 from agentchat import (
     AlreadyExistsError,
+    Backoff,
     Client,
     LiveEvent,
     Message,
@@ -25,7 +26,7 @@ from agentchat import (
 from agentchat.events import ChannelEvent, RoomChanged
 from agentchat_server.protocol import Code
 from agentchat_server.testing import TestServer
-from tests.sdk_helpers import WAIT, messages_until, next_message
+from tests.sdk_helpers import WAIT, Relay, messages_until, next_message
 
 ROOM = "room:chat"
 MEMBER = {"room:*": ["subscribe", "publish", "history", "presence", "stream"]}
@@ -261,6 +262,38 @@ async def test_a_room_update_arrives_live_as_an_event(server: TestServer) -> Non
             "ana",
         )
         assert live.frame["title"] == "News"
+
+
+async def test_calls_whose_replies_a_drop_ate_are_sent_again_safely(server: TestServer) -> None:
+    """An edit and a room creation whose replies were lost are sent again after the reconnect: the
+    edit is stored once, and the creation answers the room this client made, not "exists"."""
+    async with (
+        Relay(int(server.url.rsplit(":", 1)[1])) as relay,
+        Client(relay.url, token=server.token("ana"), backoff=Backoff(0.01, 0.05)) as ana,
+        client(server, "bob") as bob,
+    ):
+        room = ana.channel(ROOM)
+        first = await room.publish("v1")
+        watched = await bob.channel(ROOM).subscribe()
+        changes: asyncio.Queue[RoomChanged] = asyncio.Queue()
+        bob.channel("room:fresh").listen(
+            lambda e: changes.put_nowait(e) if isinstance(e, RoomChanged) else None
+        )
+        await bob.channel("room:fresh").attach()
+        relay.hold_replies()
+        edit = asyncio.create_task(room.edit(first, "v2"))
+        made = asyncio.create_task(ana.set_room("room:fresh", title="Fresh", create=True))
+        event = await next_message(watched)
+        async with asyncio.timeout(WAIT):
+            await changes.get()
+        relay.cut()
+        async with asyncio.timeout(WAIT):
+            assert await edit == event.serial
+            fresh = await made
+        assert (fresh.channel, fresh.title, fresh.updated_by) == ("room:fresh", "Fresh", "ana")
+        assert ana.reconnects == 1 and ana.resumed
+        stored = await bob.channel(ROOM).history(after=first, direction="forwards")
+        assert [(m.action, m.target) for m in stored] == [("edit", first)]
 
 
 @pytest.mark.xfail(strict=True, reason="server bug: a room_set reply leaves out last_ts (store put_room)")
