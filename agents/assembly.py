@@ -24,7 +24,8 @@ MAX_EARLY_CHUNKS = 1000  # overflow policy: chunks beyond this many ahead of a h
 class StreamUpdate:
     """What a reader shows for one stream now.
 
-    `content` is the text so far (a list of chunks for `format="json"`); `status` is `open`, then
+    `content` is the text so far (a list of chunks for `format="json"`); `thread` the thread root it
+    answers in, if any; `display_name` the writer's, if its token has one. `status` is `open`, then
     `complete`, `cancelled` or `aborted` once `message` (the final durable message) arrived, or
     `lost` when the stream vanished without it.
     """
@@ -41,6 +42,8 @@ class StreamUpdate:
     next: int
     status: str
     message: Message | None = None
+    thread: int | None = None
+    display_name: str | None = None
 
     @property
     def text(self) -> str:
@@ -67,6 +70,10 @@ class StreamAssembly:
         reply_to = frame.get("reply_to")
         self.reply_to = reply_to if isinstance(reply_to, int) else None
         self.meta = frame.get("meta")
+        thread = frame.get("thread")
+        self.thread = thread if isinstance(thread, int) else None
+        display_name = frame.get("display_name")
+        self.display_name = display_name if isinstance(display_name, str) else None
         self.format = "json" if frame.get("format") == "json" else "text"
         self.content: Any = [] if self.format == "json" else ""
         self.next = 0
@@ -131,6 +138,8 @@ class StreamAssembly:
             next=self.next,
             status=self.status,
             message=self.message,
+            thread=self.thread,
+            display_name=self.display_name,
         )
 
     def _append(self, piece: Any) -> None:

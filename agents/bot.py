@@ -10,16 +10,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, overload
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from agentchat.answering import Answerer, Handler
+from agentchat.answering import Answerer
 from agentchat.channel import Channel
 from agentchat.client import Client, TokenProvider
 from agentchat.errors import ContinuityLost
-from agentchat.filters import Addressed, Filter
+from agentchat.handlers import Handlers
 from agentchat.ledger import AnswerLedger
-from agentchat.models import Message
 from agentchat.replies import configured_secret, random_secret, reply_id, secret_from_key
 from agentchat.status import StatusKeeper
 from agentchat.tokens import MintFunction, first_key, key_minter
@@ -27,8 +26,9 @@ from agentchat.tokens import MintFunction, first_key, key_minter
 log = logging.getLogger("agentchat.bot")
 
 
-class Bot:
-    """An agent in one or more channels: `@bot.on_message(...)` handlers, then `await bot.run(url, ...)`.
+class Bot(Handlers):
+    """An agent in one or more channels: `@bot.on_message(...)` handlers (and `on_edit`, `on_delete`,
+    `on_reaction` for events on messages), then `await bot.run(url, ...)`.
 
     Presence data is `{**presence, "status": idle|thinking|streaming}`, updated as handlers run.
     Answers use ids derived from the trigger and `reply_secret` (see `agentchat.replies`), so each
@@ -53,6 +53,7 @@ class Bot:
         status_debounce: float = 0.05,
         reply_secret: str | bytes | None = None,
     ) -> None:
+        super().__init__()
         self.client_id = client_id
         self.channels = list(channels)
         self.presence = {"kind": "agent", **(presence or {})}
@@ -64,68 +65,12 @@ class Bot:
         self._status = StatusKeeper(status_debounce)
         self.concurrency = concurrency
         self._reply_secret = configured_secret(reply_secret)
-        self._handlers: list[tuple[Filter, Handler]] = []
         self._ledger = AnswerLedger(client_id, max_attempts)
         self._answerer: Answerer | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._caught_up: set[str] = set()
         self._on_shutdown: list[Callable[[], Awaitable[None] | None]] = []
-
-    # --- registration ----------------------------------------------------------------------
-
-    @overload
-    def on_message(self, handler: Handler, /) -> Handler: ...
-
-    @overload
-    def on_message(
-        self,
-        handler: None = None,
-        /,
-        *,
-        mentions_me: bool = False,
-        addressed: Addressed = "any",
-        humans_only: bool = False,
-        kinds: Collection[str] | None = None,
-        channel: str | None = None,
-        names: Collection[str] | None = None,
-        when: Callable[[Message], bool] | None = None,
-    ) -> Callable[[Handler], Handler]: ...
-
-    def on_message(
-        self,
-        handler: Handler | None = None,
-        /,
-        *,
-        mentions_me: bool = False,
-        addressed: Addressed = "any",
-        humans_only: bool = False,
-        kinds: Collection[str] | None = None,
-        channel: str | None = None,
-        names: Collection[str] | None = None,
-        when: Callable[[Message], bool] | None = None,
-    ) -> Handler | Callable[[Handler], Handler]:
-        """Register a handler; the first registered handler whose filter matches a message takes it.
-
-        `mentions_me` (= `addressed="me"`): the text contains `@<client_id>`; `"me_or_nobody"`: it
-        mentions this bot or nobody. `humans_only` (= `kinds={"human"}`), `channel` (a pattern like
-        `room:*`), `names` (event names), `when` (any predicate).
-        """
-        if humans_only:
-            kinds = {"human"}
-        rule = Filter(
-            addressed="me" if mentions_me else addressed,
-            kinds=frozenset(kinds) if kinds is not None else None,
-            channel=channel,
-            names=frozenset(names) if names is not None else None,
-            when=when,
-        )
-
-        def register(function: Handler) -> Handler:
-            self._handlers.append((rule, function))
-            return function
-
-        return register(handler) if handler is not None else register
 
     # --- running ---------------------------------------------------------------------------
 

@@ -8,10 +8,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, overload
 
+from agentchat.chatmodels import ReadMark
 from agentchat.errors import AgentChatError
 from agentchat.events import Attached, ChannelEvent, Ended
 from agentchat.models import HistoryPage, Message, Position
-from agentchat.ports import Hub, Listener
+from agentchat.ports import Hub, Listener, View
 from agentchat.presence import Presence
 from agentchat.stream import Stream
 from agentchat.subscription import EventFeed, StreamFeed, Subscription
@@ -134,6 +135,7 @@ class Channel:
         reply_to: int | None = ...,
         if_serial: int | None = ...,
         ephemeral: Literal[False] = ...,
+        thread: int | None = ...,
     ) -> int: ...
 
     @overload
@@ -146,6 +148,7 @@ class Channel:
         reply_to: int | None = ...,
         if_serial: int | None = ...,
         ephemeral: Literal[True],
+        thread: int | None = ...,
     ) -> None: ...
 
     async def publish(
@@ -157,15 +160,20 @@ class Channel:
         reply_to: int | None = None,
         if_serial: int | None = None,
         ephemeral: bool = False,
+        thread: int | None = None,
     ) -> int | None:
         """Publish one message; return its serial once committed (None for ephemeral).
 
         An `id` (a uuid if none is given) makes retries safe: the server keeps the message once.
-        Raises ConflictError when `if_serial` is not the channel's last serial.
+        Raises ConflictError when `if_serial` is not the channel's last serial. With `thread` the
+        message is a reply in the thread on that root: MessageNotFound when the root is no message,
+        a 40004 RequestError whose `details["thread"]` is the real root when it is itself a reply.
         """
         message: dict[str, Any] = {"data": data, "name": name, "id": id or uuid.uuid4().hex}
         if reply_to is not None:
             message["reply_to"] = reply_to
+        if thread is not None:
+            message["thread"] = thread
         if ephemeral:
             message["ephemeral"] = True
         serials = await self.publish_many([message], if_serial=if_serial)
@@ -174,7 +182,7 @@ class Channel:
     async def publish_many(
         self, messages: Sequence[dict[str, Any]], *, if_serial: int | None = None
     ) -> list[int | None]:
-        """Publish 1-100 messages atomically (dicts with data, name, id, reply_to, ephemeral)."""
+        """Publish 1-100 messages atomically (dicts with data, name, id, reply_to, thread, ephemeral)."""
         batch = [{**m, "id": m.get("id") or uuid.uuid4().hex} for m in messages]
         frame: dict[str, Any] = {"type": "publish", "channel": self._name, "messages": batch}
         if if_serial is not None:
@@ -191,8 +199,14 @@ class Channel:
         before: int | None = None,
         after: int | None = None,
         direction: Literal["backwards", "forwards"] = "backwards",
+        thread: int | None = None,
+        view: View = "all",
     ) -> HistoryPage:
-        """One page of history; `backwards` (default) is newest first. Bounds are exclusive serials."""
+        """One page of history; `backwards` (default) is newest first. Bounds are exclusive serials.
+
+        Messages come in their current version. `view="main"` gives only top-level messages (no
+        thread replies, no events): what a timeline shows; `thread=root` only that thread's replies.
+        """
         frame: dict[str, Any] = {
             "type": "history",
             "channel": self._name,
@@ -203,6 +217,10 @@ class Channel:
             frame["before"] = before
         if after is not None:
             frame["after"] = after
+        if thread is not None:
+            frame["thread"] = thread
+        if view != "all":
+            frame["view"] = view
         reply = await self._client.request(frame)
         messages = [Message.from_wire(m, self._name) for m in reply.get("messages") or []]
         return HistoryPage(messages, bool(reply.get("has_more")))
@@ -215,13 +233,18 @@ class Channel:
         direction: Literal["backwards", "forwards"] = "backwards",
         limit: int | None = None,
         page_size: int = 100,
+        thread: int | None = None,
+        view: View = "all",
     ) -> AsyncIterator[Message]:
         """Every message of history between the exclusive bounds, newest first by default, read page
-        by page (a page may be cut short: only `has_more` ends the paging); at most `limit` of them."""
+        by page (a page may be cut short: only `has_more` ends the paging); at most `limit` of them.
+        `thread` and `view` select as in `history`."""
         count = 0
         while limit is None or count < limit:
             size = page_size if limit is None else min(page_size, limit - count)
-            page = await self.history(limit=size, before=before, after=after, direction=direction)
+            page = await self.history(
+                limit=size, before=before, after=after, direction=direction, thread=thread, view=view
+            )
             for message in page:
                 yield message
                 count += 1
@@ -246,9 +269,70 @@ class Channel:
         meta: Any = None,
         format: Literal["text", "json"] = "text",
         coalesce: float = 0.04,
+        thread: int | None = None,
     ) -> Stream:
-        """A token stream writer; use `async with channel.stream(...) as stream` (see Stream)."""
-        return Stream(self, name=name, reply_to=reply_to, id=id, meta=meta, format=format, coalesce=coalesce)
+        """A token stream writer; use `async with channel.stream(...) as stream` (see Stream).
+        With `thread` its final message is a reply in the thread on that root."""
+        return Stream(
+            self,
+            name=name,
+            reply_to=reply_to,
+            id=id,
+            meta=meta,
+            format=format,
+            coalesce=coalesce,
+            thread=thread,
+        )
+
+    # --- group chat: events on messages, read marks -------------------------------------------
+
+    async def edit(self, serial: int, data: Any, *, id: str | None = None) -> int:
+        """Replace the data of your message `serial`; return the serial of the edit event.
+
+        An `id` (a uuid if none is given) makes a resend after a drop store one edit. Raises
+        MessageNotFound (no such message, or an event), MessageDeleted, or a 40300 RequestError
+        when the message is another member's.
+        """
+        frame = {"type": "edit", "channel": self._name, "serial": serial, "data": data}
+        return _event_serial(await self._client.request({**frame, "id": id or uuid.uuid4().hex}))
+
+    async def delete(self, serial: int) -> int:
+        """Delete message `serial` (yours, or any with `moderate`): it becomes a tombstone. Returns
+        the serial of the delete event (the first one's, when it was deleted already)."""
+        frame = {"type": "delete", "channel": self._name, "serial": serial}
+        return _event_serial(await self._client.request(frame))
+
+    async def react(self, serial: int, reaction: str) -> int | None:
+        """Add your `reaction` (one emoji, or a short name like `+1`) to message `serial`; return the
+        event's serial, None when you had that reaction already. TooManyReactions past the bounds."""
+        return await self._react(serial, reaction, remove=False)
+
+    async def unreact(self, serial: int, reaction: str) -> int | None:
+        """Take back your `reaction` to message `serial`; return the event's serial, None when you
+        had not reacted so."""
+        return await self._react(serial, reaction, remove=True)
+
+    async def mark_read(self, serial: int) -> ReadMark:
+        """Move your read mark in this channel to `serial` (stored; it never moves backwards).
+
+        Returns the stored mark and whether it moved: a lower serial moves nothing, and the reply
+        gives the mark another device set. A serial beyond the last message is a 40004 RequestError.
+        """
+        reply = await self._client.request({"type": "read", "channel": self._name, "serial": serial})
+        stored = reply.get("serial")
+        return ReadMark(stored if isinstance(stored, int) else serial, reply.get("moved") is True)
+
+    async def _react(self, serial: int, reaction: str, *, remove: bool) -> int | None:
+        frame: dict[str, Any] = {
+            "type": "react",
+            "channel": self._name,
+            "serial": serial,
+            "reaction": reaction,
+        }
+        if remove:
+            frame["remove"] = True
+        event = (await self._client.request(frame)).get("serial")
+        return event if isinstance(event, int) else None
 
     async def cancel_stream(self, stream_id: str) -> int | None:
         """Cancel another member's open stream (needs `cancel`); return the final message's serial."""
@@ -259,3 +343,10 @@ class Channel:
     def _on_event(self, event: ChannelEvent) -> None:
         if isinstance(event, Attached | Ended):
             self._changed.set()
+
+
+def _event_serial(reply: dict[str, Any]) -> int:
+    serial = reply.get("serial")
+    if not isinstance(serial, int):
+        raise AgentChatError(f"the server answered an edit or delete without a serial: {reply!r}")
+    return serial

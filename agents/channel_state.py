@@ -12,6 +12,7 @@ Rules:
   readers are told (`Lost`); delivery continues from there.
 - Presence: the first `presence_sync` page after an `attached` replaces the member set; later pages
   add to it and `presence` diffs change it.
+- A live `room` frame (title or topic changed) is told as `RoomChanged`, and as a live frame.
 - Streams being read are assembled (`agentchat.assembly`); a new attach marks them stale, its
   snapshots refresh the open ones, and one still stale when presence follows ended unseen: lost.
 """
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from agentchat.assembly import StreamAssembly
+from agentchat.chatmodels import Room
 from agentchat.errors import ContinuityLost, RequestError, request_error
 from agentchat.events import (
     Attached,
@@ -32,6 +34,7 @@ from agentchat.events import (
     Live,
     Lost,
     PresenceChanged,
+    RoomChanged,
     StreamChanged,
 )
 from agentchat.models import LiveEvent, Member, Message, Position
@@ -139,6 +142,9 @@ class ChannelState:
             self._live(frame)
         elif kind in ("stream_open", "stream_snapshot", "stream_chunk"):
             self._stream(frame)
+            self._live(frame)
+        elif kind == "room":
+            self._emit(RoomChanged(self.name, Room.from_wire({**frame, "channel": self.name})))
             self._live(frame)
         else:
             self._live(frame)

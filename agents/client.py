@@ -11,17 +11,17 @@ import asyncio
 import functools
 import inspect
 import logging
-import random
 import weakref
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
+import agentchat.directory as room_directory
 from agentchat.channel import Channel
-from agentchat.connection import Closed, HandshakeFailed, Link, websocket_url
+from agentchat.chatmodels import Room, RoomsPage, UnreadPage
+from agentchat.connection import Backoff, Closed, HandshakeFailed, Link, websocket_url
 from agentchat.errors import AgentChatError, ConnectionClosed, LinkGone, ServerUnavailable
 from agentchat.events import Event, Failed, Ready, RenewToken, Replied, Stopped
 from agentchat.ports import Listener
@@ -32,20 +32,6 @@ log = logging.getLogger("agentchat.client")
 
 TokenProvider = Callable[[], Awaitable[str] | str]
 """A callable returning a fresh token (sync or async); called on every connect and on `auth_renew`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays: exponential from `initial` up to `maximum`, with equal jitter."""
-
-    initial: float = 0.1
-    maximum: float = 10.0
-    factor: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        """The wait before reconnect attempt `attempt` (1-based)."""
-        ceiling = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 class Client:
@@ -194,6 +180,39 @@ class Client:
         if channel is None:
             channel = self._channels[name] = Channel(self, name)
         return channel
+
+    # --- the room directory and unread counts -----------------------------------------------
+
+    async def rooms(
+        self, *, after: str | None = None, prefix: str | None = None, limit: int = 50
+    ) -> RoomsPage:
+        """One page of the room directory (channels this token may subscribe to), by name after
+        `after`, under `prefix`. A page may be short, even empty, with `has_more`: page on with
+        `after=page.next`, or let `directory()` do it."""
+        return await room_directory.rooms(self, after=after, prefix=prefix, limit=limit)
+
+    def directory(self, *, prefix: str | None = None, page_size: int = 50) -> AsyncIterator[Room]:
+        """`async for room in client.directory(prefix="room:")`: every room, page by page."""
+        return room_directory.every_room(self, prefix=prefix, page_size=page_size)
+
+    async def room(self, channel: str) -> Room | None:
+        """The directory entry of `channel` (title, topic, members, last activity); None when the
+        server knows no such channel."""
+        return await room_directory.room(self, channel)
+
+    async def set_room(
+        self, channel: str, *, title: str | None = None, topic: str | None = None, create: bool = False
+    ) -> Room:
+        """Set a room's `title` and `topic` (`""` clears the topic; needs `manage`); attached readers
+        get a live `room` update. With `create`, AlreadyExistsError when the channel exists. A `room:`
+        name must be canonical (lowercase slug): otherwise a 40004 RequestError carrying
+        `details["canonical"]`."""
+        return await room_directory.set_room(self, channel, title=title, topic=topic, create=create)
+
+    async def unread(self, channels: Sequence[str] | None = None, *, after: str | None = None) -> UnreadPage:
+        """Your unread and mention counts: for `channels` (1-100; no read mark counts from the start),
+        or else one page of the channels where you have a read mark, by name after `after`."""
+        return await room_directory.unread(self, channels, after)
 
     # --- requests and events ---------------------------------------------------------------
 

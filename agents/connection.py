@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,20 @@ log = logging.getLogger("agentchat.connection")
 # Frames the server may send that exceed the default aiohttp bound (stream snapshots, history pages).
 MAX_INCOMING_FRAME = 16 * 1024 * 1024
 HANDSHAKE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: exponential from `initial` up to `maximum`, with equal jitter."""
+
+    initial: float = 0.1
+    maximum: float = 10.0
+    factor: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        """The wait before reconnect attempt `attempt` (1-based)."""
+        ceiling = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def websocket_url(base: str, fmt: Format) -> str:

@@ -19,7 +19,8 @@ class Context:
     """Handed to each handler call: `message`, `channel`, and `reply` / `stream` with derived ids.
 
     Replies carry `reply_to=message.serial` and an id derived from it (`agentchat.replies`), so a
-    bot that runs again after a crash cannot post a second answer: the server keeps the first.
+    bot that runs again after a crash cannot post a second answer: the server keeps the first. A
+    message in a thread is answered in that thread (`thread`); `conversation()` reads what it follows.
     """
 
     def __init__(
@@ -49,6 +50,31 @@ class Context:
         """The bot's Client (for other channels or raw requests)."""
         return self._client
 
+    @property
+    def thread(self) -> int | None:
+        """The thread root the answer goes to: the message's thread, None on the main timeline."""
+        return self.message.thread
+
+    async def conversation(self, limit: int = 20) -> list[Message]:
+        """The conversation the message belongs to, oldest first, up to and including it: at most
+        `limit` messages. On the main timeline: top-level messages (no thread replies, no events);
+        in a thread: its root, then its replies. Messages come in their current version."""
+        serial = self.message.serial
+        assert serial is not None
+        if limit <= 0:
+            return []
+        root = self.thread
+        if root is None:
+            recent = self.channel.messages(before=serial + 1, view="main", limit=limit)
+            return list(reversed([m async for m in recent]))
+        # The root is what the thread is about: it always leads, the newest replies fill the rest.
+        head = [
+            m for m in (await self.channel.history(before=root + 1, limit=1)).messages if m.serial == root
+        ]
+        recent = self.channel.messages(before=serial + 1, thread=root, limit=limit - len(head))
+        replies = [m async for m in recent] if limit > len(head) else []
+        return [*head, *reversed(replies)]
+
     def next_reply_id(self) -> str:
         """The id the next reply (message or stream) of this handler call will use."""
         assert self.message.serial is not None
@@ -59,7 +85,8 @@ class Context:
         self._on_stop.append(callback)
 
     async def reply(self, data: Any, *, name: str = "message", if_serial: int | None = None) -> int:
-        """Publish an answer (reply_to the trigger, derived id); return its serial once committed.
+        """Publish an answer (reply_to the trigger, derived id, in its thread); return its serial
+        once committed.
 
         With `if_serial` it is published only if the channel's last serial is still that one (turn
         taking): otherwise ConflictError (`.last_serial` says where the channel is) and nothing is
@@ -70,7 +97,12 @@ class Context:
         self.replies += 1
         try:
             return await self.channel.publish(
-                data, name=name, id=message_id, reply_to=self.message.serial, if_serial=if_serial
+                data,
+                name=name,
+                id=message_id,
+                reply_to=self.message.serial,
+                if_serial=if_serial,
+                thread=self.thread,
             )
         except ConflictError:
             if self.replies == index + 1:
@@ -85,8 +117,9 @@ class Context:
         format: Literal["text", "json"] = "text",
         coalesce: float | None = None,
     ) -> Stream:
-        """A streamed answer (reply_to the trigger, derived id). Opening it raises AlreadyExistsError
-        when the answer exists; the Bot treats that as done. A cancel stops the handler."""
+        """A streamed answer (reply_to the trigger, derived id, in its thread). Opening it raises
+        AlreadyExistsError when the answer exists; the Bot treats that as done. A cancel stops the
+        handler."""
         stream = _AnswerStream(
             self.channel,
             self._on_streaming,
@@ -96,6 +129,7 @@ class Context:
             meta=meta,
             format=format,
             coalesce=self._coalesce if coalesce is None else coalesce,
+            thread=self.thread,
         )
         stream.on_cancel(self._member_cancelled)
         self.replies += 1

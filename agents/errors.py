@@ -59,6 +59,25 @@ class RateLimitedError(RequestError):
         return float(value) if isinstance(value, int | float) else 1.0
 
 
+class MessageNotFound(RequestError):
+    """`40402`: the serial of an edit, delete, reaction or thread root is no message of the channel
+    (missing, removed by retention, or an event)."""
+
+    @property
+    def serial(self) -> int | None:
+        """The serial that is not a message, when the server named it."""
+        value = self.details.get("serial")
+        return value if isinstance(value, int) else None
+
+
+class MessageDeleted(RequestError):
+    """`40904`: the message was deleted; it takes no edits and no reactions."""
+
+
+class TooManyReactions(RequestError):
+    """`42904`: the message holds as many distinct reactions, or reacting members, as it may."""
+
+
 def request_error(frame: dict[str, Any]) -> RequestError:
     """Build the most specific RequestError for a `nack` or `error` frame."""
     code = int(frame.get("code", Code.INTERNAL))
@@ -68,6 +87,9 @@ def request_error(frame: dict[str, Any]) -> RequestError:
         Code.CONFLICT: ConflictError,
         Code.ALREADY_EXISTS: AlreadyExistsError,
         Code.RATE_LIMITED: RateLimitedError,
+        Code.MESSAGE_NOT_FOUND: MessageNotFound,
+        Code.MESSAGE_DELETED: MessageDeleted,
+        Code.TOO_MANY_REACTIONS: TooManyReactions,
     }.get(code, RequestError)
     return cls(code, message, details)
 

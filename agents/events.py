@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentchat.assembly import StreamUpdate
+from agentchat.chatmodels import Room
 from agentchat.errors import AgentChatError, ConnectionClosed, ContinuityLost
 from agentchat.models import LiveEvent, Message, Position
 
@@ -93,6 +94,15 @@ class PresenceChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomChanged:
+    """The channel's title or topic changed (a live `room` frame); `room` has the new metadata
+    (its counts are not part of the update: `members` 0, `last_serial` 0)."""
+
+    channel: str
+    room: Room
+
+
+@dataclass(frozen=True, slots=True)
 class StreamChanged:
     """A stream being read in the channel grew, ended, or was lost; `update` is what a reader shows now."""
 
@@ -141,6 +151,7 @@ ChannelEvent = (
     | Lost
     | Live
     | PresenceChanged
+    | RoomChanged
     | StreamChanged
     | Ended
     | WriterAcked

@@ -1,4 +1,5 @@
-"""Which messages a bot handler takes: addressing (@mentions), sender kind, channel, event name."""
+"""Which messages a bot handler takes: messages or events (edit, delete, reactions), addressing
+(@mentions), sender kind, channel, event name."""
 
 from __future__ import annotations
 
@@ -11,20 +12,31 @@ from agentchat.models import Message
 
 Addressed = Literal["any", "me", "me_or_nobody"]
 
+MESSAGES: frozenset[str | None] = frozenset({None})
+"""`Filter.actions` of `on_message` handlers: messages only, never events."""
+EDITS: frozenset[str | None] = frozenset({"edit"})
+DELETES: frozenset[str | None] = frozenset({"delete"})
+REACTIONS: frozenset[str | None] = frozenset({"react", "unreact"})
+
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """Which messages a handler takes. The bot's own messages never match."""
+    """Which messages a handler takes. The bot's own messages never match.
+
+    `actions` says which kind: messages (`None`, the default) or events (`edit`, `delete`, `react`,
+    `unreact`), so a handler for messages never sees an edit or a reaction.
+    """
 
     addressed: Addressed = "any"
     kinds: frozenset[str] | None = None
     channel: str | None = None
     names: frozenset[str] | None = None
     when: Callable[[Message], bool] | None = None
+    actions: frozenset[str | None] = MESSAGES
 
     def matches(self, message: Message, me: str) -> bool:
         """True when a bot whose client_id is `me` should hand `message` to this filter's handler."""
-        if message.client_id == me or message.serial is None:
+        if message.client_id == me or message.serial is None or message.action not in self.actions:
             return False
         if self.addressed == "me" and me not in message.mentions:
             return False

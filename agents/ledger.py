@@ -34,8 +34,8 @@ class AnswerLedger:
         self._again: set[Trigger] = set()
 
     def note(self, message: Message) -> None:
-        """Record `message` if it is one of my answers (it carries `reply_to`)."""
-        if message.client_id != self.me or message.reply_to is None:
+        """Record `message` if it is one of my answers (it carries `reply_to`; events never count)."""
+        if message.client_id != self.me or message.reply_to is None or message.action is not None:
             return
         key = (message.channel, message.reply_to)
         self._statuses.setdefault(key, []).append(message.status)

@@ -157,10 +157,11 @@ def _delta(data: str) -> str:
 
 
 def chat_messages(history: Sequence[Message], me: str, system: str | None = None) -> list[dict[str, Any]]:
-    """Channel messages (oldest first) as chat messages: mine are `assistant`, others `user` with a name."""
+    """Channel messages (oldest first) as chat messages: mine are `assistant`, others `user` with a
+    name. Events and messages without text (tombstones) are left out."""
     chat: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in history:
-        if not message.text:
+        if not message.text or message.is_event:
             continue
         if message.client_id == me:
             chat.append({"role": "assistant", "content": message.text})
@@ -182,7 +183,8 @@ def make_llm_bot(
 
     `addressed` picks the messages it answers: `"me"` (they mention `@client_id`, the default),
     `"me_or_nobody"`, or `"any"` (every message but its own). The model sees the last
-    `context_messages` messages up to the question. The settings are read once, here (from the
+    `context_messages` messages of the question's conversation (`Context.conversation`: the main
+    timeline, or its thread) up to the question. The settings are read once, here (from the
     environment when `settings` is None): change them by making a new bot. The HTTP session the
     model opens is closed when the bot's `run` ends.
     """
@@ -194,10 +196,8 @@ def make_llm_bot(
     @bot.on_message(addressed=addressed)
     async def answer(context: Context) -> None:
         """Stream the model's answer to `context.message`, given the recent conversation."""
-        assert context.message.serial is not None
-        before = context.message.serial + 1
-        recent = [m async for m in context.channel.messages(before=before, limit=context_messages)]
-        chat = chat_messages(list(reversed(recent)), context.client.client_id or client_id, prompt)
+        recent = await context.conversation(context_messages)
+        chat = chat_messages(recent, context.client.client_id or client_id, prompt)
         async with context.stream(name="answer", meta={"model": model.settings.model}) as stream:
             async for delta in model.stream(chat):
                 await stream.append(delta)

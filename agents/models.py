@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_\-.@]{0,63})")
+from agentchat.chatmodels import Reaction, Replies, Stamp, reactions_from_wire
+from agentchat.mentions import mentioned, text_of
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +43,14 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One message of a channel; `serial` is None for ephemeral messages."""
+    """One message of a channel; `serial` is None for ephemeral messages.
+
+    An *event* (`action` set: `edit`, `delete`, `react`, `unreact`) is a durable message that changes
+    the message at serial `target`: answer messages, not events (`is_event`). Messages from history
+    come in their current version: `rev` is the serial of the last event applied, `edited` and
+    `deleted` say who changed them, `reactions` holds the aggregate and `replies` a thread root's
+    summary. Apply live events to messages you hold with `agentchat.timeline`.
+    """
 
     channel: str
     serial: int | None
@@ -50,39 +65,75 @@ class Message:
     status: str | None = None
     meta: Any = None
     ephemeral: bool = False
+    thread: int | None = None
+    action: str | None = None
+    target: int | None = None
+    rev: int | None = None
+    edited: Stamp | None = None
+    deleted: Stamp | None = None
+    reactions: Mapping[str, Reaction] = field(default_factory=dict)
+    replies: Replies | None = None
+    my_reactions: tuple[str, ...] = ()
+    display_name: str | None = None
+    cancelled_by: str | None = None
+    to: tuple[str, ...] | None = None
 
     @classmethod
     def from_wire(cls, frame: dict[str, Any], channel: str | None = None) -> Message:
         """A message from a `message` frame or a history entry (`channel` when the entry has none)."""
+        action = frame.get("action")
+        to = frame.get("to")
+        mine = frame.get("my_reactions")
         return cls(
             channel=str(frame.get("channel", channel or "")),
-            serial=frame.get("serial"),
+            serial=_opt_int(frame.get("serial")),
             id=str(frame.get("id", "")),
             name=str(frame.get("name", "message")),
             data=frame.get("data"),
             client_id=str(frame.get("client_id", "")),
             kind=str(frame.get("kind", "human")),
             ts=int(frame.get("ts") or 0),
-            reply_to=frame.get("reply_to"),
-            stream_id=frame.get("stream_id"),
-            status=frame.get("status"),
+            reply_to=_opt_int(frame.get("reply_to")),
+            stream_id=_opt_str(frame.get("stream_id")),
+            status=_opt_str(frame.get("status")),
             meta=frame.get("meta"),
             ephemeral=bool(frame.get("ephemeral", False)),
+            thread=_opt_int(frame.get("thread")),
+            action=action if isinstance(action, str) else None,
+            target=_opt_int(frame.get("target")),
+            rev=_opt_int(frame.get("rev")),
+            edited=Stamp.from_wire(frame.get("edited")),
+            deleted=Stamp.from_wire(frame.get("deleted")),
+            reactions=reactions_from_wire(frame.get("reactions")),
+            replies=Replies.from_wire(frame.get("replies")),
+            my_reactions=tuple(r for r in mine if isinstance(r, str)) if isinstance(mine, list) else (),
+            display_name=_opt_str(frame.get("display_name")),
+            cancelled_by=_opt_str(frame.get("cancelled_by")),
+            to=tuple(t for t in to if isinstance(t, str)) if isinstance(to, list) else None,
         )
 
     @property
     def text(self) -> str:
         """The message as text: `data` if it is a string, `data["text"]` if present, else ''."""
-        if isinstance(self.data, str):
-            return self.data
-        if isinstance(self.data, dict) and isinstance(self.data.get("text"), str):
-            return str(self.data["text"])
-        return ""
+        return text_of(self.data)
+
+    @property
+    def is_event(self) -> bool:
+        """True for an event (edit, delete, react, unreact) on the message at `target`."""
+        return self.action is not None
+
+    @property
+    def version(self) -> int | None:
+        """The serial of the newest change this copy includes: `rev`, else its own serial."""
+        return self.rev if self.rev is not None else self.serial
 
     @property
     def mentions(self) -> frozenset[str]:
-        """The client ids mentioned as `@client_id` in the text."""
-        return frozenset(name.rstrip(".") for name in _MENTION.findall(self.text))
+        """The client ids this message names, by the server's rule (`agentchat.mentions`): its `to`
+        list when it has one, else each `@client_id` in its text; never its author."""
+        if self.action is not None and self.action != "edit":
+            return frozenset()  # a reaction or a delete names nobody
+        return frozenset(mentioned(self.data, self.client_id, self.to))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +145,7 @@ class Member:
     kind: str
     data: Any
     ts: int
+    display_name: str | None = None
 
     @classmethod
     def from_wire(cls, value: dict[str, Any]) -> Member:
@@ -104,6 +156,7 @@ class Member:
             kind=str(value.get("kind", "human")),
             data=value.get("data"),
             ts=int(value.get("ts") or 0),
+            display_name=_opt_str(value.get("display_name")),
         )
 
 

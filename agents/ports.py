@@ -18,6 +18,9 @@ from agentchat.state import ClientState
 Listener = Callable[[ChannelEvent], None]
 """Called with each event of one channel, in order, synchronously; it must not block."""
 
+View = Literal["all", "main"]
+"""Which messages history gives: `all` (events included) or `main` (top-level messages only)."""
+
 
 class Hub(Protocol):
     """What views need from the asyncio layer: the core's state, requests, and a channel's events."""
@@ -74,8 +77,10 @@ class ChannelView(Protocol):
         before: int | None = None,
         after: int | None = None,
         direction: Literal["backwards", "forwards"] = "backwards",
+        thread: int | None = None,
+        view: View = "all",
     ) -> HistoryPage:
-        """One page of history."""
+        """One page of history (of one thread, or only top-level messages with `view="main"`)."""
         ...
 
     def messages(
@@ -86,6 +91,8 @@ class ChannelView(Protocol):
         direction: Literal["backwards", "forwards"] = "backwards",
         limit: int | None = None,
         page_size: int = 100,
+        thread: int | None = None,
+        view: View = "all",
     ) -> AsyncIterator[Message]:
         """Every message of history between the bounds, page by page (following `has_more`)."""
         ...

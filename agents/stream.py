@@ -26,12 +26,13 @@ class Stream:
     """A single-writer token stream in a channel; it ends as one durable message.
 
     `async with channel.stream(reply_to=…) as stream:` opens it (AlreadyExistsError if a message or
-    open stream has this `id`: the answer exists). `append` sends the first chunk at once, then
-    coalesces appends every `coalesce` seconds. Leaving the block normally ends it `complete`; an
-    exception ends it `cancelled` with the text so far and propagates. If a member cancels the
-    stream, `cancelled` becomes true, `on_cancel` callbacks run, and the next `append` raises
-    StreamCancelled, which the `async with` block swallows. Chunks whose acks were lost in a
-    reconnect are resent (the server ignores repeated indexes).
+    open stream has this `id`: the answer exists; with `thread`, MessageNotFound or a 40004
+    RequestError when that root cannot take replies); its final message is a reply in `thread`.
+    `append` sends the first chunk at once, then coalesces appends every `coalesce` seconds. Leaving
+    the block normally ends it `complete`; an exception ends it `cancelled` with the text so far and
+    propagates. If a member cancels the stream, `cancelled` becomes true, `on_cancel` callbacks
+    run, and the next `append` raises StreamCancelled, which the `async with` block swallows.
+    Chunks whose acks were lost in a reconnect are resent (the server ignores repeated indexes).
     """
 
     def __init__(
@@ -45,11 +46,13 @@ class Stream:
         format: Literal["text", "json"] = "text",
         coalesce: float = 0.04,
         max_unacked: int = 64,
+        thread: int | None = None,
     ) -> None:
         self.channel = channel
         self.client = channel.client
         self.name = name
         self.reply_to = reply_to
+        self.thread = thread
         self.id = id or uuid.uuid4().hex
         self.meta = meta
         self.format = format
@@ -111,6 +114,8 @@ class Stream:
         }
         if self.reply_to is not None:
             frame["reply_to"] = self.reply_to
+        if self.thread is not None:
+            frame["thread"] = self.thread
         if self.meta is not None:
             frame["meta"] = self.meta
         resume_key: str | None = None

@@ -24,8 +24,10 @@ def mint_token(
     kind: str = "agent",
     ttl: int = 3600,
     capabilities: dict[str, list[str]] | None = None,
+    display_name: str | None = None,
 ) -> str:
-    """A token for `client_id` signed with `key` ("name:secret"), valid for `ttl` seconds."""
+    """A token for `client_id` signed with `key` ("name:secret"), valid for `ttl` seconds; with
+    `display_name`, the member's messages, streams and presence entries carry that name."""
     name, sep, secret = key.partition(":")
     if not sep or not name or not secret:
         raise ValueError("an API key is 'name:secret'")
@@ -37,6 +39,8 @@ def mint_token(
         "exp": issued + ttl,
         "cap": capabilities if capabilities is not None else {"*": ["*"]},
     }
+    if display_name is not None:
+        claims["name"] = display_name
     return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": name})
 
 
@@ -61,10 +65,15 @@ def key_minter(keys: str | Sequence[str], *, ttl: int = 3600) -> MintFunction:
 
 
 async def dev_token(
-    url: str, client_id: str, kind: str = "agent", *, session: aiohttp.ClientSession | None = None
+    url: str,
+    client_id: str,
+    kind: str = "agent",
+    *,
+    display_name: str | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> str:
-    """A token for `client_id` from a server started in development mode (`agentchat serve --dev`),
-    by `POST /v1/dev/token`; it allows everything, for local demos only.
+    """A token for `client_id` (and `display_name`, if given) from a server started in development
+    mode (`agentchat serve --dev`), by `POST /v1/dev/token`; it allows everything, for local demos.
 
     Raises DevModeOff when the server does not mint development tokens, RequestError when it refuses
     the request (e.g. an invalid client_id), AgentChatError when it cannot be reached.
@@ -72,7 +81,10 @@ async def dev_token(
     endpoint = http_url(url, "/v1/dev/token")
     http = session or aiohttp.ClientSession()
     try:
-        async with http.post(endpoint, json={"client_id": client_id, "kind": kind}) as response:
+        payload = {"client_id": client_id, "kind": kind}
+        if display_name is not None:
+            payload["display_name"] = display_name
+        async with http.post(endpoint, json=payload) as response:
             if response.status in (404, 405):
                 raise DevModeOff(
                     f"the server at {url} does not mint development tokens: start it with "

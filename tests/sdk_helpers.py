@@ -42,7 +42,8 @@ async def messages_until(subscription: Subscription, done: Callable[[Message], b
 
 class Relay:
     """A loopback TCP relay in front of the server: `freeze()` silences live connections without
-    closing them (a dead path), `cut()` drops them; new connections relay normally."""
+    closing them (a dead path), `hold_replies()` silences only the server's side (replies are lost,
+    requests still arrive), `cut()` drops them; new connections relay normally."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -66,6 +67,11 @@ class Relay:
     def freeze(self) -> None:
         for up, down, _ in self._pipes:
             up.cancel()
+            down.cancel()
+
+    def hold_replies(self) -> None:
+        """Stop passing what the server sends on live connections; what clients send still arrives."""
+        for _, down, _ in self._pipes:
             down.cancel()
 
     def cut(self) -> None:

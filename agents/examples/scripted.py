@@ -127,10 +127,8 @@ def make_bot(
         if model is not None:
             started = False
             try:
-                before = (context.message.serial or 0) + 1
-                recent = [m async for m in context.channel.messages(before=before, limit=20)]
                 me = context.client.client_id or CLIENT_ID
-                chat = chat_messages(list(reversed(recent)), me, PROMPT)
+                chat = chat_messages(await context.conversation(20), me, PROMPT)
                 async for delta in model.stream(chat):
                     started = True
                     yield delta

@@ -103,6 +103,7 @@ class Batch:
         self.room_rows = RoomRows(conn)
         self.rooms = RoomBatch(self.room_rows)
         self.human_spoke: set[str] = set()  # channels whose loop-brake count this commit reset
+        self.last_ts: dict[str, int] = {}  # channel -> time of the last message stored in this commit
 
     def run(self, operations: Sequence[Operation]) -> list[Outcome]:
         """Apply the operations in this transaction; results align with them (None for markers
@@ -124,7 +125,8 @@ class Batch:
                 state = self.channels.get(op.channel)
                 results.append(self.chat.mark_read(op, None if state is None else state[1]))
             elif isinstance(op, PutRoom):
-                results.append(self.chat.put_room(op))
+                last_serial = self.channels[op.channel][1]
+                results.append(self.chat.put_room(op, last_serial, self.last_ts.get(op.channel)))
             elif isinstance(op, ClaimChange):
                 results.append(self.rooms.claim_change(op))
             else:
@@ -288,6 +290,7 @@ class Batch:
         state[1] = last
         state[2] = True
         self.ids[(channel, message.client_id, message.id)] = last
+        self.last_ts[channel] = message.ts
         thread, added = self.chat.apply(channel, last, message)
         extra, extra_json = message.extra, message.extra_json
         if added:

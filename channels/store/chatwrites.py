@@ -233,20 +233,22 @@ class ChatWrites:
         self.conn.execute(update(read_marks_table).where(key).values(serial=op.serial, ts=op.ts))
         return ReadMark(op.serial, True)
 
-    def put_room(self, op: PutRoom) -> Room:
-        """Set a channel's metadata (its row exists: the batch loaded it)."""
-        row = self.conn.execute(
-            select(_c.last_serial, _c.title, _c.topic, _c.meta_by).where(_c.name == op.channel)
-        ).first()
+    def put_room(self, op: PutRoom, last_serial: int, last_ts: int | None) -> Room:
+        """Set a channel's metadata (its row exists: the batch loaded it). `last_serial` is the
+        channel's last serial in this transaction, `last_ts` the time of a message this
+        transaction stored there (else read from the Store), so the reply names the room's last
+        activity as `room_get` does."""
+        row = self.conn.execute(select(_c.title, _c.topic, _c.meta_by).where(_c.name == op.channel)).first()
         assert row is not None
-        if op.create and (row.meta_by is not None or row.last_serial):
-            return _room(op.channel, row, None, None, Refusal(Code.ALREADY_EXISTS, "the room exists already"))
+        if last_ts is None and last_serial:
+            last_ts = self.conn.execute(
+                select(_m.ts).where(_m.channel == op.channel, _m.serial == last_serial)
+            ).scalar()
+        if op.create and (row.meta_by is not None or last_serial):
+            why = Refusal(Code.ALREADY_EXISTS, "the room exists already")
+            return Room(op.channel, row.title, row.topic, last_serial, last_ts, row.meta_by, None, why)
         title = op.title if op.title is not None else row.title
         topic = op.topic if op.topic is not None else row.topic
         values = {"title": title or None, "topic": topic or None, "meta_by": op.by, "meta_ts": op.ts}
         self.conn.execute(update(channels_table).where(_c.name == op.channel).values(**values))
-        return Room(op.channel, title or None, topic or None, row.last_serial, None, op.by, op.ts)
-
-
-def _room(channel: str, row: Any, by: str | None, ts: int | None, why: Refusal | None) -> Room:
-    return Room(channel, row.title, row.topic, row.last_serial, None, by or row.meta_by, ts, why)
+        return Room(op.channel, title or None, topic or None, last_serial, last_ts, op.by, op.ts)
