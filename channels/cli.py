@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -70,7 +71,7 @@ async def serve(settings: Settings, access_log: bool = False) -> int:
             flush=True,
         )
         print(
-            f"run a bot against it: agentchat bot mymodule:bot --url {url} --keys {settings.keys[0]}",
+            f"run a bot against it: {command_name()} bot mymodule:bot --url {url} --keys {settings.keys[0]}",
             flush=True,
         )
     stop = asyncio.Event()
@@ -82,6 +83,21 @@ async def serve(settings: Settings, access_log: bool = False) -> int:
     finally:
         await runner.cleanup()
     return 0
+
+
+def command_name() -> str:
+    """How the shell that started this server reaches the `agentchat` command: its bare name when
+    that is what PATH finds, else its path (`.venv/bin/agentchat` under `make run`)."""
+    script = Path(sys.argv[0])
+    if script.name != "agentchat":
+        return "agentchat"  # started as `python -m agentchat_server`: the installed command is there too
+    found = shutil.which("agentchat")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "agentchat"
+    try:
+        return str(script.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(script)
 
 
 def dev_key(settings: Settings) -> str:
