@@ -26,7 +26,8 @@ from agentchat_server.broker.deadlines import Deadlines
 from agentchat_server.broker.history import History
 from agentchat_server.broker.hub import Hub
 from agentchat_server.broker.inputs import Inputs
-from agentchat_server.broker.members import Members, now_ms
+from agentchat_server.broker.leases import Leases
+from agentchat_server.broker.members import Members
 from agentchat_server.broker.ports import Transport
 from agentchat_server.broker.positions import Positions
 from agentchat_server.broker.publisher import Publisher
@@ -41,6 +42,7 @@ from agentchat_server.broker.sessions import Sessions
 from agentchat_server.broker.streams import Streams
 from agentchat_server.broker.sweeper import Sweeper
 from agentchat_server.broker.tick import Flusher
+from agentchat_server.broker.upkeep import Upkeep
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import AnswerBody, OutgoingMessage, ProtocolError, ResumeToken
 from agentchat_server.settings import Settings
@@ -143,6 +145,8 @@ class Broker:
             RoomRequests(self.claims, self.runs, self.inputs),
         )
         self.sweeper = Sweeper(self.sessions, settings.heartbeat_interval)
+        self.upkeep = Upkeep(settings, self.registry, self.store, self.members)
+        self.leases = Leases(self.node_id, self.store, self.streams, self.runs, self.streams.lease_ms)
         metrics.count_bytes_out(self.sessions.bytes_out)
 
     def _writer(self, session_id: str) -> Connection | None:
@@ -161,13 +165,13 @@ class Broker:
         await self.bus.start(self.hub.on_bus, self.positions.resync)
         self.committer.start()
         self.spawn(self.sweeper.run(), "agentchat-sweeper")
-        self.spawn(self.streams.keep(self.runs), "agentchat-leases")
+        self.spawn(self.leases.run(), "agentchat-leases")
         self.spawn(self.deadlines.run(), "agentchat-deadlines")
         if self.backends.clustered:
             self.spawn(self.positions.run(), "agentchat-positions")
-            self.spawn(self._presence_upkeep(), "agentchat-presence")
+            self.spawn(self.upkeep.presence(), "agentchat-presence")
         if self.settings.retention_days is not None:
-            self.spawn(self._retention(), "agentchat-retention")
+            self.spawn(self.upkeep.retention(), "agentchat-retention")
 
     async def close(self) -> None:
         """Shut down within `shutdown_timeout`, even with Redis or the database gone: runs written
@@ -275,43 +279,11 @@ class Broker:
         """Raise if the Store does not answer (for /healthz)."""
         await self.store.ping()
 
-    # --- retention ---------------------------------------------------------------------------
+    # --- upkeep ------------------------------------------------------------------------------
 
     async def prune_now(self) -> int:
-        """Delete messages older than the retention; returns how many channels lost some.
-        Readers from before a channel's new start learn of it (80002)."""
-        days = self.settings.retention_days
-        if days is None:
-            return 0
-        first_serials = await self.store.prune(now_ms() - int(days * 86_400_000))
-        for name, first in first_serials.items():
-            ch = self.registry.get(name)
-            if ch is not None:
-                ch.first_serial = max(ch.first_serial, first)
-        return len(first_serials)
-
-    async def _presence_upkeep(self) -> None:
-        """Keep this node's presence entries alive and remove those of dead nodes (with Redis)."""
-        period = self.settings.presence_ttl / 3
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.members.refresh()
-                await self.members.expire(self.registry.names())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("presence upkeep failed: %s", exc)
-
-    async def _retention(self) -> None:
-        assert self.settings.retention_days is not None
-        period = max(1.0, min(3600.0, self.settings.retention_days * 86_400 / 2))
-        while True:
-            try:
-                await self.prune_now()
-            except Exception:
-                log.exception("retention prune failed")
-            await asyncio.sleep(period)
+        """Delete messages older than the retention now; returns how many channels lost some."""
+        return await self.upkeep.prune_now()
 
 
 async def _bounded(what: str, step: Coroutine[Any, Any, Any], seconds: float) -> None:

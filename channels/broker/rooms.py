@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from agentchat_server.broker.members import now_ms
 from agentchat_server.core.refusal import Refusal
+from agentchat_server.core.streams import Stream
 from agentchat_server.protocol import ProtocolError
 from agentchat_server.protocol import server as frames
 from agentchat_server.settings import Settings
@@ -80,6 +81,24 @@ class RoomRules:
             run_id=run_id,
             session=session,
             effect=effect,
+        )
+
+    def stream_end(self, stream: Stream, status: str) -> RoomWrite | None:
+        """The rules of a stream's end: none, unless it answers a claim or is a run's lane. Its
+        end is never refused: a lost claim or run stores it as aborted (`soft`); a complete end
+        makes the claim done, any other releases it."""
+        if stream.token is None and stream.run_id is None:
+            return None
+        return self.write(
+            stream,
+            stream.channel,
+            turn=False,
+            replies=[stream.reply_to],
+            token=stream.token,
+            run_id=stream.run_id,
+            session=stream.writer,
+            finish="done" if status == "complete" else "released",
+            soft=True,
         )
 
     def settle(self, result: AppendResult | None) -> AppendResult:

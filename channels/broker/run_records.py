@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from agentchat_server.broker.members import now_ms
-from agentchat_server.broker.rooms import Writer, wire_fields
+from agentchat_server.broker.rooms import RoomRules, Writer, wire_fields
 from agentchat_server.core.records import NewMessage
 from agentchat_server.core.runs import RUN_RECORD
 from agentchat_server.protocol import encode_value
-from agentchat_server.store import AppendResult, Outcome
+from agentchat_server.store import AppendResult, LoseWriter, Outcome, RoomWrite
 
 
 def run_record(
@@ -44,6 +45,31 @@ def run_record(
         extra=extra,
         extra_json=encode_value(extra),
     )
+
+
+def lost_writer(
+    rules: RoomRules, writer: Writer, channel: str, run_id: str, session: str, display_name: str | None
+) -> tuple[NewMessage, RoomWrite]:
+    """The record and room write of a run whose writer `session` is gone: the commit parks the run
+    if it waits for input (nothing stored), else ends it `aborted`; it does nothing once the run's
+    writer is another session (a compare-and-set: one node of several wins)."""
+    message = run_record(
+        writer,
+        run_id,
+        "aborted",
+        message_id=f"run:{run_id}:lost:{secrets.token_hex(6)}",
+        display_name=display_name,
+    )
+    write = rules.write(
+        writer,
+        channel,
+        turn=False,
+        run_id=run_id,
+        session=session,
+        soft=True,
+        effect=LoseWriter(run_id, session),
+    )
+    return message, write
 
 
 def appended(result: Outcome) -> AppendResult:

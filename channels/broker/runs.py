@@ -23,7 +23,7 @@ from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.rooms import RoomRules, Writer, refused, wire_fields
-from agentchat_server.broker.run_records import appended, run_record
+from agentchat_server.broker.run_records import appended, lost_writer, run_record
 from agentchat_server.broker.streams import Streams
 from agentchat_server.core.runs import ENDED, RunRecord
 from agentchat_server.protocol import (
@@ -43,7 +43,6 @@ from agentchat_server.settings import Settings
 from agentchat_server.store import (
     Append,
     AppendResult,
-    LoseWriter,
     Outcome,
     RunChange,
     RunEnd,
@@ -332,22 +331,7 @@ class Runs:
     def _lose(
         self, writer: Writer, channel: str, run_id: str, session: str, display_name: str | None
     ) -> asyncio.Future[Outcome]:
-        message = run_record(
-            writer,
-            run_id,
-            "aborted",
-            message_id=f"run:{run_id}:lost:{secrets.token_hex(6)}",
-            display_name=display_name,
-        )
-        write = self.rules.write(
-            writer,
-            channel,
-            turn=False,
-            run_id=run_id,
-            session=session,
-            soft=True,
-            effect=LoseWriter(run_id, session),
-        )
+        message, write = lost_writer(self.rules, writer, channel, run_id, session, display_name)
         future = self.committer.submit(Append(channel, [message], room=write))
         future.add_done_callback(self._announce)
         return future

@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
@@ -49,15 +49,6 @@ WriterConnection = Callable[[str], Connection | None]
 def key_hash(key: str) -> str:
     """What the Store keeps of a stream's resume key."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-class LeasedRuns(Protocol):
-    """The runs of this node, whose leases ride on the streams' renewals (`broker.runs.Runs`)."""
-
-    def __len__(self) -> int: ...
-
-    async def lose_lapsed(self) -> None:
-        """Take the writer from runs whose node is gone."""
 
 
 class Streams:
@@ -370,19 +361,7 @@ class Streams:
         message = end_message(
             self._marker(stream, meta_json), status, content, extra_of(stream, cancelled_by, error)
         )
-        room = None
-        if stream.token is not None or stream.run_id is not None:
-            room = self.rules.write(
-                stream,
-                stream.channel,
-                turn=False,
-                replies=[stream.reply_to],
-                token=stream.token,
-                run_id=stream.run_id,
-                session=stream.writer,
-                finish="done" if status == "complete" else "released",
-                soft=True,
-            )
+        room = self.rules.stream_end(stream, status)
         return self.ends.commit(stream.stream_id, stream.channel, status, message, room)
 
     def _forget(self, stream: Stream) -> None:
@@ -451,22 +430,9 @@ class Streams:
 
     # --- leases ------------------------------------------------------------------------------
 
-    async def keep(self, runs: LeasedRuns | None = None) -> None:
-        """Renew the leases of this node's streams (and runs), and end lapsed ones (their node
-        died) as aborted; runs until cancelled, every third of a lease."""
-        period = self.lease_ms / 3000
-        while True:
-            try:
-                if self._live or runs:
-                    await self.store.renew_leases(self.node, now_ms() + self.lease_ms)
-                await self.ends.end_lapsed(self.holds)
-                if runs is not None:
-                    await runs.lose_lapsed()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("stream lease upkeep failed: %s", exc)
-            await asyncio.sleep(period)
+    async def end_lapsed(self) -> None:
+        """End the streams whose lease lapsed (their node died) as aborted, once (`broker.leases`)."""
+        await self.ends.end_lapsed(self.holds)
 
     def holds(self, stream_id: str) -> bool:
         """True while this node holds the stream."""
