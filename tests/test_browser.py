@@ -597,7 +597,7 @@ async def test_continuity_loss_reloads_the_room_and_says_so(visitors: Visitors) 
     await ana.evaluate(
         """() => {
             const channel = window.agentchatApp.channel;
-            channel._onFrame({type: "attached", channel: channel.name, resumed: false,
+            channel.receive({type: "attached", channel: channel.name, resumed: false,
                               position: {serial: channel.position.serial, epoch: "new-epoch"},
                               reason: {code: 80003, message: "channel epoch changed"}});
         }"""
