@@ -9,15 +9,16 @@
 //   wanted channel is attached again with its position, so durable messages arrive in serial order with
 //   no gap and no duplicate. When the server cannot keep continuity the channel says so
 //   ("continuity_lost") and the app must reload its view from history.
-// - Requests carry a `ref` and settle when their reply arrives. A request in flight when the connection
-//   drops is sent again after the reconnect: every request the protocol defines is safe to repeat
-//   (publishes carry an idempotency `id`, chunks an index, edits and reactions name their change), so
-//   nothing is lost or doubled.
+// - Requests carry a `ref` and settle when their reply arrives (agentchat-requests.js). A request in
+//   flight when the connection drops is sent again after the reconnect: every request the protocol
+//   defines is safe to repeat (publishes carry an idempotency `id`, chunks an index, edits and
+//   reactions name their change), so nothing is lost or doubled.
 // - No dependencies, no build step, no network access except the WebSocket URL it is given. The client
 //   is this module and its agentchat-*.js parts; import this one.
 
 import { AgentChatError, Emitter, emit } from "./agentchat-base.js";
 import { Channel } from "./agentchat-channel.js";
+import { Requests } from "./agentchat-requests.js";
 import { reconnectPolicy } from "./agentchat-rules.js";
 
 export { AgentChatError } from "./agentchat-base.js";
@@ -29,10 +30,6 @@ export { LiveStream, StreamWriter } from "./agentchat-streams.js";
 export const PROTOCOL_VERSION = 1;
 
 const CLOSE_TAKEN_OVER = 4010;
-const RATE_LIMITED = 42900;
-/** Requests that only read: refused for too many in flight (42900), they are sent again after `retry_after`. */
-const READS = new Set(["history", "rooms", "unread", "room_get", "presence_get", "occupancy"]);
-const READ_RETRIES = 20;
 /** Our own close code when the server went silent; any 4xxx code is allowed to a client. */
 const CLOSE_DEAD_LINK = 4000;
 
@@ -88,8 +85,11 @@ export class AgentChat extends Emitter {
 
     this._ws = null;
     this._channels = new Map();
-    this._nextRef = 1;
-    this._pending = new Map(); // ref -> {frame, resolve, reject, sent}
+    this._requests = new Requests((frame) => {
+      if (!this._ws) return false;
+      this._write(frame);
+      return true;
+    });
     this._attempt = 0;
     this._timer = null;
     this._heartbeat = null;
@@ -141,10 +141,7 @@ export class AgentChat extends Emitter {
         /* already closed */
       }
     }
-    for (const [ref, pending] of this._pending) {
-      this._pending.delete(ref);
-      pending.reject(new AgentChatError(0, "client closed"));
-    }
+    this._requests.rejectAll(new AgentChatError(0, "client closed"));
     this._setState("closed", { code: 1000, reason: "client closed" });
   }
 
@@ -221,12 +218,7 @@ export class AgentChat extends Emitter {
    * (42900) is sent again after the server's `retry_after`.
    */
   request(frame) {
-    const ref = this._nextRef++;
-    const full = { ...frame, ref };
-    return new Promise((resolve, reject) => {
-      this._pending.set(ref, { frame: full, resolve, reject, sent: false, retries: 0 });
-      if (this.state === "connected") this._sendPending(ref);
-    });
+    return this._requests.add(frame, this.state === "connected");
   }
 
   /** Sends a frame without a ref (no reply unless it fails). Dropped when not connected. */
@@ -306,19 +298,7 @@ export class AgentChat extends Emitter {
     if (ws) this._detachSocket(ws);
     this._ws = null;
     this._stopHeartbeat();
-    for (const [ref, pending] of this._pending) {
-      const type = pending.frame.type;
-      if (type === "attach" || type === "detach") {
-        // Attachments belong to the connection: channels re-attach on the next connect by themselves.
-        this._pending.delete(ref);
-        if (type === "detach") pending.resolve(null);
-      } else if (type === "auth") {
-        this._pending.delete(ref);
-        pending.reject(new AgentChatError(0, "connection lost before the token was renewed"));
-      } else {
-        pending.sent = false;
-      }
-    }
+    this._requests.linkDown();
     for (const channel of this._channels.values()) channel.linkDown();
     if (!this._wantOpen) return;
     const action = reconnectPolicy(code);
@@ -326,10 +306,7 @@ export class AgentChat extends Emitter {
       this.forgetSession();
     } else if (action === "stop" || (action === "renew" && typeof this._token !== "function")) {
       this._wantOpen = false;
-      for (const [ref, pending] of this._pending) {
-        this._pending.delete(ref);
-        pending.reject(new AgentChatError(code, reason || "connection closed"));
-      }
+      this._requests.rejectAll(new AgentChatError(code, reason || "connection closed"));
       this._setState("closed", { code, reason });
       return;
     }
@@ -361,13 +338,6 @@ export class AgentChat extends Emitter {
     this._ws.send(JSON.stringify(frame));
   }
 
-  _sendPending(ref) {
-    const pending = this._pending.get(ref);
-    if (!pending || pending.sent || !this._ws) return;
-    pending.sent = true;
-    this._write(pending.frame);
-  }
-
   // --- frames -------------------------------------------------------------------------------------
 
   _onFrame(frame) {
@@ -378,7 +348,7 @@ export class AgentChat extends Emitter {
         return;
       case "ack":
       case "nack":
-        this._settle(frame);
+        this._requests.settle(frame);
         return;
       case "heartbeat":
         return;
@@ -391,25 +361,9 @@ export class AgentChat extends Emitter {
       default:
         break;
     }
-    if (frame.ref !== undefined && frame.ref !== null) this._settle(frame);
+    if (frame.ref !== undefined && frame.ref !== null) this._requests.settle(frame);
     const channel = frame.channel !== undefined ? this._channels.get(frame.channel) : undefined;
     if (channel) channel.receive(frame);
-  }
-
-  _settle(frame) {
-    const pending = this._pending.get(frame.ref);
-    if (!pending) return;
-    if (frame.type === "nack" && frame.code === RATE_LIMITED && READS.has(pending.frame.type) && pending.retries < READ_RETRIES) {
-      // A connection may have only a few reads in flight: this one waits its turn and goes again.
-      pending.retries += 1;
-      pending.sent = false;
-      const wait = Math.min(5, Math.max(0.05, frame.retry_after || 0.2)) * 1000 * (1 + Math.random() / 2);
-      setTimeout(() => this._sendPending(frame.ref), wait);
-      return;
-    }
-    this._pending.delete(frame.ref);
-    if (frame.type === "nack") pending.reject(new AgentChatError(frame.code, frame.message, frame));
-    else pending.resolve(frame);
   }
 
   _onConnected(frame) {
@@ -430,7 +384,7 @@ export class AgentChat extends Emitter {
     // Attach frames go first: the server handles one connection's frames in order, so the requests
     // flushed after them (publishes, presence) find their channels attached.
     for (const channel of this._channels.values()) channel.linkUp();
-    for (const ref of [...this._pending.keys()]) this._sendPending(ref);
+    this._requests.flush();
     this._startHeartbeat();
     emit(this, "connected", frame);
   }
