@@ -160,8 +160,7 @@ async def test_a_message_full_of_reactions_says_so_under_it(
 async def test_a_rate_limited_reaction_says_when_to_retry(
     visitors: Visitors, http: aiohttp.ClientSession
 ) -> None:
-    """Reactions share the publish budget: once the page's read mark spent it, a reaction gets 42900 inline,
-    with the wait and a Retry."""
+    """Once the read mark spent the publish budget, a reaction gets 42900 inline with the wait and Retry."""
     await publish(http, visitors.server, "carol", "a busy room")
     frames = SentFrames()
 
@@ -207,8 +206,7 @@ async def embedded(
 async def test_deleting_others_messages_needs_the_moderate_right(
     production: Any, browser: Browser, http: aiohttp.ClientSession
 ) -> None:
-    """Delete is offered on every message; without `moderate` the refusal shows inline and the message stays;
-    a moderator's delete reaches the page as a tombstone naming the moderator."""
+    """Deleting another's message without `moderate` is refused inline; a moderator's delete shows."""
     caps = {"room:*": ["subscribe", "publish", "presence", "history"]}
     await publish(http, production, "bob", "bob's words")
     problems: list[str] = []

@@ -41,8 +41,7 @@ async def go(page: Page, typed: str) -> None:
 async def test_a_room_created_on_one_page_is_listed_on_the_other(
     visitors: Visitors, http: aiohttp.ClientSession
 ) -> None:
-    """Bob's "New room" creates it on the server with his title: Ana's list shows it when she looks for a
-    room and after a reload, and opening it shows the same title."""
+    """A room Bob creates is listed with his title on Ana's page when she looks for one and after a reload."""
     frames = SentFrames()
 
     async def watch(page: Page) -> None:
@@ -113,8 +112,7 @@ async def production(tmp_path: Path) -> AsyncIterator[Any]:
 async def test_without_the_manage_right_a_new_room_opens_with_its_title_kept_here(
     production: Any, browser: Browser
 ) -> None:
-    """ "New room" refused for want of `manage` (40300) still opens the channel, titled as typed in this
-    browser only; the title dialog says why it cannot save."""
+    """Without `manage` a new room still opens, titled as typed here; the dialog says why it cannot save."""
     problems: list[str] = []
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)

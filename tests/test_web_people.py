@@ -116,8 +116,7 @@ async def test_agent_hint_only_in_rooms_with_agents(visitors: Visitors, agents: 
 
 
 async def test_a_cancelled_answer_says_who_stopped_it(visitors: Visitors, agents: Callable[..., Any]) -> None:
-    """A stopped answer says 'stopped by <name>' for another member, 'stopped by you' for you, and only
-    'stopped' when its writer ended it cancelled itself."""
+    """A stopped answer says 'stopped by bob', 'stopped by you', or 'stopped' when its writer cancelled it."""
     writer = await agents("planner", status="streaming")
     ana = await visitors.open("ana")
     bob = await visitors.open("bob")

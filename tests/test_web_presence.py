@@ -44,8 +44,7 @@ async def listed(http: aiohttp.ClientSession, node: ServerProcess) -> list[str]:
 async def test_a_person_is_listed_once_after_a_lost_session(
     browser: Browser, node: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
-    """kill -9 of the node loses every session; the pages come back with new ones and replace their old
-    entries, so each person is listed once, on the server and on the other page."""
+    """After kill -9 and a restart the pages replace their lost sessions' entries: each person listed once."""
     people = Visitors(browser, node)
     release = asyncio.Event()
 

@@ -44,8 +44,7 @@ async def reply_in_thread(page: Page, text: str) -> None:
 async def test_a_thread_opens_from_its_root_pages_its_replies_and_takes_new_ones(
     visitors: Visitors, http: aiohttp.ClientSession
 ) -> None:
-    """The root says how many replies and whose was last; the panel pages them all; a reply posted there
-    carries `thread`, reaches the other page's count live, and the panel reopens after a reload."""
+    """The root's summary opens a panel paging 60 replies and posting into the thread, seen live elsewhere."""
     server = visitors.server
     root = await publish(
         http, server, "carol", "Where do we keep the launch checklist?", display_name="Carol"
@@ -148,8 +147,7 @@ async def test_a_link_to_a_reply_opens_its_roots_thread(
 async def test_a_reply_sent_to_a_reply_goes_to_the_real_roots_thread(
     visitors: Visitors, http: aiohttp.ClientSession
 ) -> None:
-    """When the server refuses a thread root that is a reply (40004 naming its root), the page opens the
-    root's thread and posts the reply there, once."""
+    """A reply refused for a root that is a reply (40004) goes to the real root's thread, posted once."""
     root = await publish(http, visitors.server, "carol", "the real root")
     reply = await publish(http, visitors.server, "dave", "an answer in its thread", thread=root)
     held: list[str] = []

@@ -155,8 +155,7 @@ async def test_days_are_separated_and_every_time_shows_its_full_date(visitors: V
 async def test_scrolled_up_reader_gets_a_divider_and_counts_instead_of_a_jump(
     visitors: Visitors, http: aiohttp.ClientSession
 ) -> None:
-    """Scrolled up, new messages do not move the view: a divider, '3 new messages', mentions apart, title,
-    all counted by the server from the read mark the page set while reading."""
+    """Scrolled up, new messages do not move the view: a divider, '3 new messages', mentions apart, title."""
     await rest_publish(http, visitors.server, "archivist", [f"note {n:03d}" for n in range(1, 41)])
     ana = await visitors.open("ana")
     timeline = ana.locator("#timeline")

@@ -44,8 +44,7 @@ def badge(page: Page, channel: str, kind: str) -> object:
 async def test_messages_scrolled_into_view_are_marked_read_on_the_server(
     visitors: Visitors, http: aiohttp.ClientSession
 ) -> None:
-    """Opening at the bottom reads the room; what arrives while scrolled up stays unread until it is
-    scrolled into view; after a reload nothing is new."""
+    """Messages scrolled into view move the read mark on the server; after a reload nothing is new."""
     server = visitors.server
     await rest_publish(http, server, "archivist", [f"note {n:03d}" for n in range(1, 61)])
     frames = SentFrames()
@@ -77,8 +76,7 @@ async def test_messages_scrolled_into_view_are_marked_read_on_the_server(
 async def test_room_badges_come_from_the_server_live_and_after_a_reload(
     visitors: Visitors, http: aiohttp.ClientSession
 ) -> None:
-    """A room you read and left shows the server's unread and mention counts as badges, at once and after
-    a reload; opening it puts the divider at your read mark and clears them for good."""
+    """A room read and left gets the server's unread and mention badges, live and after a reload."""
     frames = SentFrames()
 
     async def watch(page: Page) -> None:
