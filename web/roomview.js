@@ -58,6 +58,9 @@ export class RoomView {
     on("detached", (frame) => app.timeline.addNotice(`Detached from the room: ${frame.message || frame.code}`,
       channel.position ? channel.position.serial : 0));
     app.client.room(room).then((found) => app.rooms.apply(found), () => {}); // 40400: no entry yet
+    // A room watched for its badge is attached already: what the page will not have from history
+    // arrives live, so it attaches again where it is (now with presence), replaying nothing.
+    const continuous = channel.attached && channel.position !== null;
 
     try {
       // History first, then attach from its newest serial: the replay brings exactly what came after.
@@ -66,7 +69,8 @@ export class RoomView {
       this.showPage(page, true);
       const newest = page.messages.reduce((max, m) => Math.max(max, m.serial), 0);
       app.unread.opened(newest);
-      await channel.attach({ position: { serial: newest, epoch: null } });
+      if (continuous && channel.attached) await channel.attach({ presence: true });
+      else await channel.attach({ position: { serial: newest, epoch: null } });
       if (seq !== this.seq) return;
       await channel.enter({ kind: "human", display_name: app.myName() });
     } catch (err) {
