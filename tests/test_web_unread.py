@@ -114,3 +114,25 @@ async def test_room_badges_come_from_the_server_live_and_after_a_reload(
     await expect(ana.locator('#room-list a[data-channel="room:lobby"]')).to_have_count(1)
     await expect(badge(ana, LOBBY, "unread")).to_have_count(0)
     await expect(badge(ana, LOBBY, "mention")).to_have_count(0)
+
+
+async def test_clicking_a_person_mentions_them_as_the_server_counts_mentions(
+    visitors: Visitors, http: aiohttp.ClientSession
+) -> None:
+    """Clicking a person in the presence list inserts their client id: the server counts it as a mention."""
+    ana = await visitors.open("ana")
+    bob = await visitors.open("bob")
+    bob_id = await bob.evaluate("window.agentchatApp.me()")
+    await bob.evaluate(  # bob's tab is in the background: he reads nothing, his counts stay
+        """() => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    await ana.locator(f'#people-list [data-client="{bob_id}"] .person-button').click()
+    await expect(ana.locator("#composer-input")).to_have_value(f"@{bob_id} ")
+    await ana.locator("#composer-input").press_sequentially("can you look?")
+    await ana.locator("#composer-input").press("Enter")
+    await expect(message(bob, "can you look?").locator(".mention.me")).to_have_text(f"@{bob_id}")
+    await expect(bob).to_have_title("(1) room:lobby · agentchat")
+    assert (await counts(http, visitors.server, bob_id))["mentions"] == 1
