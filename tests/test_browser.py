@@ -503,52 +503,6 @@ async def test_reconnect_resumes_without_missing_a_message(visitors: Visitors) -
         await expect(message(ana, "back again")).to_have_count(1)
 
 
-async def test_screenshots_of_the_app_in_use(visitors: Visitors, agents: Callable[..., Any]) -> None:
-    """Saves wide and phone screenshots of a room with people, agents and a live answer (for the README)."""
-    planner = await agents("planner", status="idle")
-    echo = await agents("echo", status="idle")
-    ana = await visitors.open("ana")
-    bob = await visitors.open("bob", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-
-    await send(bob, "@echo are you awake?")
-    ping = await echo.next_event(lambda f: f["type"] == "message" and "awake" in str(f["data"]))
-    reply = await echo.request(
-        type="publish", channel=LOBBY, data="are you awake? (echo)", reply_to=ping["serial"], id="echo-1"
-    )
-    assert reply["type"] == "ack", reply
-    await send(bob, "Morning! The demo is on Friday and the release notes are still open.")
-    await expect(message(ana, "release notes")).to_have_count(1)
-    await send(ana, "@planner can you sketch a plan for the launch checklist? @bob takes the notes.")
-    question = await planner.next_event(
-        lambda f: f["type"] == "message" and "launch checklist" in str(f["data"])
-    )
-    await planner.presence(LOBBY, "streaming")
-    stream_id = await planner.open_stream(reply_to=question["serial"])
-    answer = (
-        "Here is a plan for Friday:\n"
-        "1. Freeze the main branch on Wednesday evening.\n"
-        "2. @bob drafts the release notes from the merged pull requests.\n"
-        "3. Run the full test suite and the load test on staging.\n"
-        "4. Dry-run the demo on Thursday"
-    )
-    await planner.append(stream_id, 0, re.findall(r"\S+\s*", answer))
-    for page in (ana, bob):
-        await expect(page.locator(f'[data-stream-id="{stream_id}"]')).to_contain_text("Dry-run the demo")
-        await expect(page.locator('#people-list [data-client="planner"] .agent-status')).to_have_text(
-            "streaming"
-        )
-    await expect(bob.locator(f'[data-stream-id="{stream_id}"] .mention.me')).to_have_text("@bob")
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await ana.locator("#composer-input").fill("Thanks! I will book the room for the dry run.")
-    await ana.screenshot(path=str(ARTIFACTS / "screenshot.png"))
-    await bob.screenshot(path=str(ARTIFACTS / "screenshot-phone.png"))
-    await bob.locator("#people-toggle").click()
-    await expect(bob.locator("#people")).to_be_in_viewport(ratio=1)
-    await bob.screenshot(path=str(ARTIFACTS / "screenshot-phone-people.png"))
-    assert (ARTIFACTS / "screenshot.png").stat().st_size > 10_000
-
-
 async def test_token_renewal_keeps_the_page_connected(visitors: Visitors) -> None:
     """With a short-lived token the page answers auth_renew with a fresh token, which the server accepts."""
     fetched: list[str] = []
@@ -597,7 +551,7 @@ async def test_continuity_loss_reloads_the_room_and_says_so(visitors: Visitors) 
     await ana.evaluate(
         """() => {
             const channel = window.agentchatApp.channel;
-            channel._onFrame({type: "attached", channel: channel.name, resumed: false,
+            channel.receive({type: "attached", channel: channel.name, resumed: false,
                               position: {serial: channel.position.serial, epoch: "new-epoch"},
                               reason: {code: 80003, message: "channel epoch changed"}});
         }"""

@@ -44,6 +44,7 @@ CHECKED: dict[tuple[str, str], str] = {
     ("docs/web.md", "window.agentchatConfig"): "a page of the reader's own application",
     ("docs/web.md", "new AgentChat("): "test_the_agentchat_js_examples_run_in_a_browser",
     ("docs/web.md", "lobby.openStream("): "test_the_agentchat_js_examples_run_in_a_browser",
+    ("docs/web.md", "applyEvent, countReply"): "test_the_agentchat_js_examples_run_in_a_browser",
     ("docs/web.md", "pytest -q tests/test_browser.py"): "runs part of this suite: recursion",
     # docs/sdk.md: run by tests/test_snippets_sdk.py.
     ("docs/sdk.md", "asyncio.run(main())"): "sdk: test_the_quick_start_program_answers_a_mention",
@@ -329,11 +330,13 @@ async def test_the_readme_raw_client_runs_in_a_browser_console(browser: Any, dev
 
 async def test_the_agentchat_js_examples_run_in_a_browser(browser: Any, dev_server: Any) -> None:
     """docs/web.md's agentchat.js examples, run as one module on a dev server's page: the client
-    connects, reads history, attaches, publishes, and streams an answer that ends as one message.
+    connects, reads history, attaches, publishes, reacts, replies in a thread, edits, marks read,
+    names a room, and streams an answer that ends as one message.
     Substituted: the stream replies to serial 1 (the page's first message), not 42."""
     first = block("docs/web.md", "new AgentChat(").text
+    chat = block("docs/web.md", "applyEvent, countReply").text
     second = block("docs/web.md", "lobby.openStream(").text.replace("reply_to: 42", "reply_to: 1")
-    console = await run_in_page(browser, dev_server.url, first + "\n" + second, module=True)
+    console = await run_in_page(browser, dev_server.url, "\n".join((first, chat, second)), module=True)
     final = await console.wait_for(lambda args: args[:1] == ["final"], UNIT * 20)
     assert final[1:] == ["complete", "Hello!"]
     await console.wait_for(lambda args: args[:3] == [1, "ana", "hello @planner"], UNIT * 10)

@@ -10,9 +10,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Page, Route, expect
 
+from tests.browser_helpers import publish
 from tests.test_browser import (  # noqa: F401 (fixtures)
     Visitors,
     agents,
@@ -84,20 +86,18 @@ async def test_two_people_with_one_name_are_told_apart(visitors: Visitors) -> No
         )
 
 
-async def test_server_display_names_are_used_when_messages_carry_them(visitors: Visitors) -> None:
-    """A message with a server-given display_name shows that name, with its client id on hover."""
+async def test_server_display_names_are_used_when_messages_carry_them(
+    visitors: Visitors, http: aiohttp.ClientSession
+) -> None:
+    """A message from a token with a display name shows that name, with its client id on hover."""
     ana = await visitors.open("ana")
-    await ana.evaluate(
-        """() => {
-            const channel = window.agentchatApp.channel;
-            channel._onFrame({type: "message", channel: channel.name, serial: channel.position.serial + 1,
-                              id: "m-zoe", name: "chat", data: "bonjour", client_id: "zoe-7a1c",
-                              display_name: "Zoë", kind: "human", ts: Date.now()});
-        }"""
-    )
+    await publish(http, visitors.server, "zoe-7a1c", "bonjour", display_name="Zoë")
     author = message(ana, "bonjour").locator(".author")
     await expect(author).to_have_text("Zoë")
     await expect(author).to_have_attribute("title", "Zoë · zoe-7a1c")
+    # After a reload the name comes from history, which carries it too.
+    await ana.reload()
+    await expect(message(ana, "bonjour").locator(".author")).to_have_text("Zoë")
 
 
 async def test_agent_hint_only_in_rooms_with_agents(visitors: Visitors, agents: Callable[..., Any]) -> None:
@@ -115,26 +115,26 @@ async def test_agent_hint_only_in_rooms_with_agents(visitors: Visitors, agents: 
     await expect(box).to_have_attribute("placeholder", "Message room:quiet")
 
 
-async def test_a_cancelled_answer_says_who_stopped_it(visitors: Visitors) -> None:
-    """The final message of a cancelled stream says 'stopped by <name>' when the server names who."""
+async def test_a_cancelled_answer_says_who_stopped_it(visitors: Visitors, agents: Callable[..., Any]) -> None:
+    """A stopped answer says 'stopped by bob', 'stopped by you', or 'stopped' when its writer cancelled it."""
+    writer = await agents("planner", status="streaming")
     ana = await visitors.open("ana")
     bob = await visitors.open("bob")
-    bob_id = await bob.evaluate("window.agentchatApp.me()")
-    await expect(ana.locator('#people-list [data-name="bob"]')).to_have_count(1)
-    await ana.evaluate(
-        """(by) => {
-            const channel = window.agentchatApp.channel;
-            const next = () => channel.position.serial + 1;
-            const base = {type: "message", channel: channel.name, name: "answer", client_id: "planner",
-                          kind: "agent", ts: Date.now(), status: "cancelled"};
-            channel._onFrame({...base, serial: next(), id: "a1", data: "half an answer", stream_id: "s_1",
-                              cancelled_by: by});
-            channel._onFrame({...base, serial: next(), id: "a2", data: "another half", stream_id: "s_2",
-                              cancelled_by: window.agentchatApp.me()});
-            channel._onFrame({...base, serial: next(), id: "a3", data: "an old server's", stream_id: "s_3"});
-        }""",
-        bob_id,
-    )
+    answers = []
+    for text in ("half an answer", "another half", "its own stop"):
+        stream_id = await writer.open_stream()
+        await writer.append(stream_id, 0, [text])
+        answers.append(stream_id)
+        for page in (ana, bob):
+            await expect(page.locator(f'[data-stream-id="{answers[-1]}"]')).to_contain_text(text)
+
+    await bob.locator(f'[data-stream-id="{answers[0]}"] .stop').click()
+    await ana.locator(f'[data-stream-id="{answers[1]}"] .stop').click()
+    ended = await writer.request(type="stream_end", stream_id=answers[2], status="cancelled", chunks=1)
+    assert ended["type"] == "ack", ended
+
     await expect(message(ana, "half an answer").locator(".status")).to_have_text("stopped by bob")
     await expect(message(ana, "another half").locator(".status")).to_have_text("stopped by you")
-    await expect(message(ana, "an old server's").locator(".status")).to_have_text("stopped")
+    await expect(message(ana, "its own stop").locator(".status")).to_have_text("stopped")
+    await expect(message(bob, "half an answer").locator(".status")).to_have_text("stopped by you")
+    await expect(message(bob, "another half").locator(".status")).to_have_text("stopped by ana")

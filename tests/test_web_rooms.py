@@ -68,8 +68,9 @@ async def test_typed_titles_are_shown_and_kept_for_their_channels(visitors: Visi
     await expect(ana).to_have_title("Design Review · agentchat")
     await send(ana, "agenda first")
 
+    # The room exists with its title on the server: bob, typing it his way, meets ana under her title.
     await go(bob, "design review")
-    await expect(bob.locator("#room-title")).to_have_text("design review")
+    await expect(bob.locator("#room-title")).to_have_text("Design Review")
     await expect(message(bob, "agenda first")).to_have_count(1)
 
     await go(ana, "李雷的房间")

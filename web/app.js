@@ -1,26 +1,26 @@
-// app.js: the agentchat browser app: rooms, who you are, the timeline, presence and live agent answers.
+// app.js: the agentchat browser app: who you are, the rooms, and the parts of the page wired together.
 //
-// Rules: the app talks to the server only through agentchat.js (plus tokens.js's token fetch). On
-// opening a room it loads the newest history page first and then attaches from that page's last
-// serial, so nothing is missed or shown twice; after that the client module keeps the room continuous
-// across reconnects, and a continuity loss reloads the view. The session id and key live in
-// sessionStorage, so a page reload resumes the same session (and its presence) where it was.
+// Rules: the app talks to the server only through agentchat.js (plus tokens.js's token fetch). The open
+// room is roomview.js's; the room list directory.js's; a thread threads.js's. The session id and key
+// live in sessionStorage, so a page reload resumes the same session (and its presence) where it was.
+// The address names the room (#room:design-review) and an open thread (#room:lobby/thread/12).
 
 import { AgentChat } from "./agentchat.js";
-import { avatar, displayText, el, showProblem } from "./bubble.js";
+import { avatar } from "./bubble.js";
 import { Composer } from "./composer.js";
-import { publishProblem, retryable, stopProblem } from "./errors.js";
+import { RoomDialog, RoomList } from "./directory.js";
 import { Names, cleanDisplayName, legacyName, loadIdentity, saveIdentity } from "./identity.js";
-import { mentions } from "./markdown.js";
 import { People } from "./people.js";
+import { Picker } from "./reactions.js";
+import { RoomView } from "./roomview.js";
 import { LocalRooms, isChannel, roomFromTyped } from "./rooms.js";
 import { Shell } from "./shell.js";
+import { ThreadPanel } from "./threads.js";
 import { Timeline } from "./timeline.js";
 import { NoTokenSource, configFetcher, devToken, embeddedConfig, tokenFunction } from "./tokens.js";
 import { Unread } from "./unread.js";
 
-const PAGE_SIZE = 50;
-
+const ROOM_HINT = 'Type any name: "Design Review" opens room:design-review.';
 const $ = (id) => document.getElementById(id);
 
 class App {
@@ -28,28 +28,41 @@ class App {
     this.config = embeddedConfig();
     this.identity = this.config ? null : loadIdentity();
     this.names = new Names();
-    this.rooms = new LocalRooms();
+    this.rooms = new RoomList({ list: $("room-list"), local: new LocalRooms(), onChange: () => this.roomChanged() });
     this.client = null;
-    this.channel = null;
-    this.room = null;
-    this.roomSeq = 0; // bumps on every room switch, so late replies for the old room are dropped
-    this.offs = [];
-    this.loadingOlder = false;
     this.tokenProblem = null;
+    this.view = new RoomView({ app: this });
     const ctx = {
       names: this.names,
+      me: () => this.me(),
       isMine: (clientId) => Boolean(clientId) && clientId === this.me(),
       isMe: (name) => this.isMe(name),
+      threads: true,
       onReply: (serial) => this.composer.replyTo(serial),
-      onStop: (streamId, button) => this.stop(streamId, button),
-      quote: (serial) => this.fetchOriginal(serial),
+      onThread: (serial) => this.threads.open(serial),
+      onStop: (streamId, button) => this.view.stop(streamId, button),
+      quote: (serial) => this.view.fetchOriginal(serial),
+      onPickReaction: (serial, anchor) => this.picker.open(serial, anchor),
+      onToggleReaction: (serial, reaction, mine) => this.view.react(serial, reaction, !mine),
+      onEdit: (serial, text) => this.view.edit(serial, text),
+      onDelete: (serial) => this.view.remove(serial),
     };
-    this.timeline = new Timeline({ scroller: $("timeline"), list: $("messages"), live: $("live"), top: $("timeline-top"), ctx });
+    this.timeline = new Timeline({
+      scroller: $("timeline"),
+      list: $("messages"),
+      live: $("live"),
+      top: $("timeline-top"),
+      ctx,
+      observe: (node) => this.unread.watch(node),
+    });
     this.unread = new Unread({
       timeline: this.timeline,
       jump: $("jump-unread"),
       bottom: $("jump-bottom"),
-      onChange: () => this.updateTitle(),
+      onChange: (entry) => {
+        if (entry) this.rooms.setCount(entry);
+        this.updateTitle();
+      },
     });
     this.people = new People({
       list: $("people-list"),
@@ -61,10 +74,29 @@ class App {
         this.composer.mention(handle);
         this.shell.closePanels();
       },
-      onNames: () => this.timeline.relabel(),
+      onNames: () => this.relabel(),
     });
     this.shell = new Shell({ tokenProblem: () => this.tokenProblem });
-    this.composer = new Composer({ app: this, timeline: this.timeline, names: this.names });
+    this.composer = new Composer({
+      app: this,
+      timeline: this.timeline,
+      names: this.names,
+      form: $("composer"),
+      input: $("composer-input"),
+      replying: { box: $("replying"), author: $("replying-author"), text: $("replying-text"), cancel: $("replying-cancel") },
+    });
+    this.threads = new ThreadPanel({ app: this, names: this.names, ctx });
+    this.picker = new Picker({ onPick: (serial, reaction) => this.view.react(serial, reaction, true) });
+    this.roomDialog = new RoomDialog({ app: this });
+  }
+
+  /** The open room's channel name, and its Channel. */
+  get room() {
+    return this.view.room;
+  }
+
+  get channel() {
+    return this.view.channel;
   }
 
   /** My client id: from the server once connected, else the one this browser keeps. */
@@ -117,8 +149,10 @@ class App {
       this.showMe();
     });
     this.client.on("error", (err) => console.warn("agentchat:", err.code, err.message));
+    this.rooms.use(this.client);
     this.client.connect().catch((err) => this.shell.showState({ state: "closed", reason: err.message }));
-    this.openRoom(this.roomFromHash() || this.rooms.list()[0].channel);
+    const target = this.hashTarget();
+    this.openRoom(target.room || this.rooms.rooms()[0].channel, target.thread);
   }
 
   showMe() {
@@ -128,196 +162,89 @@ class App {
     $("me-avatar").replaceWith(Object.assign(avatar(this.me(), "human", this.myName()), { id: "me-avatar" }));
   }
 
-  // --- rooms --------------------------------------------------------------------------------------
+  // --- rooms and threads ----------------------------------------------------------------------------
 
-  roomFromHash() {
+  /** The room (and thread) the address names: #room:lobby, #Design Review, #room:lobby/thread/12. */
+  hashTarget() {
     const raw = decodeURIComponent(location.hash.replace(/^#/, ""));
-    if (!raw) return "";
-    if (raw.includes(":") && isChannel(raw)) return raw;
-    const room = roomFromTyped(raw);
-    return room ? room.channel : "";
+    const match = /^(.*)\/thread\/([1-9][0-9]{0,15})$/.exec(raw);
+    const name = match ? match[1] : raw;
+    const thread = match ? Number(match[2]) : null;
+    if (!name) return { room: "", thread };
+    if (name.includes(":") && isChannel(name)) return { room: name, thread };
+    const room = roomFromTyped(name);
+    return { room: room ? room.channel : "", thread };
   }
 
-  renderRooms() {
-    const list = $("room-list");
-    list.replaceChildren();
-    for (const room of this.rooms.list()) {
-      const item = el("li");
-      const link = el("a", room.channel === this.room ? "current" : "", room.title || room.channel);
-      link.href = `#${encodeURIComponent(room.channel)}`;
-      link.title = room.channel;
-      link.dataset.channel = room.channel;
-      if (room.channel === this.room) link.setAttribute("aria-current", "page");
-      item.append(link);
-      list.append(item);
-    }
+  /** Opens `room` (and the thread on root `thread`, when given). */
+  openRoom(room, thread = null) {
+    this.rooms.remember(room);
+    this.view.open(room);
+    if (thread !== null) this.threads.open(thread);
   }
 
-  /** The room's title as shown (the typed title, else the channel name). */
-  roomTitle() {
-    return this.rooms.titleOf(this.room);
+  /** The open room or its title changed: header, list, placeholder and tab title follow. */
+  roomChanged() {
+    const room = this.room;
+    if (!room) return;
+    $("room-title").textContent = this.rooms.titleOf(room);
+    $("room-title").title = room;
+    const topic = this.rooms.topicOf(room);
+    $("room-topic").textContent = topic;
+    $("room-topic").title = topic;
+    $("room-topic").hidden = !topic;
+    this.rooms.render(room);
+    this.updateHint();
+    this.updateTitle();
+  }
+
+  /** The thread on `root` opened (null: closed): the layout and the address follow. */
+  showThread(root) {
+    document.body.classList.toggle("show-thread", root !== null);
+    const hash = `#${encodeURIComponent(this.room)}${root !== null ? `/thread/${root}` : ""}`;
+    if (this.room && location.hash !== hash) history.replaceState(null, "", hash);
   }
 
   updateTitle() {
     const count = this.unread.count;
-    document.title = `${count ? `(${count}) ` : ""}${this.roomTitle()} · agentchat`;
+    const capped = count && this.unread.counts.capped ? "+" : "";
+    document.title = `${count ? `(${count}${capped}) ` : ""}${this.rooms.titleOf(this.room)} · agentchat`;
   }
 
-  async openRoom(room) {
-    if (room === this.room) return;
-    const seq = ++this.roomSeq;
-    for (const off of this.offs) off();
-    this.offs = [];
-    if (this.channel) this.channel.detach().catch(() => {});
-    this.room = room;
-    this.rooms.remember(room);
-    if (this.roomFromHash() !== room) history.replaceState(null, "", `#${encodeURIComponent(room)}`);
-    $("room-title").textContent = this.roomTitle();
-    $("room-title").title = room;
-    this.renderRooms();
-    this.shell.closePanels();
-    this.timeline.clear();
-    this.unread.reset();
-    this.composer.reset();
+  /** The composer's placeholder: "Message Design Review", plus how to ask an agent when one is present. */
+  updateHint() {
+    const agents = this.people.agents();
+    const title = this.rooms.titleOf(this.room);
+    this.composer.setHint(
+      agents.length ? `Message ${title} (mention @${this.people.handle(agents[0])} to ask the agent)` : `Message ${title}`,
+    );
+  }
 
-    const channel = this.client.channel(room);
-    this.channel = channel;
-    this.people.show(channel);
-    this.composer.updateHint();
-    const on = (type, fn) => this.offs.push(channel.on(type, fn));
-    on("message", (m) => this.onMessage(m));
-    on("stream", ({ stream }) => {
-      this.timeline.pinned(() => this.timeline.updateStream(stream));
-      this.unread.render();
-    });
-    on("stream_gone", ({ stream }) => this.timeline.removeStream(stream.stream_id));
-    on("presence", () => {
-      this.people.render();
-      this.composer.updateHint();
-    });
-    on("continuity_lost", ({ reason }) => this.onContinuityLost(reason));
-    on("detached", (frame) => this.timeline.addNotice(`Detached from the room: ${frame.message || frame.code}`,
-      channel.position ? channel.position.serial : 0));
+  /** Refreshes author labels everywhere (a name was learnt). */
+  relabel() {
+    this.timeline.relabel();
+    this.threads.timeline.relabel();
+  }
 
-    try {
-      // History first, then attach from its newest serial: the replay brings exactly what came after.
-      const page = await channel.history({ limit: PAGE_SIZE });
-      if (seq !== this.roomSeq) return;
-      this.showPage(page, true);
-      const newest = page.messages.reduce((max, m) => Math.max(max, m.serial), 0);
-      await channel.attach({ position: { serial: newest, epoch: null } });
-      if (seq !== this.roomSeq) return;
-      await channel.enter({ kind: "human", display_name: this.myName() });
-    } catch (err) {
-      if (seq !== this.roomSeq) return;
-      this.timeline.setTop("error", `Cannot open ${room}: ${err.message}`);
+  /** Publishes a composer's send (see RoomView.publish). */
+  publish(id, entry, timeline) {
+    return this.view.publish(id, entry, timeline);
+  }
+
+  async newRoom(typed) {
+    const room = roomFromTyped(typed);
+    if (!room || !this.client) return;
+    const hint = $("room-hint");
+    hint.textContent = ROOM_HINT;
+    hint.classList.remove("error");
+    if (room.channel === this.room) this.rooms.remember(room.channel, room.title);
+    else location.hash = encodeURIComponent(room.channel);
+    const problem = await this.rooms.create(room);
+    if (problem) {
+      hint.textContent = problem;
+      hint.classList.add("error");
     }
-  }
-
-  showPage(page, initial) {
-    const add = () => {
-      for (const m of page.messages) {
-        this.names.learnFrom(m);
-        this.timeline.addMessage(m);
-      }
-      this.timeline.hasMore = page.has_more;
-      this.timeline.setTop(page.has_more ? "more" : "start");
-    };
-    if (initial) this.timeline.pinned(add, true);
-    else this.timeline.keepingPlace(add);
-    // A first page that does not fill the screen cannot be scrolled up: fetch the next one now.
-    const s = this.timeline.scroller;
-    if (page.has_more && s.scrollHeight <= s.clientHeight + 100) this.loadOlder();
-  }
-
-  async loadOlder() {
-    const tl = this.timeline;
-    if (this.loadingOlder || !tl.hasMore || tl.oldest === null || !this.channel) return;
-    const seq = this.roomSeq;
-    this.loadingOlder = true;
-    tl.setTop("loading");
-    try {
-      const page = await this.channel.history({ before: tl.oldest, limit: PAGE_SIZE });
-      if (seq !== this.roomSeq) return;
-      this.showPage(page, false);
-    } catch (err) {
-      if (seq === this.roomSeq) tl.setTop("error", `Could not load older messages: ${err.message}`);
-    } finally {
-      if (seq === this.roomSeq) this.loadingOlder = false;
-    }
-  }
-
-  /** The message with this serial from history (for a reply quote whose original is not loaded). */
-  async fetchOriginal(serial) {
-    const page = await this.channel.history({ after: serial - 1, limit: 1, direction: "forwards" });
-    const found = page.messages.find((m) => m.serial === serial) || null;
-    if (found && this.names.learnFrom(found)) this.timeline.relabel();
-    return found;
-  }
-
-  async onContinuityLost(reason) {
-    // Messages may be missing from the view: start it again from the newest history page.
-    this.shell.markContinuityLost(this.client.state);
-    const seq = this.roomSeq;
-    this.timeline.clear();
-    this.unread.reset();
-    for (const stream of this.channel.streams.values()) this.timeline.updateStream(stream);
-    try {
-      const page = await this.channel.history({ limit: PAGE_SIZE });
-      if (seq !== this.roomSeq) return;
-      this.showPage(page, true);
-      const newest = page.messages.reduce((max, m) => Math.max(max, m.serial), 0);
-      this.timeline.addNotice(`Continuity lost (${reason.message || reason.code}); the room was reloaded.`, newest);
-    } catch (err) {
-      this.timeline.setTop("error", `Could not reload the room: ${err.message}`);
-    }
-  }
-
-  // --- messages -----------------------------------------------------------------------------------
-
-  onMessage(m) {
-    if (m.ephemeral) {
-      if (m.name === "typing") this.people.typing(m.client_id);
-      return;
-    }
-    if (this.names.learnFrom(m)) this.timeline.relabel();
-    this.people.spoke(m.client_id);
-    const mine = m.client_id === this.me();
-    if (!mine && this.unread.away() && !this.timeline.element(m.serial)) {
-      this.unread.note(m, mentions(displayText(m.data)).some((name) => this.isMe(name)));
-    }
-    this.timeline.pinned(() => this.timeline.addMessage(m), mine);
-    this.unread.render();
-  }
-
-  /** Publishes the pending message `id` from the composer's outbox; a refusal is shown under it. */
-  async publish(id, { text, replyTo }) {
-    const channel = this.channel;
-    try {
-      // The id makes the publish idempotent: the client resends it after a drop, the room keeps one.
-      await channel.publish(text, { id, reply_to: replyTo ?? undefined });
-      this.timeline.settlePending(id);
-      return true;
-    } catch (err) {
-      if (channel !== this.channel) return false;
-      const retry = retryable(err.code) ? () => this.publish(id, { text, replyTo }) : null;
-      this.timeline.failPending(id, publishProblem(err, text, this.client.limits), retry);
-      return false;
-    }
-  }
-
-  async stop(streamId, button) {
-    button.disabled = true;
-    button.textContent = "Stopping…";
-    try {
-      await this.channel.cancelStream(streamId);
-    } catch (err) {
-      if (err.code === 40401) return; // it ended meanwhile; its final message is on its way
-      button.disabled = false;
-      button.textContent = "Stop";
-      const node = this.timeline.streamElement(streamId);
-      if (node) this.timeline.pinned(() => showProblem(node, stopProblem(err)));
-    }
+    this.roomChanged();
   }
 
   // --- ui wiring ----------------------------------------------------------------------------------
@@ -365,33 +292,29 @@ class App {
     });
     $("me-button").addEventListener("click", () => this.askName(false));
     this.composer.bind();
+    this.threads.bind();
+    this.roomDialog.bind();
 
+    $("room-input").addEventListener("focus", () => this.rooms.refresh()); // looking for a room: list them anew
     $("room-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      const room = roomFromTyped($("room-input").value);
-      if (!room) return;
+      const typed = $("room-input").value;
       $("room-input").value = "";
-      this.rooms.remember(room.channel, room.title);
-      if (room.channel === this.room) this.openRoomTitle();
-      location.hash = encodeURIComponent(room.channel);
+      this.newRoom(typed);
     });
     window.addEventListener("hashchange", () => {
-      const room = this.roomFromHash();
-      if (room && this.client) this.openRoom(room);
+      const target = this.hashTarget();
+      if (!target.room || !this.client) return;
+      if (target.room !== this.room) this.openRoom(target.room, target.thread);
+      else if (target.thread !== null) this.threads.open(target.thread);
     });
 
     $("timeline").addEventListener("scroll", () => {
-      if ($("timeline").scrollTop < 120) this.loadOlder();
+      if ($("timeline").scrollTop < 120) this.view.loadOlder();
       this.unread.update();
     });
     document.addEventListener("visibilitychange", () => this.unread.update());
     this.shell.bind();
-  }
-
-  openRoomTitle() {
-    $("room-title").textContent = this.roomTitle();
-    this.renderRooms();
-    this.updateTitle();
   }
 }
 

@@ -1,10 +1,15 @@
-// bubble.js: one message's element: avatar, author, time, reply quote, text, status and inline problems.
+// bubble.js: one message's element: avatar, author, time, reply quote, text, status, edit mark,
+// reactions, thread summary and inline problems.
 //
-// A bubble is built once and refilled in place (final text of a stream, an edit, a new name), so the
-// timeline can update a message by serial without moving it. `ctx` is what the page knows:
-// {names: Names, isMine(clientId), isMe(mentionedName), onReply(serial), onQuote(serial)}.
+// A bubble is built once and refilled in place (final text of a stream, an edit, a reaction, a delete,
+// a new name), so the timeline can update a message by serial without moving it. A deleted message is a
+// tombstone: "message deleted by …", its author and time kept. `ctx` is what the page knows:
+// {names: Names, isMine(clientId), isMe(mentionedName), onQuote(serial), threads, onThread(serial), and
+// the reaction and action callbacks of reactions.js and actions.js}.
 
-import { el, excerpt, mentions, renderRich } from "./markdown.js";
+import { updateActions } from "./actions.js";
+import { caretHost, el, excerpt, mentions, renderRich } from "./markdown.js";
+import { fillReactions } from "./reactions.js";
 
 export { el };
 
@@ -106,16 +111,6 @@ export function labelBubble(node, ctx) {
   node.querySelector(".avatar").textContent = letter.toLocaleUpperCase();
 }
 
-/** Adds the Reply button to a durable message's header. */
-export function addReplyButton(node, serial, ctx) {
-  if (node.querySelector(".reply-button")) return;
-  const button = el("button", "reply-button btn small", "Reply");
-  button.type = "button";
-  button.title = "Reply to this message";
-  button.addEventListener("click", () => ctx.onReply(serial));
-  node.querySelector(".meta").append(button);
-}
-
 function quoteElement(serial, ctx) {
   const quote = el("button", "reply-to loading");
   quote.type = "button";
@@ -135,12 +130,32 @@ export function fillQuote(quote, original, ctx) {
     return;
   }
   quote.querySelector(".reply-author").textContent = ctx.names.label(original.client_id);
-  quote.querySelector(".reply-text").textContent = excerpt(displayText(original.data)) || "(no text)";
+  quote.querySelector(".reply-text").textContent = original.deleted
+    ? "message deleted"
+    : excerpt(displayText(original.data)) || "(no text)";
 }
 
-/** Fills a bubble's text and status from a message ({data, status?, cancelled_by?}). */
+/** "message deleted by Bob" (or "by you"): what a tombstone says. */
+export function deletedText(msg, ctx) {
+  const by = msg.deleted && msg.deleted.by;
+  if (!by) return "message deleted";
+  return `message deleted by ${ctx.isMine(by) ? "you" : ctx.names.label(by)}`;
+}
+
+/**
+ * Fills a bubble from a message ({data, status?, cancelled_by?, edited?, deleted?, reactions?,
+ * my_reactions?, replies?}): its text (or tombstone), status, edit mark, reactions and thread summary.
+ */
 export function fillBubble(node, msg, ctx) {
   const body = node.querySelector(".text");
+  node.classList.toggle("deleted", Boolean(msg.deleted));
+  if (msg.deleted) {
+    body.className = "text";
+    body.replaceChildren(el("span", "deleted-note", deletedText(msg, ctx)));
+    node.classList.remove("mentions-me");
+    fillExtras(node, msg, ctx);
+    return;
+  }
   const text = displayText(msg.data);
   const json = typeof msg.data === "object" && msg.data !== null && typeof msg.data.text !== "string";
   const status = msg.status || null;
@@ -157,8 +172,51 @@ export function fillBubble(node, msg, ctx) {
   if (status && status !== "complete") {
     const badge = el("span", `status ${status}`, statusLabel(msg, ctx));
     badge.title = STATUS_TITLE[status] || "";
-    meta.insertBefore(badge, meta.querySelector(".reply-button, .stop, .retry"));
+    meta.insertBefore(badge, meta.querySelector(".actions, .stop, .retry"));
   }
+  fillExtras(node, msg, ctx);
+}
+
+function fillExtras(node, msg, ctx) {
+  const text = node.querySelector(".text");
+  text.querySelector(".edited")?.remove();
+  if (msg.edited && !msg.deleted) {
+    // At the end of the text's last line, where a reader finishes reading it.
+    const edited = el("span", "edited", "(edited)");
+    edited.title = `Edited ${fullTime(msg.edited.ts)}`;
+    caretHost(text).append(edited);
+  }
+  if (typeof msg.serial === "number") {
+    fillReactions(node, msg, ctx);
+    fillReplies(node, msg, ctx);
+    updateActions(node, msg, ctx);
+  }
+}
+
+/** The thread summary under a root: "3 replies", the last reply's author and time; opens the thread. */
+export function fillReplies(node, msg, ctx) {
+  let line = node.querySelector(":scope > .body > .replies");
+  const replies = msg.replies;
+  if (!ctx.threads || !replies || !replies.count) {
+    line?.remove();
+    return;
+  }
+  if (!line) {
+    line = el("button", "replies");
+    line.type = "button";
+    line.addEventListener("click", () => ctx.onThread(Number(node.dataset.serial)));
+    node.querySelector(".body").insertBefore(line, node.querySelector(":scope > .body > .problem"));
+  }
+  const parts = [el("span", "replies-count", `${replies.count} repl${replies.count === 1 ? "y" : "ies"}`)];
+  const last = replies.last;
+  if (last) {
+    const who = ctx.isMine(last.client_id) ? "you" : ctx.names.label(last.client_id);
+    const when = el("span", "replies-last", `last reply by ${who} `);
+    when.append(timeElement(last.ts));
+    parts.push(when);
+  }
+  line.title = "Open the thread";
+  line.replaceChildren(...parts);
 }
 
 function statusLabel(msg, ctx) {

@@ -5,7 +5,7 @@
 // server unavailable, connection lost) keep it. Sizes are measured as the server measures them: the
 // UTF-8 bytes of the JSON-encoded data.
 
-const FINAL = new Set([40000, 40002, 40003, 40004, 40005, 40100, 40101, 40102, 40300, 40301, 40400, 40401, 40900, 40901, 40902, 41300, 41301, 41302, 42901, 42903]);
+const FINAL = new Set([40000, 40002, 40003, 40004, 40005, 40100, 40101, 40102, 40300, 40301, 40400, 40401, 40402, 40900, 40901, 40902, 40904, 41300, 41301, 41302, 42901, 42903, 42904]);
 
 /** Whether trying the same request again can succeed (false for too large, not allowed, invalid...). */
 export function retryable(code) {
@@ -55,4 +55,32 @@ export function precheck(data, limits = {}) {
 export function stopProblem(err) {
   if (Number(err.code) === 40300) return "You are not allowed to stop this answer.";
   return `Could not stop: ${err.message || err.code}`;
+}
+
+const REFUSED = {
+  edit: "You can only edit your own messages.",
+  delete: "Only moderators can delete other people's messages.",
+  react: "You are not allowed to react in this room.",
+};
+const DONE = { edit: "Not edited", delete: "Not deleted", react: "Reaction not saved" };
+
+function waitText(err) {
+  const after = err.frame && err.frame.retry_after;
+  return after ? `try again in ${Math.ceil(after)} s` : "wait a moment";
+}
+
+/** The sentence for a refused edit, delete or reaction (`what`), shown under the message. */
+export function messageProblem(err, what, data = null, limits = {}) {
+  const code = Number(err.code);
+  if (code === 40300) return REFUSED[what];
+  if (code === 40904) return what === "react" ? "This message was deleted: it takes no reactions." : "This message was deleted.";
+  if (code === 40402) return "This message is no longer there.";
+  if (code === 42904) return "This message has all the reactions it can hold.";
+  if (code === 42900) return `Too many ${what === "react" ? "reactions" : "changes"} at once; ${waitText(err)}.`;
+  if (code === 41301 && limits.max_message_bytes) {
+    return `Message is ${size(dataBytes(data))}; the limit is ${size(limits.max_message_bytes)}.`;
+  }
+  if (code === 40004 && what === "react") return "That is not a reaction: use an emoji or a short name (a-z, 0-9, _ + -).";
+  if (code === 50300) return "The server is unavailable right now.";
+  return `${DONE[what]}: ${err.message || err.code}`;
 }

@@ -10,7 +10,6 @@ import { carriedName } from "./identity.js";
 
 const STATUS_RANK = { streaming: 3, thinking: 2, idle: 1 };
 const TYPING_SHOWN_MS = 5000;
-const HANDLE = /^[\p{L}\p{N}_][\p{L}\p{N}\p{M}_\-.@]*$/u;
 
 export class People {
   /**
@@ -64,10 +63,10 @@ export class People {
     return this.rows().filter((row) => row.kind === "agent").map((row) => row.id);
   }
 
-  /** How to mention a client: @name when it is one word no one else uses, else @client_id. */
+  /** How to mention a client: by client id, which is what the server counts as a mention (and
+   * notifies), whatever the display name. */
   handle(clientId) {
-    const name = this.names.name(clientId);
-    return HANDLE.test(name) && !this.names.collides(clientId) ? name : clientId;
+    return clientId;
   }
 
   /** Learns names from the presence set; re-renders the list. */

@@ -1,12 +1,13 @@
-// rooms.js: what a typed room name becomes, and the list of rooms you know with their titles.
+// rooms.js: what a typed room name becomes, and the rooms this browser opened with the titles typed.
 //
 // The rule (docs/web.md, "Rooms"): what a person types is the room's title ("Design Review"); its
 // channel is `room:` + a slug: accents dropped, lowercase, spaces become "-", characters outside the
 // channel pattern (and ":") removed, repeated "-" merged ("Zoë's Café!" -> "room:zoes-cafe"). A title
 // with nothing left (李雷的房间) gets a slug from a hash of the
 // title ("room:r-12r3ecp"), so everyone typing it meets in the same room. Text that already is a
-// channel name with a namespace ("support:Queue-1") is used as it is. The room list is a directory:
-// today a LocalRooms in localStorage; a server directory can replace it with the same methods.
+// channel name with a namespace ("support:Queue-1") is used as it is. LocalRooms keeps the rooms opened
+// here, most recent first, in localStorage; directory.js merges them with the server's directory,
+// whose titles win.
 
 const ROOMS_KEY = "agentchat.rooms";
 const CHANNEL = /^[A-Za-z0-9][A-Za-z0-9_\-.:@]{0,199}$/;
@@ -47,10 +48,7 @@ export function roomFromTyped(raw) {
   return { channel: `room:${slug || hashSlug(title.toLocaleLowerCase())}`, title };
 }
 
-/**
- * The rooms this browser knows, newest first, each {channel, title}, kept in localStorage.
- * A server-side directory can take its place: list(), titleOf(channel), remember(channel, title).
- */
+/** The rooms this browser opened, newest first, each {channel, title typed here}, kept in localStorage. */
 export class LocalRooms {
   constructor(storage = localStorage) {
     this.storage = storage;

@@ -5,9 +5,24 @@
 // a stream, edits, counts) update the same element in place. A live stream's bubble is the element that
 // later shows its durable message, so the answer never jumps or doubles; its preview is re-rendered at
 // most once per `previewMs` however fast chunks come. A day separator stands before each day's first
-// message. Message text only reaches the page through markdown.js (escaped, no raw HTML).
+// message. Events (edits, deletes, reactions) are applied to held messages by `rev`, and thread replies
+// counted onto held roots, with agentchat-events.js. Message text only reaches the page through
+// markdown.js (escaped, no raw HTML).
 
-import { addReplyButton, buildBubble, dayKey, dayLabel, el, fillBubble, fillQuote, labelBubble, showProblem } from "./bubble.js";
+import { addActions, startEdit } from "./actions.js";
+import { applyEvent, countReply } from "./agentchat.js";
+import {
+  buildBubble,
+  dayKey,
+  dayLabel,
+  displayText,
+  el,
+  fillBubble,
+  fillQuote,
+  fillReplies,
+  labelBubble,
+  showProblem,
+} from "./bubble.js";
 import { caretHost, renderRich } from "./markdown.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
@@ -17,14 +32,22 @@ export class Timeline {
   /**
    * scroller: the scrolling element; list: the <ol> of durable messages; live: the <ol> below it for
    * streams and sends in flight; top: the element above the list (loading / beginning marker).
-   * ctx: bubble.js's context plus onStop(streamId, button), quote(serial) -> Promise<message|null>.
+   * ctx: bubble.js's context plus me(), onStop(streamId, button), quote(serial) -> Promise<message|null>.
+   * startText: what the top says when everything is loaded; observe(node): called with each durable
+   * message's element once it is shown (read marks watch them).
    */
-  constructor({ scroller, list, live, top, ctx }) {
+  constructor({ scroller, list, live, top, ctx, startText = "This is the beginning of the room.", observe = null }) {
     this.scroller = scroller;
     this.list = list;
     this.live = live;
     this.top = top;
-    this.ctx = { ...ctx, onQuote: (serial) => this.scrollToMessage(serial) };
+    this.startText = startText;
+    this.observe = observe;
+    this.ctx = {
+      ...ctx,
+      onQuote: (serial) => this.scrollToMessage(serial),
+      messageText: (serial) => displayText(this.messages.get(serial)?.data),
+    };
     this.previewMs = PREVIEW_MS; // least time between two renders of a live preview
     this.clear();
   }
@@ -51,7 +74,7 @@ export class Timeline {
   setTop(state, text = "") {
     this.top.dataset.state = state;
     this.top.textContent =
-      state === "loading" ? "Loading…" : state === "start" ? "This is the beginning of the room." : text;
+      state === "loading" ? "Loading…" : state === "start" ? this.startText : text;
   }
 
   nearBottom() {
@@ -109,7 +132,7 @@ export class Timeline {
     }
     this.messages.set(msg.serial, msg);
     fillBubble(node, msg, this.ctx);
-    addReplyButton(node, msg.serial, this.ctx);
+    addActions(node, msg, this.ctx);
     this.bySerial.set(msg.serial, node);
     this._insertSorted(node, msg.serial);
     if (this.oldest === null || msg.serial < this.oldest) this.oldest = msg.serial;
@@ -118,18 +141,38 @@ export class Timeline {
     if (node.nextElementSibling) this._group(node.nextElementSibling);
     this._fillQuotes(node);
     for (const quote of this._quotesOf(msg.serial)) fillQuote(quote, msg, this.ctx);
+    this.observe?.(node);
     return node;
   }
 
-  /** Applies `changes` (new data, status...) to a loaded message in place; returns its element or null. */
-  updateMessage(serial, changes) {
-    const node = this.bySerial.get(serial);
+  /** Shows `msg` as the new state of the loaded message with its serial; returns its element or null. */
+  replaceMessage(msg) {
+    const node = this.bySerial.get(msg.serial);
     if (!node) return null;
-    const msg = { ...this.messages.get(serial), ...changes };
-    this.messages.set(serial, msg);
+    this.messages.set(msg.serial, msg);
     fillBubble(node, msg, this.ctx);
-    for (const quote of this._quotesOf(serial)) fillQuote(quote, msg, this.ctx);
+    for (const quote of this._quotesOf(msg.serial)) fillQuote(quote, msg, this.ctx);
     return node;
+  }
+
+  /** Applies an event (edit, delete, reaction) to the loaded message it targets; its element, or null. */
+  applyEvent(event) {
+    const next = applyEvent(this.messages.get(event.target), event, this.ctx.me());
+    return next ? this.replaceMessage(next) : null;
+  }
+
+  /** Counts a thread reply onto its root when the root is loaded; the root's element, or null. */
+  countReply(reply) {
+    const next = countReply(this.messages.get(reply.thread), reply);
+    return next ? this.replaceMessage(next) : null;
+  }
+
+  /** Opens the editor on your newest editable message here; false when there is none. */
+  editLast() {
+    const node = [...this.list.querySelectorAll('.msg[data-editable="1"]')].at(-1);
+    if (!node) return false;
+    startEdit(node, this.ctx);
+    return true;
   }
 
   /** The element of the durable message with this serial, or of the one with this id. */
@@ -138,9 +181,9 @@ export class Timeline {
     return this.bySerial.get(serial) || null;
   }
 
-  /** A line in the timeline that is not a message (continuity notices). */
-  addNotice(text, afterSerial) {
-    const node = el("li", "notice", text);
+  /** A line in the timeline that is not a message (continuity notices), after serial `afterSerial`. */
+  addNotice(text, afterSerial, className = "notice") {
+    const node = el("li", className, text);
     const serial = (afterSerial ?? 0) + 0.5;
     node.dataset.serial = String(serial);
     this._insertSorted(node, serial);
@@ -244,6 +287,12 @@ export class Timeline {
     }));
   }
 
+  /** Removes a pending send (it moved to another thread). */
+  dropPending(id) {
+    this.pending.get(id)?.remove();
+    this.pending.delete(id);
+  }
+
   /** Forgets a pending send whose message is already shown (acked duplicate). */
   settlePending(id) {
     const node = this.pending.get(id);
@@ -256,7 +305,10 @@ export class Timeline {
   /** Refreshes every author label (someone with a known name arrived, or two now share a name). */
   relabel() {
     for (const node of [...this.list.children, ...this.live.children]) {
-      if (node.classList.contains("msg")) labelBubble(node, this.ctx);
+      if (!node.classList.contains("msg")) continue;
+      labelBubble(node, this.ctx);
+      const msg = this.messages.get(Number(node.dataset.serial));
+      if (msg && msg.replies) fillReplies(node, msg, this.ctx);
     }
     for (const quote of document.querySelectorAll(".reply-to:not(.loading):not(.missing)")) {
       const original = this.messages.get(Number(quote.dataset.replyTo));

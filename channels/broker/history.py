@@ -71,7 +71,7 @@ class History:
         if conn.history_busy >= self.settings.history_per_connection:
             raise ProtocolError(
                 Code.RATE_LIMITED,
-                f"at most {self.settings.history_per_connection} history requests in flight",
+                f"at most {self.settings.history_per_connection} reads (history, unread, rooms) in flight",
                 retry_after=0.1,
             )
         conn.history_busy += 1

@@ -34,9 +34,9 @@ for (const c of cases) {
     for (const step of c.steps) {
       const before = { delivered: delivered.length, sent: client.sent.length, position: channel.position };
       if (step.op === "message") {
-        channel._onFrame({ type: "message", channel: "room:x", serial: step.serial, data: "x" });
+        channel.receive({ type: "message", channel: "room:x", serial: step.serial, data: "x" });
       } else {
-        channel._onFrame({ type: "attached", channel: "room:x", resumed: step.resumed,
+        channel.receive({ type: "attached", channel: "room:x", resumed: step.resumed,
                            position: { serial: step.serial, epoch: "e1" } });
       }
       const what = JSON.stringify(step);
@@ -60,7 +60,7 @@ test("Channel: a continuity loss is announced once, with the new position", () =
   channel.position = { serial: 5, epoch: "e1" };
   const lost = [];
   channel.on("continuity_lost", (detail) => lost.push(detail));
-  channel._onFrame({ type: "attached", channel: "room:x", resumed: false, position: { serial: 9, epoch: "e1" },
+  channel.receive({ type: "attached", channel: "room:x", resumed: false, position: { serial: 9, epoch: "e1" },
                      reason: { code: 80002, message: "history after the position is gone" } });
   assert.deepEqual(lost, [{ reason: { code: 80002, message: "history after the position is gone" },
                             position: { serial: 9, epoch: "e1" } }]);
