@@ -107,3 +107,21 @@ async def test_server_sent_events_keep_the_filter(server: TestServer, connect: C
                         if len(seen) == 2:
                             break
     assert seen == ["all", "sse"]
+
+
+async def test_an_addressed_message_mentions_its_addressees_only(
+    server: TestServer, connect: Callable[..., Any]
+) -> None:
+    """Unread mention counts follow the one mention rule: a message with `to` names its addressees
+    (not the @names in its text), published, streamed or edited."""
+    ana = await connect("ana")
+    await said(ana, "@cy look at this", to=["bob"])
+    sid = (await ok(ana, {"type": "stream_open", "channel": ROOM, "to": ["bob"]}))["stream_id"]
+    await ok(ana, {"type": "stream_append", "stream_id": sid, "i": 0, "d": "@cy streamed"})
+    await ok(ana, {"type": "stream_end", "stream_id": sid})
+    edited = await said(ana, "plain", to=["bob"])
+    await ok(ana, {"type": "edit", "channel": ROOM, "serial": edited, "data": "@cy edited"})
+    for reader, mentions in (("bob", 3), ("cy", 0)):
+        wire = await connect(reader)
+        page = await ok(wire, {"type": "unread", "channels": [ROOM]})
+        assert page["channels"][0]["mentions"] == mentions, reader

@@ -197,7 +197,7 @@ class Publisher:
                     extra=m_extra,
                     extra_json=m_extra_json,
                     thread=m.thread,
-                    mentions=mentioned(m.data, identity.client_id),
+                    mentions=mentioned(m.data, identity.client_id, m.to),
                 )
             )
         return prepared

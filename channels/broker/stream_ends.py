@@ -152,5 +152,5 @@ def end_message(marker: StreamMarker, status: str, content: Any, extra: dict[str
         extra_json=None if extra is None else encode_value(extra),
         fence=marker.fence,
         thread=marker.thread,
-        mentions=mentioned(content, marker.client_id),
+        mentions=mentioned(content, marker.client_id, None if extra is None else extra.get("to")),
     )

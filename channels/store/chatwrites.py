@@ -155,7 +155,8 @@ class ChatWrites:
         added: dict[str, Any] = {}
         if event.action == "edit":
             apply_edit(target, message.data_json, message.client_id, message.ts, serial)
-            self._mentions_of(channel, event.target, message.mentions)
+            if "to" not in target.extra:  # an addressed message names its addressees, whatever its text
+                self._mentions_of(channel, event.target, message.mentions)
         elif event.action == "delete":
             apply_delete(target, message.client_id, message.ts, serial)
             self._mentions_of(channel, event.target, ())
