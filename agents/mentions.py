@@ -1,43 +1,6 @@
-"""The mention rule, as the server applies it (`agentchat_server.core.mentions`): which members a
-message names.
+"""The mention rule (which members a message names), shared with the server: see
+`agentchat_server.protocol.mentions` for the rules. Kept as `agentchat.mentions` for bot authors."""
 
-Rules:
-- A message that carries an addressee list (`to`, agent rooms) names exactly those client ids.
-- Otherwise it names every `@client_id` in its text: `data` when it is a string, else
-  `data["text"]` when that is a string. The `@` must not follow a word character or another `@`
-  (so `ana@example.com` names nobody), and a trailing `.` is not part of the name.
-- The author never mentions itself, and at most `MAX_MENTIONS` distinct members are named (the
-  first ones in the text).
-The SDK may share nothing of the server but its protocol package, so this is a copy;
-`tests/test_sdk_chat.py` runs both on generated messages and fails the day they differ.
-"""
+from agentchat_server.protocol.mentions import MAX_MENTIONS, MENTION, mentioned, text_of
 
-from __future__ import annotations
-
-import re
-from collections.abc import Sequence
-from typing import Any
-
-MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_\-.@]{0,63})")
-MAX_MENTIONS = 50
-
-
-def text_of(data: Any) -> str:
-    """The text of a message's data: the string itself, or `data["text"]`, else ''."""
-    if isinstance(data, str):
-        return data
-    if isinstance(data, dict) and isinstance(data.get("text"), str):
-        return str(data["text"])
-    return ""
-
-
-def mentioned(data: Any, author: str, to: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The client ids a message by `author` names, in order of first appearance, without the author."""
-    names = to if to is not None else [name.rstrip(".") for name in MENTION.findall(text_of(data))]
-    found: dict[str, None] = {}
-    for name in names:
-        if name and name != author and name not in found:
-            found[name] = None
-            if len(found) == MAX_MENTIONS:
-                break
-    return tuple(found)
+__all__ = ["MAX_MENTIONS", "MENTION", "mentioned", "text_of"]

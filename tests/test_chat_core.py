@@ -6,9 +6,9 @@ import pytest
 
 from agentchat_server.core.capabilities import Capabilities
 from agentchat_server.core.chat import ChatEvent, Duplicate, Refusal, Target, judge, reaction_problem
-from agentchat_server.core.mentions import MAX_MENTIONS, mentioned
 from agentchat_server.core.rooms import canonical_room, room_name_problem, text_problem
 from agentchat_server.protocol import Code
+from agentchat_server.protocol.mentions import MAX_MENTIONS, mentioned
 
 
 def test_mentions_follow_one_rule() -> None:

@@ -23,11 +23,9 @@ from agentchat import (
 from agentchat.channel_state import ChannelState
 from agentchat.errors import request_error
 from agentchat.events import ChannelEvent, Live, RoomChanged
-from agentchat.mentions import MAX_MENTIONS
-from agentchat.mentions import MENTION as SDK_MENTION
 from agentchat.models import Message
-from agentchat_server.core import mentions as server_mentions
 from agentchat_server.protocol import Code
+from agentchat_server.protocol import mentions as server_mentions
 
 ROOM = "room:x"
 
@@ -104,17 +102,10 @@ texts = st.lists(pieces, max_size=12).map("".join)
 @settings(max_examples=300, deadline=None)
 @given(text=texts, author=names, in_dict=st.booleans(), to=st.none() | st.lists(names, max_size=5))
 def test_mentions_match_the_servers_rule(text: str, author: str, in_dict: bool, to: list[str] | None) -> None:
-    """`Message.mentions` names whom the server's `core/mentions.py` names, for any text, author and `to`."""
+    """`Message.mentions` names whom the server's mention rule names, for any text, author and `to`."""
     data: Any = {"text": text} if in_dict else text
     m = msg(1, data, client_id=author, **({} if to is None else {"to": to}))
     assert m.mentions == frozenset(server_mentions.mentioned(data, author, to))
-
-
-def test_mention_rule_constants_are_the_servers() -> None:
-    """The SDK's copy of the pattern and the cap are the server's, character for character."""
-    assert SDK_MENTION.pattern == server_mentions.MENTION.pattern
-    assert SDK_MENTION.flags == server_mentions.MENTION.flags
-    assert MAX_MENTIONS == server_mentions.MAX_MENTIONS
 
 
 def test_mentions_exclude_the_author_let_to_win_and_are_capped() -> None:

@@ -164,7 +164,7 @@ async def test_scrolled_up_reader_gets_a_divider_and_counts_instead_of_a_jump(
     await expect(ana.locator("#jump-unread")).to_be_hidden()
     assert not (await ana.title()).startswith("(")
 
-    # The server counts mentions by client id (core/mentions.py): that is what the button shows.
+    # The server counts mentions by client id (protocol/mentions.py): that is what the button shows.
     ana_id = await ana.evaluate("window.agentchatApp.me()")
     for text in ("first new line", "second new line", f"@{ana_id} please look"):
         await publish(http, visitors.server, "bob", text)

@@ -18,11 +18,11 @@ from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.publisher import Publisher, RandomIds
 from agentchat_server.core.chat import ChatEvent, reaction_problem
-from agentchat_server.core.mentions import mentioned
 from agentchat_server.core.records import NewMessage
 from agentchat_server.core.rooms import MAX_TITLE, MAX_TOPIC, canonical_room, room_name_problem, text_problem
 from agentchat_server.protocol import Code, ProtocolError, encode_value, encoded_size, utf8_len
 from agentchat_server.protocol import server as frames
+from agentchat_server.protocol.mentions import mentioned
 from agentchat_server.settings import Settings
 from agentchat_server.store import Append, AppendResult, MarkRead, Outcome, PutRoom, ReadMark, Room, Store
 

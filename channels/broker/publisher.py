@@ -19,12 +19,12 @@ from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.rooms import RoomRules, wire_fields
-from agentchat_server.core.mentions import mentioned
 from agentchat_server.core.ratelimit import KeyedBuckets, TokenBucket
 from agentchat_server.core.records import NewMessage
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, OutgoingMessage, ProtocolError, encode_value, encoded_size
 from agentchat_server.protocol import server as frames
+from agentchat_server.protocol.mentions import mentioned
 from agentchat_server.settings import Settings
 from agentchat_server.store import Append, AppendResult, Outcome, RoomWrite
 

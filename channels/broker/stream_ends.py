@@ -12,11 +12,11 @@ from typing import Any
 from agentchat_server.broker.committer import Committer
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.rooms import RoomRules
-from agentchat_server.core.mentions import mentioned
 from agentchat_server.core.records import NewMessage
 from agentchat_server.core.streams import Stream
 from agentchat_server.metrics import Metrics
 from agentchat_server.protocol import Code, ProtocolError, encode_value
+from agentchat_server.protocol.mentions import mentioned
 from agentchat_server.store import Append, AppendResult, Outcome, Store, StreamMarker
 from agentchat_server.streambuf import StreamBuffer
 

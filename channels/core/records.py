@@ -32,7 +32,7 @@ class NewMessage:
     extra_json: str | None = None
     fence: int | None = None  # a stream's end: the fencing token its writer holds (checked in the commit)
     thread: int | None = None  # root serial of the thread it replies in
-    mentions: tuple[str, ...] = ()  # client ids it names (core.mentions), for mention counts
+    mentions: tuple[str, ...] = ()  # client ids it names (protocol.mentions), for mention counts
     event: ChatEvent | None = None  # set for edit, delete and reaction events
 
 

@@ -104,7 +104,7 @@ reactions_table = Table(
     Index("ix_reactions_member", "channel", "serial", "client_id"),
 )
 
-# Who a message names (core.mentions), for mention counts.
+# Who a message names (protocol.mentions), for mention counts.
 mentions_table = Table(
     "mentions",
     metadata,

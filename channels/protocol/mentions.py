@@ -1,4 +1,4 @@
-"""The mention rule, in one place: which members a message names.
+"""The mention rule, in one place for the server and the SDK: which members a message names.
 
 Rules:
 - A message that carries an addressee list (`to`, agent rooms) names exactly those client ids.
@@ -7,7 +7,7 @@ Rules:
   (so `ana@example.com` names nobody), and a trailing `.` is not part of the name.
 - The author never mentions itself, and at most `MAX_MENTIONS` distinct members are named (the
   first ones in the text), so one message cannot fan out into unbounded mention rows.
-The SDK's `Message.mentions` follows the same pattern; unread mention counts use this function.
+The SDK's `Message.mentions` and the server's unread mention counts both use this function.
 """
 
 from __future__ import annotations
