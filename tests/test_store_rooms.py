@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
+from sqlalchemy import event
 
 from agentchat_server.core.agentrooms import Claimant
 from agentchat_server.core.inputs import RequestRecord
@@ -164,6 +165,40 @@ async def test_loop_brake_count_lives_in_the_store(db_url: str, store: Store) ->
     assert (await append(store, message("hi"), room=human)).refusal is None
     after = await append(store, message("m5", "a", "agent"), room=agent_write("a", turn="agent", budget=3))
     assert after.refusal is None
+
+
+async def test_a_commit_writes_the_loop_brake_count_once(store: Store) -> None:
+    """Forty alternating agents' turns and a human's message in one commit update the count with
+    one statement, not one per turn (a busy room must not cost a round trip per message), and the
+    next commit sees the count the last of them left."""
+    sql_store: Any = store
+    writer = sql_store._sqlite_writer  # SQLite commits on a sync writer engine of their own
+    sql = writer.engine if writer is not None else sql_store.engine.sync_engine
+    writes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "channel_rooms" in statement and statement.lstrip().upper().startswith(("UPDATE", "INSERT")):
+            writes.append(statement)
+
+    ops = [Append(CH, [message("h0")], room=RoomWrite("ana", "human", NOW, turn="human", budget=100))]
+    for i in range(40):
+        speaker = f"agent{i % 2}"
+        ops.append(
+            Append(
+                CH, [message(f"t{i}", speaker, "agent")], room=agent_write(speaker, turn="agent", budget=100)
+            )
+        )
+    event.listen(sql, "before_cursor_execute", seen)
+    try:
+        results = await store.commit(ops)
+    finally:
+        event.remove(sql, "before_cursor_execute", seen)
+    assert all(isinstance(r, AppendResult) and r.refusal is None for r in results)
+    assert len(writes) == 1
+    braked = await append(
+        store, message("x", "agent0", "agent"), room=agent_write("agent0", turn="agent", budget=40)
+    )
+    assert braked.refusal is not None and braked.refusal.code == Code.LOOP_BRAKE  # 40 turns were counted
 
 
 async def test_runs_and_input_requests_are_rows_with_compare_and_set(store: Store) -> None:

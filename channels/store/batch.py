@@ -134,6 +134,7 @@ class Batch:
         if self.rows:
             self._insert_messages()
         self.chat.flush()
+        self.room_rows.flush()
         dirty = [{"n": name, "s": last} for name, (_epoch, last, changed) in self.channels.items() if changed]
         if dirty:
             self.conn.execute(_ADVANCE, dirty)

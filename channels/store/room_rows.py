@@ -1,6 +1,8 @@
 """The room rows one group-commit transaction reads and writes: claims, runs, input requests, the
-loop brake's count, a message's addressees. Reads are cached for the transaction and every change
-is written at once, so later operations of the same commit see earlier ones."""
+loop brake's count, a message's addressees. Reads are cached for the transaction, so later
+operations of the same commit see earlier ones. Claims, runs and requests are written at once; the
+loop brake's counts and the addressee rows, which busy channels change on nearly every message,
+are written once per commit by `flush`."""
 
 from __future__ import annotations
 
@@ -29,15 +31,18 @@ from agentchat_server.store.room_schema import (
 
 
 class RoomRows:
-    """Cached reads and immediate writes of room rows, on the transaction's connection (the
-    caller holds the row lock of each channel whose rows it touches)."""
+    """Cached reads and writes of room rows, on the transaction's connection (the caller holds
+    the row lock of each channel whose rows it touches, and calls `flush` before committing)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._claims: dict[tuple[str, int], ClaimRow | None] = {}
         self._runs: dict[str, RunRecord | None] = {}
         self._requests: dict[str, RequestRecord | None] = {}
-        self._turns: dict[str, tuple[int, str | None] | None] = {}
+        self._turns: dict[str, tuple[int, str | None] | None] = {}  # as the row holds it (None: no row)
+        self._new_turns: dict[str, tuple[int, str | None]] = {}  # changed in this commit, not written yet
+        self._addressees: list[dict[str, Any]] = []
+        self._addressed: set[tuple[str, int, str]] = set()
 
     def claim(self, channel: str, serial: int) -> ClaimRow | None:
         """The claim on a message."""
@@ -71,10 +76,14 @@ class RoomRows:
             c = channel_rooms_table.c
             row = self.conn.execute(select(c.agent_turns, c.speaker).where(c.channel == channel)).first()
             self._turns[channel] = None if row is None else (row[0], row[1])
+        if channel in self._new_turns:
+            return self._new_turns[channel]
         return self._turns[channel] or (0, None)
 
     def addressed(self, channel: str, serial: int, client_id: str) -> bool:
         """True when message `serial` names `client_id` in its `to`."""
+        if (channel, serial, client_id) in self._addressed:
+            return True
         c = message_to_table.c
         query = select(c.serial).where(c.channel == channel, c.serial == serial, c.client_id == client_id)
         return self.conn.execute(query).first() is not None
@@ -124,19 +133,10 @@ class RoomRows:
         self._requests[request.request_id] = request
 
     def put_turns(self, channel: str, turns: int, speaker: str | None) -> None:
-        """Write the loop brake's count and the agent speaking now (no row means zero)."""
-        c = channel_rooms_table.c
-        known = self.turns(channel)
-        if self._turns[channel] is None:
-            if turns == 0:
-                return  # no row counts as zero: a human's message in a quiet channel writes nothing
-            self.conn.execute(
-                insert(channel_rooms_table).values(channel=channel, agent_turns=turns, speaker=speaker)
-            )
-        elif known != (turns, speaker):
-            update_turns = update(channel_rooms_table).where(c.channel == channel)
-            self.conn.execute(update_turns.values(agent_turns=turns, speaker=speaker))
-        self._turns[channel] = (turns, speaker)
+        """Set the loop brake's count and the agent speaking now (no row means zero); written by
+        `flush`, once per channel however many turns this commit takes."""
+        self.turns(channel)  # know whether the row exists
+        self._new_turns[channel] = (turns, speaker)
 
     def human_spoke(self, channel: str) -> None:
         """A person's message was stored: the loop brake's count starts again (agents' turns
@@ -145,11 +145,34 @@ class RoomRows:
             self.put_turns(channel, 0, None)
 
     def address(self, message: Message) -> None:
-        """Record a stored message's addressees (its `to`), for "to me" filters."""
+        """Record a stored message's addressees (its `to`), for "to me" filters; written by `flush`."""
         to = None if message.extra is None else message.extra.get("to")
-        if to:
-            rows = [{"channel": message.channel, "serial": message.serial, "client_id": c} for c in to]
-            self.conn.execute(insert(message_to_table), rows)
+        for client_id in to or ():
+            self._addressees.append(
+                {"channel": message.channel, "serial": message.serial, "client_id": client_id}
+            )
+            self._addressed.add((message.channel, message.serial, client_id))
+
+    def flush(self) -> None:
+        """Write the loop brake's counts and the addressee rows this commit changed."""
+        c = channel_rooms_table.c
+        for channel, value in self._new_turns.items():
+            stored = self._turns[channel]
+            if stored is None and value != (0, None):
+                self.conn.execute(
+                    insert(channel_rooms_table).values(
+                        channel=channel, agent_turns=value[0], speaker=value[1]
+                    )
+                )
+            elif stored is not None and stored != value:
+                update_turns = update(channel_rooms_table).where(c.channel == channel)
+                self.conn.execute(update_turns.values(agent_turns=value[0], speaker=value[1]))
+            self._turns[channel] = value
+        self._new_turns.clear()
+        if self._addressees:
+            self.conn.execute(insert(message_to_table), self._addressees)
+            self._addressees = []
+            self._addressed.clear()
 
     def run_at(self, channel: str, serial: int) -> RunRecord | None:
         """The run whose start record is message `serial`."""
