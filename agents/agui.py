@@ -10,7 +10,7 @@ Rules:
 * `messageId`s ride in the lane's `meta.agui` (and a tool result's message `id`), `toolCallId`s in
   `tool_call`: they come back as sent. Lanes without that meta use their `stream_id` as messageId.
 * Reading, each run starts once (its start record or first `run_status`/`run_snapshot`) and ends
-  once (its end record or terminal `run_status`, whichever comes first); stale versions are ignored.
+  once, at its end record (it carries the result and follows the lanes' final messages).
 
 | AG-UI event | agentchat frames |
 |---|---|

@@ -2,8 +2,9 @@
 
 Rules:
 
-* A run starts once (its start record, or its first `run_status`/`run_snapshot`) and ends once (its
-  end record or a terminal `run_status`, whichever comes first); lower versions are stale.
+* A run starts once (its start record, or its first `run_status`/`run_snapshot`) and ends once, at
+  its end record: it has the result, and comes after the lanes' final messages (durable records may
+  trail the live frames a little: a terminal `run_status` can come first, and ends nothing).
 * A lane is a run's stream with `lane` text, reasoning or tool_call: `stream_open` (or a
   `stream_snapshot` mid-run) starts it, chunks in `i` order extend it, its final message ends it. A
   lane met only as its final message (history replay) gives its whole content at once.
@@ -27,7 +28,6 @@ REMEMBERED = 4096  # ended runs and lanes a reader remembers; past it the oldest
 @dataclass(slots=True)
 class _RunView:
     started: bool = False
-    version: int = 0
     resync: bool = False  # attached again: the next run_snapshot's state replaces what the reader has
 
 
@@ -105,8 +105,8 @@ class FramesToAgui:
 
     def _status(self, frame: Mapping[str, Any]) -> list[Event]:
         run_id = frame["run_id"]
-        if run_id in self._ended:
-            return []
+        if run_id in self._ended or (frame["status"] in TERMINAL and run_id not in self._runs):
+            return []  # the end record ends a run; one this reader never saw is not started for it
         run = self._runs.setdefault(run_id, _RunView())
         state: list[Event] = []
         # A snapshot's state is news to a reader that had not seen the run, or that attached again;
@@ -116,12 +116,7 @@ class FramesToAgui:
             if frame.get("deltas"):
                 state.append({"type": "STATE_DELTA", "delta": list(frame["deltas"])})
         run.resync = False
-        events = self._start(frame, run_id, frame.get("parent_run_id"), state)
-        if frame["version"] > run.version:
-            run.version = frame["version"]
-            if frame["status"] in TERMINAL:
-                events += self._finish(frame, run_id, frame["status"], frame)
-        return events
+        return self._start(frame, run_id, frame.get("parent_run_id"), state)
 
     def _state(self, frame: Mapping[str, Any]) -> list[Event]:
         run = self._runs.get(frame["run_id"])

@@ -207,6 +207,9 @@ async def test_the_docs_examples_run(make_server: Callable[..., Any]) -> None:
         for event in RECORDING[1:]:
             yield event
 
+    # Someone is in the room already, so the node serves it before the run starts (a run racing a
+    # room's first reader on a node may have its records trail its live frames: the order differs).
+    watcher = await member(srv, "bob", kind="human")
     reader = asyncio.create_task(run_block("FramesToAgui()", srv, {"token": srv.token("ana"), "send": send}))
     writer: dict[str, Any] = {"token": srv.token("planner", kind="agent"), "events": events()}
     try:
@@ -215,6 +218,7 @@ async def test_the_docs_examples_run(make_server: Callable[..., Any]) -> None:
             await done.wait()
     finally:
         reader.cancel()
+        await watcher.close()
     assert writer["translator"].active_runs == []
     assert normalised(got, RECORDING) == RECORDING
 
@@ -254,7 +258,8 @@ def test_frames_wait_for_the_ids_the_server_assigns() -> None:
 
 def test_server_frames_become_events() -> None:
     """Run status, lanes (chunks in order, duplicates skipped), tool results and the end record
-    become AG-UI events; a run is announced once; streams that are not lanes give nothing."""
+    become AG-UI events; a run is announced once and ended by its end record (with the result), not
+    by a terminal run_status; streams that are not lanes give nothing."""
     r = FramesToAgui()
     status = {"type": "run_status", "channel": ROOM, "run_id": "r_1", "version": 1, "status": "running"}
     assert r.feed(status) == [{"type": "RUN_STARTED", "threadId": ROOM, "runId": "r_1"}]
@@ -290,10 +295,11 @@ def test_server_frames_become_events() -> None:
     ]
     plain = {"type": "stream_open", "channel": ROOM, "stream_id": "s_2", "format": "text"}
     assert r.feed(plain) == [] and r.feed({"type": "presence", "channel": ROOM}) == []
-    assert r.feed({**start, "serial": 4, "data": {"status": "completed"}}) == [
-        {"type": "RUN_FINISHED", "threadId": ROOM, "runId": "r_1"}
+    assert r.feed({**status, "version": 2, "status": "completed"}) == []  # the record ends it
+    assert r.feed({**start, "serial": 4, "data": {"status": "completed", "result": 42}}) == [
+        {"type": "RUN_FINISHED", "threadId": ROOM, "runId": "r_1", "result": 42}
     ]
-    assert r.feed({**status, "version": 2, "status": "completed"}) == []
+    assert r.feed({**status, "run_id": "r_9", "version": 2, "status": "failed"}) == []
     assert r.feed({"type": "run_state", "channel": ROOM, "run_id": "r_1", "snapshot": {}}) == []
 
 
