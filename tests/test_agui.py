@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agentchat import Client
 from agentchat.agui import (
     A2A_STATES,
     AguiError,
@@ -22,6 +23,7 @@ from agentchat.agui import (
     a2a_state,
     send_agui,
 )
+from agentchat.errors import RequestError
 from agentchat_server.testing import TestServer
 from tests.room_helpers import FAST, ROOM, member, ok
 from tests.snippets import block
@@ -223,6 +225,25 @@ async def test_the_docs_examples_run(make_server: Callable[..., Any]) -> None:
     assert normalised(got, RECORDING) == RECORDING
 
 
+async def test_a_client_is_a_link_and_state_reaches_readers_of_a_served_room(
+    make_server: Callable[..., Any],
+) -> None:
+    """An SDK Client carries send_agui (a refusal raises its RequestError). State a writer shares
+    before any reader is on the node is not in the run's snapshot; a fresh STATE_SNAPSHOT reaches it."""
+    srv: TestServer = await make_server()
+    async with Client(srv.url, token=srv.token("planner", kind="agent")) as client:
+        with pytest.raises(RequestError):
+            await send_agui(client, ROOM, [{**RECORDING[0], "parentRunId": "r_nope"}])
+        translator = await send_agui(client, ROOM, RECORDING[:2])  # RUN_STARTED, STATE_SNAPSHOT
+        late = await member(srv, "late", kind="human")
+        reader = FramesToAgui()
+        (started,) = await read_until(late, reader, started_a_run)
+        assert started["type"] == "RUN_STARTED"
+        await send_agui(client, translator, [RECORDING[1]])
+        assert await read_until(late, reader, lambda events: len(events) == 1) == [RECORDING[1]]
+    await late.close()
+
+
 # --- the translators alone ----------------------------------------------------------------------
 
 
@@ -316,6 +337,54 @@ def test_a_lane_that_comes_before_its_run_waits_for_run_started() -> None:
         {"type": "TEXT_MESSAGE_START", "messageId": "s_1", "role": "assistant"},
         {"type": "TEXT_MESSAGE_CONTENT", "messageId": "s_1", "delta": "Hel"},
         {"type": "TEXT_MESSAGE_CONTENT", "messageId": "s_1", "delta": "lo"},
+    ]
+
+
+def test_run_error_without_run_id_ends_every_active_run() -> None:
+    """RUN_ERROR without runId fails every active run, sub-runs first, with the message cut to 1000
+    characters and the code to 64; with a runId it ends that run and its sub-runs only."""
+    t = AguiToFrames(ROOM)
+    for run, parent in (("a", None), ("b", "a"), ("c", "b")):
+        t.feed({"type": "RUN_STARTED", "runId": run, **({"parentRunId": parent} if parent else {})})
+        t.next_frame()
+        t.reply({"type": "ack", "run_id": f"r_{run}"})
+    t.feed({"type": "RUN_ERROR", "message": "boom", "runId": "b"})
+    assert [f["run_id"] for f in iter(t.next_frame, None)] == ["r_c", "r_b"]
+    assert t.active_runs == ["a"]
+    t.feed({"type": "RUN_ERROR", "message": "m" * 2000, "code": "c" * 100})
+    (end,) = iter(t.next_frame, None)
+    assert end == {
+        "type": "run_end",
+        "run_id": "r_a",
+        "status": "failed",
+        "error": {"message": "m" * 1000, "code": "c" * 64},
+    }
+    assert t.active_runs == []
+
+
+def test_lanes_written_without_agui_meta_and_state_after_a_new_attach() -> None:
+    """A reasoning lane an agentchat agent wrote (no AG-UI meta) comes back in its own reasoning
+    block named by its stream id; a run_snapshot repeats the state only after a new `attached`."""
+    r = FramesToAgui()
+    snapshot = {"type": "run_snapshot", "channel": ROOM, "run_id": "r_1", "version": 1, "status": "running"}
+    assert r.feed({**snapshot, "state": {"a": 1}}) == [
+        {"type": "RUN_STARTED", "threadId": ROOM, "runId": "r_1"},
+        {"type": "STATE_SNAPSHOT", "snapshot": {"a": 1}},
+    ]
+    lane = {"channel": ROOM, "stream_id": "s_1", "run_id": "r_1", "lane": "reasoning"}
+    end = {"type": "message", "serial": 2, "id": "s_1", "data": "hmm", "status": "complete", **lane}
+    assert r.feed(end) == [
+        {"type": "REASONING_START", "messageId": "s_1"},
+        {"type": "REASONING_MESSAGE_START", "messageId": "s_1", "role": "reasoning"},
+        {"type": "REASONING_MESSAGE_CONTENT", "messageId": "s_1", "delta": "hmm"},
+        {"type": "REASONING_MESSAGE_END", "messageId": "s_1"},
+        {"type": "REASONING_END", "messageId": "s_1"},
+    ]
+    assert r.feed({**snapshot, "state": {"a": 2}}) == []  # learned late: the live frames had it
+    assert r.feed({"type": "attached", "channel": ROOM, "position": {"serial": 2, "epoch": "e"}}) == []
+    assert r.feed({**snapshot, "state": {"a": 3}, "deltas": [{"op": "remove", "path": "/a"}]}) == [
+        {"type": "STATE_SNAPSHOT", "snapshot": {"a": 3}},
+        {"type": "STATE_DELTA", "delta": [{"op": "remove", "path": "/a"}]},
     ]
 
 
