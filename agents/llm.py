@@ -1,10 +1,11 @@
-"""Stream tokens from any OpenAI-compatible `/v1/chat/completions` endpoint (SSE), and a bot built on it."""
+"""Stream text and tool calls from an OpenAI-compatible `/v1/chat/completions` endpoint (SSE); a bot on it."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -62,8 +63,110 @@ class LLMError(AgentChatError):
         self.status = status
 
 
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of tool call `index`: its first piece has `id` and `name`, every piece may carry a
+    chunk of the arguments (JSON text, whole only once the call is finished)."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments_chunk: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A whole tool call: its id, the tool's name and its arguments as JSON text."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+    def parsed_arguments(self) -> Any:
+        """The arguments decoded from JSON; LLMError if the model sent something else."""
+        try:
+            return json.loads(self.arguments or "{}")
+        except ValueError as exc:
+            raise LLMError(
+                f"tool call {self.id} has arguments that are not JSON: {self.arguments[:200]!r}"
+            ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The end of a completion: the finish reason (`stop`, `tool_calls`, `length`, ... or None if the
+    endpoint gave none) and the tool calls the model made, in index order."""
+
+    reason: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+ModelEvent = TextDelta | ToolCallDelta | Finish
+
+
+class ToolCallAssembler:
+    """Assembles OpenAI's streamed `delta.tool_calls` pieces into whole tool calls, per index."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, str] = {}
+        self._names: dict[int, str] = {}
+        self._arguments: dict[int, list[str]] = {}
+
+    def feed(self, pieces: Any) -> list[ToolCallDelta]:
+        """The typed deltas of one chunk's `tool_calls` (None: none); LLMError if malformed."""
+        if pieces is None:
+            return []
+        if not isinstance(pieces, list):
+            raise LLMError(f"delta.tool_calls is not a list: {pieces!r:.200}")
+        return [self._piece(piece) for piece in pieces]
+
+    def _piece(self, piece: Any) -> ToolCallDelta:
+        if not isinstance(piece, dict):
+            raise LLMError(f"a tool call delta is not an object: {piece!r:.200}")
+        index = piece.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise LLMError(f"a tool call delta has no valid index: {piece!r:.200}")
+        function = piece.get("function") or {}
+        if not isinstance(function, dict):
+            raise LLMError(f"tool call {index}: function is not an object")
+        # Some compatible servers repeat empty ids and names after the first piece: they mean none.
+        call_id, name = piece.get("id") or None, function.get("name") or None
+        chunk = function.get("arguments") or ""
+        if not isinstance(chunk, str):
+            raise LLMError(f"tool call {index}: arguments are not text: {chunk!r:.200}")
+        for label, value, known in (("id", call_id, self._ids), ("name", name, self._names)):
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise LLMError(f"tool call {index}: {label} is not a string: {value!r:.200}")
+            if known.get(index, value) != value:
+                raise LLMError(f"tool call {index} changed its {label} from {known[index]!r} to {value!r}")
+        if index not in self._arguments:
+            if call_id is None or name is None:
+                raise LLMError(f"tool call {index} starts without an id and a name")
+            self._ids[index], self._names[index], self._arguments[index] = call_id, name, []
+        self._arguments[index].append(chunk)
+        return ToolCallDelta(index, call_id, name, chunk)
+
+    def finish(self) -> tuple[ToolCall, ...]:
+        """The whole tool calls seen so far, in index order."""
+        return tuple(
+            ToolCall(index, self._ids[index], self._names[index], "".join(self._arguments[index]))
+            for index in sorted(self._arguments)
+        )
+
+
 class ChatModel:
-    """An OpenAI-compatible chat model; `stream(messages)` yields text deltas as they arrive."""
+    """An OpenAI-compatible chat model: `stream(messages)` yields text deltas as they arrive, `events`
+    yields text and tool call deltas."""
 
     def __init__(
         self, settings: LLMSettings | None = None, *, session: aiohttp.ClientSession | None = None
@@ -92,6 +195,51 @@ class ChatModel:
         Extra `params` go into the request body. Leaving the iteration early closes the request,
         which stops the generation server-side.
         """
+        # aclosing: leaving this iteration early closes the HTTP request at once, not at collection.
+        async with aclosing(self._chunks(messages, params)) as chunks:
+            async for chunk in chunks:
+                delta = _delta(chunk)
+                if delta:
+                    yield delta
+
+    async def events(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> AsyncIterator[ModelEvent]:
+        """Like `stream`, with tool calls: yield `TextDelta`s and `ToolCallDelta`s as they arrive, then
+        one `Finish` (the finish reason and the whole tool calls). `tools` is OpenAI's tool list.
+
+        A malformed tool call delta (no index, arguments not text, a call without id or name)
+        raises LLMError.
+        """
+        if tools is not None:
+            params = {**params, "tools": list(tools)}
+        calls = ToolCallAssembler()
+        reason: str | None = None
+        async with aclosing(self._chunks(messages, params)) as chunks:
+            async for chunk in chunks:
+                choice = _choice(chunk)
+                if choice is None:
+                    continue
+                delta = choice.get("delta") or {}
+                if not isinstance(delta, dict):
+                    raise LLMError(f"a stream chunk's delta is not an object: {delta!r:.200}")
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    yield TextDelta(content)
+                for piece in calls.feed(delta.get("tool_calls")):
+                    yield piece
+                if isinstance(choice.get("finish_reason"), str):
+                    reason = choice["finish_reason"]
+        yield Finish(reason, calls.finish())
+
+    async def _chunks(
+        self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+    ) -> AsyncGenerator[Any, None]:
+        # The decoded JSON chunks of one streamed completion, until [DONE]; error chunks raise.
         body: dict[str, Any] = {"model": self.settings.model, "messages": list(messages), "stream": True}
         if self.settings.temperature is not None:
             body["temperature"] = self.settings.temperature
@@ -113,9 +261,7 @@ class ChatModel:
             async for data in _sse_data(response.content):
                 if data == "[DONE]":
                     return
-                delta = _delta(data)
-                if delta:
-                    yield delta
+                yield _decode(data)
 
     async def complete(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> str:
         """The whole answer as one string."""
@@ -139,20 +285,32 @@ async def _sse_data(content: aiohttp.StreamReader) -> AsyncIterator[str]:
         yield "\n".join(lines)
 
 
-def _delta(data: str) -> str:
+def _decode(data: str) -> Any:
     try:
         chunk = json.loads(data)
     except ValueError as exc:
         raise LLMError(f"undecodable stream chunk: {data[:200]!r}") from exc
-    if not isinstance(chunk, dict):
-        return ""
-    if "error" in chunk:
+    if isinstance(chunk, dict) and "error" in chunk:
         error = chunk["error"]
         raise LLMError(str(error.get("message", error) if isinstance(error, dict) else error))
+    return chunk
+
+
+def _choice(chunk: Any) -> dict[str, Any] | None:
+    # Chunks without a first choice (usage reports, keep-alives) carry nothing to yield.
+    if not isinstance(chunk, dict):
+        return None
     choices = chunk.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    return choices[0]
+
+
+def _delta(chunk: Any) -> str:
+    choice = _choice(chunk)
+    if choice is None:
         return ""
-    content = (choices[0].get("delta") or {}).get("content")
+    content = (choice.get("delta") or {}).get("content")
     return content if isinstance(content, str) else ""
 
 

@@ -58,6 +58,9 @@ CHECKED: dict[tuple[str, str], str] = {
     ("docs/sdk.md", 'Bot("scout"'): "sdk: test_the_bot_example_answers",
     ("docs/sdk.md", "ChatModel(LLMSettings.from_env())"): "sdk: test_the_model_adapter_example_streams",
     ("docs/sdk.md", "python -m agentchat demo"): "sdk: test_the_demo_and_bot_commands_run",
+    ("docs/sdk.md", "model.events("): "tests/test_sdk_llm.py: test_the_tool_call_example_runs",
+    ("docs/agui.md", "send_agui(client"): "tests/test_agui.py: test_the_docs_examples_run",
+    ("docs/agui.md", "FramesToAgui()"): "tests/test_agui.py: test_the_docs_examples_run",
 }
 
 

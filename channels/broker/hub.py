@@ -97,6 +97,8 @@ class Hub:
             return
         ch = self.registry.get(event.channel)
         if ch is None:
+            if event.messages:
+                self.registry.heard(event.channel, event.messages[-1].serial, event.epoch)
             return
         if event.messages:
             if not ch.epoch:

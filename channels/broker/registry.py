@@ -57,6 +57,9 @@ class ChannelRegistry:
         self.metrics = metrics
         self._channels: dict[str, ChannelState] = {}
         self._loading: dict[str, asyncio.Future[ChannelState]] = {}
+        # The newest commit (serial, epoch) the bus brought for a channel being loaded: it may have
+        # landed after the Store read, and belongs to the position the channel starts from.
+        self._heard: dict[str, tuple[int, str]] = {}
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -68,6 +71,12 @@ class ChannelRegistry:
     def require(self, name: str) -> ChannelState:
         """The channel's state; the caller knows it is served (it holds an attachment)."""
         return self._channels[name]
+
+    def heard(self, name: str, serial: int, epoch: str) -> None:
+        """The bus brought commits up to `serial` for a channel this node does not serve yet; if it
+        is being loaded, they count in its starting position (they precede its first readers)."""
+        if name in self._loading and serial > self._heard.get(name, (0, ""))[0]:
+            self._heard[name] = (serial, epoch)
 
     def names(self) -> list[str]:
         """The channels served now."""
@@ -92,14 +101,19 @@ class ChannelRegistry:
             info = await self.store.channel(name)
         except BaseException as exc:
             self._loading.pop(name, None)
+            self._heard.pop(name, None)
             if self._channels.get(name) is None:
                 self.bus.unwatch(name)
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it
             raise
+        heard, epoch = self._heard.pop(name, (0, ""))
         ch = self._channels.get(name)  # a commit may have created it meanwhile
         if ch is None:
-            ch = ChannelState(name, info.epoch, info.last_serial, info.first_serial)
+            # A commit heard after the Store read starts the channel past it: without this, the
+            # node would hold every later commit behind that "hole" until it gave up waiting.
+            last = max(info.last_serial, heard)
+            ch = ChannelState(name, info.epoch or epoch, last, info.first_serial)
             self._channels[name] = ch
             self.metrics.channels.set(len(self._channels))
         else:
