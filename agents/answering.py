@@ -12,11 +12,13 @@ from typing import Any
 from agentchat.channel import Channel
 from agentchat.client import Client
 from agentchat.context import Context, ReplyIds
-from agentchat.errors import AlreadyExistsError, StreamLost
+from agentchat.errors import AlreadyExistsError, RequestError, StreamLost
 from agentchat.filters import Filter
-from agentchat.ledger import AnswerLedger
+from agentchat.ledger import AnswerLedger, Trigger
 from agentchat.models import Message
+from agentchat.retry import NO_RETRY, Retry
 from agentchat.status import StatusKeeper
+from agentchat_server.protocol import Code
 
 log = logging.getLogger("agentchat.bot")
 
@@ -46,8 +48,10 @@ class Answerer:
         catch_up_age: float,
         concurrency: int,
         coalesce: float,
+        retry: Retry = NO_RETRY,
     ) -> None:
         self.client = client
+        self.retry = retry
         self.me = me
         self.catch_up_count = catch_up
         self.catch_up_age = catch_up_age
@@ -59,6 +63,7 @@ class Answerer:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._braked: set[str] = set()  # channels whose loop brake we already logged
 
     async def catch_up(self, channel: Channel, upto: int) -> None:
         """Answer what the last `catch_up` messages up to serial `upto` ask for and nobody answered."""
@@ -74,6 +79,8 @@ class Answerer:
 
     async def consider(self, channel: Channel, message: Message) -> None:
         """Take the channel's next durable message: answer it, or note it if it is one of ours."""
+        if message.kind == "human":
+            self._braked.discard(channel.name)  # a person spoke: the server lifted the brake
         if message.client_id != self.me:
             self._maybe_answer(channel, message)
             return
@@ -119,34 +126,85 @@ class Answerer:
         try:
             async with self._slots:
                 self._status.handler_started()
-                context = Context(
-                    self.client,
-                    channel,
-                    message,
-                    attempt,
-                    ids=self._reply_ids,
-                    coalesce=self.coalesce,
-                    on_streaming=self._status.streams_changed,
-                )
-                task = asyncio.create_task(self._invoke(handler, context))
-                context.on_stop(task.cancel)
                 try:
-                    await task
-                except asyncio.CancelledError:
-                    if not context.stopped_by_cancel or _being_cancelled():
-                        raise
-                    log.info("%s: answer to %s cancelled by a member", self.me, key)
-                except AlreadyExistsError:
-                    log.info("%s: %s is answered already; skipping", self.me, key)
-                except StreamLost as exc:
-                    log.warning("%s: answer to %s lost: %s", self.me, key, exc)
-                except Exception:
-                    log.exception("%s: handler failed on %s", self.me, key)
+                    while True:
+                        error = await self._attempt(channel, message, attempt, handler)
+                        if error is None or self._stopping or not self.retry.should_retry(error, attempt):
+                            break
+                        delay = self.retry.backoff.delay(attempt + 1)
+                        log.warning(
+                            "%s: answer %d to %s failed (%s); answering again in %.1f s",
+                            self.me,
+                            attempt,
+                            key,
+                            error,
+                            delay,
+                        )
+                        await asyncio.sleep(delay)
+                        attempt += 1
                 finally:
                     self._status.handler_finished()
         finally:
             if self._ledger.finish(key):
                 self._maybe_answer(channel, message)
+
+    async def _attempt(
+        self, channel: Channel, message: Message, attempt: int, handler: Handler
+    ) -> Exception | None:
+        """Run the handler once as answer `attempt`; return the error it failed with (its answer is
+        then `failed`), None when it answered or there is nothing to retry."""
+        assert message.serial is not None
+        key = (channel.name, message.serial)
+        context = Context(
+            self.client,
+            channel,
+            message,
+            attempt,
+            ids=self._reply_ids,
+            coalesce=self.coalesce,
+            on_streaming=self._status.streams_changed,
+        )
+        task = asyncio.create_task(self._invoke(handler, context))
+        context.on_stop(task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not context.stopped_by_cancel or _being_cancelled():
+                raise
+            log.info("%s: answer to %s cancelled by a member", self.me, key)
+        except AlreadyExistsError:
+            log.info("%s: %s is answered already; skipping", self.me, key)
+        except StreamLost as exc:
+            log.warning("%s: answer to %s lost: %s", self.me, key, exc)
+        except RequestError as exc:
+            if exc.code != Code.LOOP_BRAKE:
+                log.warning("%s: answer to %s refused: %s", self.me, key, exc)
+                return None
+            self._loop_braked(key, exc)
+        except Exception as exc:
+            log.exception("%s: handler failed on %s", self.me, key)
+            await self._leave_failed(context, key, exc)
+            return exc
+        return None
+
+    def _loop_braked(self, key: Trigger, refusal: RequestError) -> None:
+        # Every agent is refused until a person speaks: trying this message again only adds noise.
+        self._ledger.settle(key)
+        if key[0] not in self._braked:
+            self._braked.add(key[0])
+            log.warning(
+                "%s: the loop brake stopped agents in %s (budget %s) until a person speaks; not answering %s",
+                self.me,
+                key[0],
+                refusal.details.get("budget"),
+                key[1],
+            )
+
+    async def _leave_failed(self, context: Context, key: Trigger, error: Exception) -> None:
+        try:
+            await context.fail(error)
+        except Exception as exc:
+            log.info("%s: could not leave a failed answer to %s: %s", self.me, key, exc)
 
     async def _invoke(self, handler: Handler, context: Context) -> None:
         if inspect.isasyncgenfunction(handler):

@@ -20,6 +20,7 @@ from agentchat.errors import ContinuityLost
 from agentchat.handlers import Handlers
 from agentchat.ledger import AnswerLedger
 from agentchat.replies import configured_secret, random_secret, reply_id, secret_from_key
+from agentchat.retry import NO_RETRY, Retry
 from agentchat.status import StatusKeeper
 from agentchat.tokens import MintFunction, first_key, key_minter
 
@@ -35,7 +36,9 @@ class Bot(Handlers):
     message is answered at most once, even across crashes; on start (and after lost continuity)
     the bot reads the last `catch_up` messages (no older than `catch_up_age` seconds) and answers
     those it has not answered. An answer that ended `aborted` (the bot died mid-stream) is retried,
-    up to `max_attempts` in all. AGENTCHAT_REPLY_SECRET is read here, once.
+    up to `max_attempts` in all. AGENTCHAT_REPLY_SECRET is read here, once. A handler that raises
+    leaves a `failed` answer with the error; `retry` (`agentchat.retry.Retry`) answers again after
+    retryable failures (model overload, rate limits, lost connections).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class Bot(Handlers):
         shutdown_grace: float = 5.0,
         status_debounce: float = 0.05,
         reply_secret: str | bytes | None = None,
+        retry: Retry = NO_RETRY,
     ) -> None:
         super().__init__()
         self.client_id = client_id
@@ -64,6 +68,7 @@ class Bot(Handlers):
         self.client: Client | None = None
         self._status = StatusKeeper(status_debounce)
         self.concurrency = concurrency
+        self.retry = retry
         self._reply_secret = configured_secret(reply_secret)
         self._ledger = AnswerLedger(client_id, max_attempts)
         self._answerer: Answerer | None = None
@@ -116,6 +121,7 @@ class Bot(Handlers):
             catch_up_age=self.catch_up_age,
             concurrency=self.concurrency,
             coalesce=self.coalesce,
+            retry=self.retry,
         )
         watchers = [
             asyncio.create_task(self._watch(client.channel(name), self._answerer)) for name in self.channels

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Literal
 
 from agentchat.channel import Channel
 from agentchat.client import Client
-from agentchat.errors import ConflictError
+from agentchat.errors import ConflictError, StreamCancelled
 from agentchat.models import Message
+from agentchat.retry import error_info
 from agentchat.stream import Stream
+
+log = logging.getLogger("agentchat.bot")
+
+FAIL_TIMEOUT = 10.0
 
 ReplyIds = Callable[[str, int, int, int], str]
 """`ids(channel, serial, attempt, index)`: the id of an answer (see `agentchat.replies`)."""
@@ -119,7 +128,17 @@ class Context:
     ) -> Stream:
         """A streamed answer (reply_to the trigger, derived id, in its thread). Opening it raises
         AlreadyExistsError when the answer exists; the Bot treats that as done. A cancel stops the
-        handler."""
+        handler; an exception leaving its `async with` ends it `failed` with the error."""
+        return self._answer_stream(name=name, meta=meta, format=format, coalesce=coalesce)
+
+    def _answer_stream(
+        self,
+        *,
+        name: str = "message",
+        meta: Any = None,
+        format: Literal["text", "json"] = "text",
+        coalesce: float | None = None,
+    ) -> _AnswerStream:
         stream = _AnswerStream(
             self.channel,
             self._on_streaming,
@@ -135,6 +154,16 @@ class Context:
         self.replies += 1
         return stream
 
+    async def fail(self, error: BaseException) -> None:
+        """Leave a `failed` answer saying why (message and code, `agentchat.retry.error_info`) when
+        this handler call has not answered yet; a stream it opened was failed when it raised."""
+        if self.replies:
+            return
+        message, code = error_info(error)
+        stream = self._answer_stream()
+        await stream.open()
+        await stream.fail(message, code)
+
     def _member_cancelled(self) -> None:
         # The model may be blocked awaiting its next token; stopping the handler stops it now.
         self.stopped_by_cancel = True
@@ -143,7 +172,8 @@ class Context:
 
 
 class _AnswerStream(Stream):
-    """A Stream that reports when it starts streaming (its first chunk) and when it is over."""
+    """A Stream that reports when it starts streaming (its first chunk) and when it is over, and
+    ends `failed` (not `cancelled`) when its writer raises: a model failure is no Stop."""
 
     def __init__(self, channel: Channel, on_streaming: Callable[[int], None] | None, **options: Any) -> None:
         super().__init__(channel, **options)
@@ -157,6 +187,40 @@ class _AnswerStream(Stream):
             self._counted = True
             self._on_streaming(+1)
         await super().append(chunk)
+
+    async def fail(self, message: str, code: str | None = None) -> int | None:
+        """End the stream `failed` with `error {message, code}` and the text so far; return the
+        final serial."""
+        if self.status != "open":
+            return self.serial
+        writer = self._check_open()
+        self._flush()
+        # As in `end`: the chunk count must be what the server holds.
+        while writer.acked < len(writer.chunks) and not writer.over:
+            self._progress.clear()
+            await self._progress.wait()
+        self._check_open()
+        error = {"message": message, **({"code": code} if code else {})}
+        frame = {"type": "stream_end", "stream_id": self.stream_id, "status": "failed", "error": error}
+        reply = await self.client.request({**frame, "chunks": len(writer.chunks)})
+        self._finish("failed", reply.get("serial"))
+        return self.serial
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if isinstance(exc, Exception) and not isinstance(exc, StreamCancelled) and self.status == "open":
+            message, code = error_info(exc)
+            try:
+                async with asyncio.timeout(FAIL_TIMEOUT):
+                    await self.fail(message, code)
+            except Exception as failing:
+                log.info("could not end stream %s failed: %s", self.stream_id, failing)
+            if self.status == "open":  # never leave it open behind a failed writer
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    return await super().__aexit__(exc_type, exc, tb)
+            return False
+        return await super().__aexit__(exc_type, exc, tb)
 
     def _finished(self) -> None:
         if self._counted and self._on_streaming is not None:

@@ -2,7 +2,9 @@
 
 Rules:
 - A message (a trigger, by channel and serial) is answered once one of the bot's own messages
-  replies to it with any status but `aborted`.
+  replies to it with any status but `aborted`, or it was settled without an answer (the loop
+  brake refused it). A `failed` answer counts unless a later attempt was `aborted` (the bot died
+  while retrying it): then it is answered again.
 - An `aborted` answer (the bot died mid-stream, or lost its session) asks for another attempt, up
   to `max_attempts` answers in all; attempt n > 0 answers with a new id.
 - A trigger being answered right now is not started again; an `aborted` answer seen while it runs
@@ -20,6 +22,7 @@ Trigger = tuple[str, int]
 """A message a bot may answer: (channel, serial)."""
 
 REMEMBERED_TRIGGERS = 10_000
+SETTLED = "settled"  # a status no message has: the trigger needs no answer
 
 
 class AnswerLedger:
@@ -37,15 +40,18 @@ class AnswerLedger:
         """Record `message` if it is one of my answers (it carries `reply_to`; events never count)."""
         if message.client_id != self.me or message.reply_to is None or message.action is not None:
             return
-        key = (message.channel, message.reply_to)
-        self._statuses.setdefault(key, []).append(message.status)
-        self._statuses.move_to_end(key)
-        while len(self._statuses) > self._remembered:
-            self._statuses.popitem(last=False)
+        self._add((message.channel, message.reply_to), message.status)
 
     def answered(self, key: Trigger) -> bool:
         """True when an answer to `key` exists that did not end `aborted`."""
-        return any(status != "aborted" for status in self._statuses.get(key, ()))
+        statuses = self._statuses.get(key, ())
+        if statuses and statuses[-1] == "failed":
+            return True
+        return any(status not in ("aborted", "failed") for status in statuses)
+
+    def settle(self, key: Trigger) -> None:
+        """Count `key` as answered though no answer exists (the server refused it for good)."""
+        self._add(key, SETTLED)
 
     def next_attempt(self, key: Trigger) -> int | None:
         """The attempt number to start for `key` now, or None (answered, running, or out of attempts)."""
@@ -76,3 +82,9 @@ class AnswerLedger:
             self._again.discard(key)
             return True
         return False
+
+    def _add(self, key: Trigger, status: str | None) -> None:
+        self._statuses.setdefault(key, []).append(status)
+        self._statuses.move_to_end(key)
+        while len(self._statuses) > self._remembered:
+            self._statuses.popitem(last=False)
