@@ -12,6 +12,7 @@ from typing import Any
 from agentchat.channel import Channel
 from agentchat.client import Client
 from agentchat.context import Context, ReplyIds
+from agentchat.double_texting import DEFAULT, REJECT_NOTICE, DoubleTexting, Requesters, checked
 from agentchat.errors import AlreadyExistsError, RequestError, StreamLost
 from agentchat.filters import Filter
 from agentchat.ledger import AnswerLedger, Trigger
@@ -49,9 +50,11 @@ class Answerer:
         concurrency: int,
         coalesce: float,
         retry: Retry = NO_RETRY,
+        double_texting: DoubleTexting | None = None,
     ) -> None:
         self.client = client
         self.retry = retry
+        self.double_texting = double_texting
         self.me = me
         self.catch_up_count = catch_up
         self.catch_up_age = catch_up_age
@@ -64,6 +67,7 @@ class Answerer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._braked: set[str] = set()  # channels whose loop brake we already logged
+        self._requesters = Requesters()
 
     async def catch_up(self, channel: Channel, upto: int) -> None:
         """Answer what the last `catch_up` messages up to serial `upto` ask for and nobody answered."""
@@ -116,14 +120,38 @@ class Answerer:
         if handler is None:
             return
         self._ledger.start(key)
-        task = asyncio.create_task(self._handle(channel, message, attempt, handler))
+        # A person writing again while we answer them: the double texting policy decides.
+        person = message.kind == "human"
+        earlier = self._requesters.earlier(channel.name, message.client_id, message.serial) if person else []
+        task = asyncio.create_task(self._handle(channel, message, attempt, handler, earlier))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if person:
+            self._requesters.add(channel.name, message.client_id, message.serial, task)
 
-    async def _handle(self, channel: Channel, message: Message, attempt: int, handler: Handler) -> None:
+    def policy(self, channel: Channel) -> DoubleTexting:
+        """The double texting policy in `channel`: the bot's own, else the channel's, else `queue`."""
+        if self.double_texting is not None:
+            return self.double_texting
+        room = getattr(channel, "policy", None)
+        try:
+            return checked(getattr(room, "double_texting", None)) or DEFAULT
+        except ValueError:
+            return DEFAULT  # a policy newer than this SDK: the protocol's default
+
+    async def _handle(
+        self,
+        channel: Channel,
+        message: Message,
+        attempt: int,
+        handler: Handler,
+        earlier: list[asyncio.Task[None]],
+    ) -> None:
         assert message.serial is not None
         key = (channel.name, message.serial)
         try:
+            if earlier and not await self._double_texted(channel, message, attempt, earlier):
+                return
             async with self._slots:
                 self._status.handler_started()
                 try:
@@ -148,14 +176,29 @@ class Answerer:
             if self._ledger.finish(key):
                 self._maybe_answer(channel, message)
 
-    async def _attempt(
-        self, channel: Channel, message: Message, attempt: int, handler: Handler
-    ) -> Exception | None:
-        """Run the handler once as answer `attempt`; return the error it failed with (its answer is
-        then `failed`), None when it answered or there is nothing to retry."""
-        assert message.serial is not None
-        key = (channel.name, message.serial)
-        context = Context(
+    async def _double_texted(
+        self, channel: Channel, message: Message, attempt: int, earlier: list[asyncio.Task[None]]
+    ) -> bool:
+        """Carry out the policy for a message sent while its sender's `earlier` messages are being
+        answered; True when the message is to be answered now."""
+        policy = self.policy(channel)
+        if policy == "reject":
+            try:
+                await self._context(channel, message, attempt).reply(REJECT_NOTICE)
+            except AlreadyExistsError:
+                pass
+            except Exception as exc:
+                log.warning("%s: could not reject %s: %s", self.me, message.serial, exc)
+            return False
+        if policy == "interrupt":
+            for task in earlier:
+                task.cancel()
+        # queue: after the earlier answers; interrupt: once they ended `cancelled`.
+        await asyncio.wait(earlier)
+        return True
+
+    def _context(self, channel: Channel, message: Message, attempt: int) -> Context:
+        return Context(
             self.client,
             channel,
             message,
@@ -164,6 +207,15 @@ class Answerer:
             coalesce=self.coalesce,
             on_streaming=self._status.streams_changed,
         )
+
+    async def _attempt(
+        self, channel: Channel, message: Message, attempt: int, handler: Handler
+    ) -> Exception | None:
+        """Run the handler once as answer `attempt`; return the error it failed with (its answer is
+        then `failed`), None when it answered or there is nothing to retry."""
+        assert message.serial is not None
+        key = (channel.name, message.serial)
+        context = self._context(channel, message, attempt)
         task = asyncio.create_task(self._invoke(handler, context))
         context.on_stop(task.cancel)
         try:

@@ -16,6 +16,7 @@ from typing import Any
 from agentchat.answering import Answerer
 from agentchat.channel import Channel
 from agentchat.client import Client, TokenProvider
+from agentchat.double_texting import DoubleTexting, checked
 from agentchat.errors import ContinuityLost
 from agentchat.handlers import Handlers
 from agentchat.ledger import AnswerLedger
@@ -38,7 +39,9 @@ class Bot(Handlers):
     those it has not answered. An answer that ended `aborted` (the bot died mid-stream) is retried,
     up to `max_attempts` in all. AGENTCHAT_REPLY_SECRET is read here, once. A handler that raises
     leaves a `failed` answer with the error; `retry` (`agentchat.retry.Retry`) answers again after
-    retryable failures (model overload, rate limits, lost connections).
+    retryable failures (model overload, rate limits, lost connections). A person writing again
+    while the bot answers them is handled by `double_texting` (`queue`, `interrupt`, `reject`;
+    None: the channel's policy, see `agentchat.double_texting`).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class Bot(Handlers):
         status_debounce: float = 0.05,
         reply_secret: str | bytes | None = None,
         retry: Retry = NO_RETRY,
+        double_texting: DoubleTexting | None = None,
     ) -> None:
         super().__init__()
         self.client_id = client_id
@@ -69,6 +73,7 @@ class Bot(Handlers):
         self._status = StatusKeeper(status_debounce)
         self.concurrency = concurrency
         self.retry = retry
+        self.double_texting = checked(double_texting)
         self._reply_secret = configured_secret(reply_secret)
         self._ledger = AnswerLedger(client_id, max_attempts)
         self._answerer: Answerer | None = None
@@ -122,6 +127,7 @@ class Bot(Handlers):
             concurrency=self.concurrency,
             coalesce=self.coalesce,
             retry=self.retry,
+            double_texting=self.double_texting,
         )
         watchers = [
             asyncio.create_task(self._watch(client.channel(name), self._answerer)) for name in self.channels
