@@ -238,11 +238,12 @@ class ClientState:
         if pending is not None and pending.purpose == "call":
             self._calls -= 1
 
-    def want(self, name: str, after: int | None = None) -> ChannelState:
-        """Attach channel `name` (now if a link is up, else on the next) and keep it attached."""
+    def want(self, name: str, after: int | None = None, filter: str | None = None) -> ChannelState:
+        """Attach channel `name` (now if a link is up, else on the next) and keep it attached
+        (with `filter`, see ChannelState.want)."""
         channel = self.channel(name)
         if self.closed is None:
-            channel.want(after)
+            channel.want(after, filter)
             if self.linked and not channel.attached and not channel.attaching:
                 self._attach(channel)
         return channel

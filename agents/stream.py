@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -28,11 +28,13 @@ class Stream:
     `async with channel.stream(reply_to=…) as stream:` opens it (AlreadyExistsError if a message or
     open stream has this `id`: the answer exists; with `thread`, MessageNotFound or a 40004
     RequestError when that root cannot take replies); its final message is a reply in `thread`.
+    `to` addresses it and `claim` carries the claimed message's token (as on `publish`).
     `append` sends the first chunk at once, then coalesces appends every `coalesce` seconds. Leaving
     the block normally ends it `complete`; an exception ends it `cancelled` with the text so far and
-    propagates. If a member cancels the stream, `cancelled` becomes true, `on_cancel` callbacks
-    run, and the next `append` raises StreamCancelled, which the `async with` block swallows.
-    Chunks whose acks were lost in a reconnect are resent (the server ignores repeated indexes).
+    propagates; `fail(message)` ends it `failed` with that error. If a member cancels the stream,
+    `cancelled` becomes true, `on_cancel` callbacks run, and the next `append` raises
+    StreamCancelled, which the `async with` block swallows. Chunks whose acks were lost in a
+    reconnect are resent (the server ignores repeated indexes).
     """
 
     def __init__(
@@ -47,12 +49,22 @@ class Stream:
         coalesce: float = 0.04,
         max_unacked: int = 64,
         thread: int | None = None,
+        to: Sequence[str] | None = None,
+        claim: int | None = None,
+        run_id: str | None = None,
+        lane: str | None = None,
+        tool_call: dict[str, str] | None = None,
     ) -> None:
         self.channel = channel
         self.client = channel.client
         self.name = name
         self.reply_to = reply_to
         self.thread = thread
+        self.to = list(to) if to is not None else None
+        self.claim = claim
+        self.run_id = run_id
+        self.lane = lane
+        self.tool_call = tool_call
         self.id = id or uuid.uuid4().hex
         self.meta = meta
         self.format = format
@@ -118,6 +130,10 @@ class Stream:
             frame["thread"] = self.thread
         if self.meta is not None:
             frame["meta"] = self.meta
+        for key in ("to", "claim", "run_id", "lane", "tool_call"):
+            value = getattr(self, key)
+            if value is not None:
+                frame[key] = value
         resume_key: str | None = None
         try:
             reply = await self.client.request(frame)
@@ -157,14 +173,18 @@ class Stream:
             self._check_open()
 
     async def end(
-        self, data: Any = None, *, status: Literal["complete", "cancelled"] = "complete"
+        self,
+        data: Any = None,
+        *,
+        status: Literal["complete", "failed", "cancelled"] = "complete",
+        error: dict[str, str] | None = None,
     ) -> int | None:
         """Flush, end the stream and return the final message's serial.
 
         `data`, if given, is declared as the final content (the server stores it as authoritative);
-        by default the appended content is declared.
+        by default the appended content is declared. `failed` needs `error` (see `fail`).
         """
-        if self.status in ("complete", "cancelled"):
+        if self.status in ("complete", "failed", "cancelled"):
             return self.serial
         writer = self._check_open()
         self._flush()
@@ -179,6 +199,8 @@ class Stream:
             "status": status,
             "chunks": len(writer.chunks),
         }
+        if status == "failed":
+            frame["error"] = error or {"message": "failed"}
         declared = self.content if data is None else data
         if _fits(declared, self.client.limits):
             frame["data"] = declared
@@ -195,6 +217,11 @@ class Stream:
             raise
         self._finish(status, reply.get("serial"))
         return self.serial
+
+    async def fail(self, message: str, code: str | None = None) -> int | None:
+        """End the stream `failed` with `error` {message, code}: the writer's model or tool failed
+        (readers show the failure, never a Stop). Returns the final message's serial."""
+        return await self.end(status="failed", error=error_info(message, code))
 
     async def cancel(self) -> int | None:
         """Cancel the stream (ends `cancelled` with the text so far); return the final serial."""
@@ -309,6 +336,14 @@ class Stream:
             if message.stream_id == self.stream_id or message.id == self.id:
                 return message.serial
         return None
+
+
+def error_info(message: str, code: str | None = None) -> dict[str, str]:
+    """The wire `error` of a failed stream or run: the message (1-1000 chars) and an optional code."""
+    info = {"message": (message or "failed")[:1000]}
+    if code is not None:
+        info["code"] = code[:64]
+    return info
 
 
 def _fits(value: Any, limits: dict[str, int]) -> bool:
