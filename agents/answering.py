@@ -13,13 +13,12 @@ from agentchat.channel import Channel
 from agentchat.client import Client
 from agentchat.context import Context, ReplyIds
 from agentchat.double_texting import DEFAULT, REJECT_NOTICE, DoubleTexting, Requesters, checked
-from agentchat.errors import AlreadyExistsError, RequestError, StreamLost
+from agentchat.errors import AlreadyExistsError, LoopBrake, RequestError, StreamLost
 from agentchat.filters import Filter
 from agentchat.ledger import AnswerLedger, Trigger
 from agentchat.models import Message
 from agentchat.retry import NO_RETRY, Retry
 from agentchat.status import StatusKeeper
-from agentchat_server.protocol import Code
 
 log = logging.getLogger("agentchat.bot")
 
@@ -133,9 +132,8 @@ class Answerer:
         """The double texting policy in `channel`: the bot's own, else the channel's, else `queue`."""
         if self.double_texting is not None:
             return self.double_texting
-        room = getattr(channel, "policy", None)
         try:
-            return checked(getattr(room, "double_texting", None)) or DEFAULT
+            return checked(channel.policy.double_texting) or DEFAULT
         except ValueError:
             return DEFAULT  # a policy newer than this SDK: the protocol's default
 
@@ -228,18 +226,17 @@ class Answerer:
             log.info("%s: %s is answered already; skipping", self.me, key)
         except StreamLost as exc:
             log.warning("%s: answer to %s lost: %s", self.me, key, exc)
-        except RequestError as exc:
-            if exc.code != Code.LOOP_BRAKE:
-                log.warning("%s: answer to %s refused: %s", self.me, key, exc)
-                return None
+        except LoopBrake as exc:
             self._loop_braked(key, exc)
+        except RequestError as exc:
+            log.warning("%s: answer to %s refused: %s", self.me, key, exc)
         except Exception as exc:
             log.exception("%s: handler failed on %s", self.me, key)
             await self._leave_failed(context, key, exc)
             return exc
         return None
 
-    def _loop_braked(self, key: Trigger, refusal: RequestError) -> None:
+    def _loop_braked(self, key: Trigger, refusal: LoopBrake) -> None:
         # Every agent is refused until a person speaks: trying this message again only adds noise.
         self._ledger.settle(key)
         if key[0] not in self._braked:
@@ -248,7 +245,7 @@ class Answerer:
                 "%s: the loop brake stopped agents in %s (budget %s) until a person speaks; not answering %s",
                 self.me,
                 key[0],
-                refusal.details.get("budget"),
+                refusal.budget,
                 key[1],
             )
 

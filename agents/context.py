@@ -188,24 +188,6 @@ class _AnswerStream(Stream):
             self._on_streaming(+1)
         await super().append(chunk)
 
-    async def fail(self, message: str, code: str | None = None) -> int | None:
-        """End the stream `failed` with `error {message, code}` and the text so far; return the
-        final serial."""
-        if self.status != "open":
-            return self.serial
-        writer = self._check_open()
-        self._flush()
-        # As in `end`: the chunk count must be what the server holds.
-        while writer.acked < len(writer.chunks) and not writer.over:
-            self._progress.clear()
-            await self._progress.wait()
-        self._check_open()
-        error = {"message": message, **({"code": code} if code else {})}
-        frame = {"type": "stream_end", "stream_id": self.stream_id, "status": "failed", "error": error}
-        reply = await self.client.request({**frame, "chunks": len(writer.chunks)})
-        self._finish("failed", reply.get("serial"))
-        return self.serial
-
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:

@@ -122,3 +122,16 @@ async def test_reject_answers_the_newer_message_with_a_notice(server: TestServer
         done = (await messages_until(subscription, answer_to(first)))[-1]
     assert done.status == "complete" and done.data == "answering first"
     assert slow.events == ["start first", "end first"]
+
+
+async def test_the_channel_policy_applies_when_the_bot_sets_none(make_server: Callable[..., Any]) -> None:
+    """A bot without its own `double_texting` follows the namespace's (`interrupt` here)."""
+    server: TestServer = await make_server(namespaces={"team": {"double_texting": "interrupt"}})
+    slow = SlowBot()
+    async with room_with(slow, server) as (room, subscription):
+        assert room.policy.double_texting == "interrupt"
+        slow.event(slow.gates, "second").set()
+        first, second = await double_text(slow, room, subscription)
+        got = await messages_until(subscription, answer_to(second))
+    answers = [(m.reply_to, m.status) for m in got if m.client_id == "slow"]
+    assert answers == [(first, "cancelled"), (second, "complete")]
