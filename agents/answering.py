@@ -13,11 +13,19 @@ from agentchat.channel import Channel
 from agentchat.client import Client
 from agentchat.context import Context, ReplyIds
 from agentchat.double_texting import DEFAULT, REJECT_NOTICE, DoubleTexting, Requesters, checked
-from agentchat.errors import AlreadyExistsError, LoopBrake, RequestError, StreamLost
+from agentchat.errors import (
+    AgentChatError,
+    AlreadyExistsError,
+    ClaimHeld,
+    LoopBrake,
+    RequestError,
+    StreamLost,
+)
 from agentchat.filters import Filter
 from agentchat.ledger import AnswerLedger, Trigger
 from agentchat.models import Message
 from agentchat.retry import NO_RETRY, Retry
+from agentchat.roommodels import ClaimEvent
 from agentchat.status import StatusKeeper
 
 log = logging.getLogger("agentchat.bot")
@@ -32,7 +40,9 @@ class Answerer:
 
     Give it each durable message of the bot's channels in order (`consider`), and let it scan recent
     history after a start or a continuity loss (`catch_up`); `drain` ends it at shutdown. At most
-    `concurrency` handlers run at once; the ledger decides what still needs an answer.
+    `concurrency` handlers run at once; the ledger decides what still needs an answer. In a `pool`
+    each answer is claimed first (only the winner answers) and `watch_claims` takes over messages
+    whose claim a dead or failed instance gave up.
     """
 
     def __init__(
@@ -50,8 +60,10 @@ class Answerer:
         coalesce: float,
         retry: Retry = NO_RETRY,
         double_texting: DoubleTexting | None = None,
+        pool: bool = False,
     ) -> None:
         self.client = client
+        self.pool = pool
         self.retry = retry
         self.double_texting = double_texting
         self.me = me
@@ -94,6 +106,24 @@ class Answerer:
             page = await channel.history(after=trigger[1] - 1, limit=1, direction="forwards")
             first = page.messages[0] if page.messages else None
             if first is not None and first.serial == trigger[1] and self._recent(first):
+                self._maybe_answer(channel, first)
+
+    async def watch_claims(self, channel: Channel, claims: AsyncIterator[ClaimEvent]) -> None:
+        """In a pool: answer messages whose claim was given up (`released`) or lapsed (`expired`,
+        its holder died or hung) before anyone answered them. Runs until `claims` ends."""
+        async for change in claims:
+            if change.state not in ("released", "expired"):
+                continue
+            key = (channel.name, change.serial)
+            if self._ledger.next_attempt(key) is None or self._stopping:
+                continue
+            try:
+                page = await channel.history(after=change.serial - 1, limit=1, direction="forwards")
+            except AgentChatError as exc:
+                log.warning("%s: could not read %s#%s to take it over: %s", self.me, *key, exc)
+                continue
+            first = page.messages[0] if page.messages else None
+            if first is not None and first.serial == change.serial and self._recent(first):
                 self._maybe_answer(channel, first)
 
     async def drain(self, grace: float) -> None:
@@ -153,26 +183,57 @@ class Answerer:
             async with self._slots:
                 self._status.handler_started()
                 try:
-                    while True:
-                        error = await self._attempt(channel, message, attempt, handler)
-                        if error is None or self._stopping or not self.retry.should_retry(error, attempt):
-                            break
-                        delay = self.retry.backoff.delay(attempt + 1)
-                        log.warning(
-                            "%s: answer %d to %s failed (%s); answering again in %.1f s",
-                            self.me,
-                            attempt,
-                            key,
-                            error,
-                            delay,
-                        )
-                        await asyncio.sleep(delay)
-                        attempt += 1
+                    if self.pool:
+                        await self._answer_claimed(channel, message, handler)
+                    else:
+                        await self._answer(channel, message, attempt, handler)
                 finally:
                     self._status.handler_finished()
         finally:
             if self._ledger.finish(key):
                 self._maybe_answer(channel, message)
+
+    async def _answer(self, channel: Channel, message: Message, attempt: int, handler: Handler) -> None:
+        tries = 0
+        while True:
+            error = await self._attempt(channel, message, attempt, handler)
+            if not await self._again(channel, message, error, tries):
+                return
+            attempt, tries = attempt + 1, tries + 1
+
+    async def _answer_claimed(self, channel: Channel, message: Message, handler: Handler) -> None:
+        # In a pool only the claim's holder answers; each grant's token is new, so `token - 1` is
+        # an attempt number no other instance uses for this message (the same ids on a re-grant).
+        assert message.serial is not None
+        tries = 0
+        while True:
+            try:
+                async with channel.claim(message.serial) as claim:
+                    error = await self._attempt(channel, message, claim.token - 1, handler, claim.token)
+            except ClaimHeld as held:
+                log.debug("%s: %s#%s is %s's", self.me, channel.name, message.serial, held.holder)
+                return
+            # A failed answer released the claim: a retry claims it again, with a new token.
+            if not await self._again(channel, message, error, tries):
+                return
+            tries += 1
+
+    async def _again(self, channel: Channel, message: Message, error: Exception | None, tries: int) -> bool:
+        """After answer number `tries` failed with `error`: wait and return True if the retry
+        policy wants another attempt."""
+        if error is None or self._stopping or not self.retry.should_retry(error, tries):
+            return False
+        delay = self.retry.backoff.delay(tries + 1)
+        log.warning(
+            "%s: answer to %s#%s failed (%s); answering again in %.1f s",
+            self.me,
+            channel.name,
+            message.serial,
+            error,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        return True
 
     async def _double_texted(
         self, channel: Channel, message: Message, attempt: int, earlier: list[asyncio.Task[None]]
@@ -195,7 +256,7 @@ class Answerer:
         await asyncio.wait(earlier)
         return True
 
-    def _context(self, channel: Channel, message: Message, attempt: int) -> Context:
+    def _context(self, channel: Channel, message: Message, attempt: int, claim: int | None = None) -> Context:
         return Context(
             self.client,
             channel,
@@ -204,16 +265,17 @@ class Answerer:
             ids=self._reply_ids,
             coalesce=self.coalesce,
             on_streaming=self._status.streams_changed,
+            claim=claim,
         )
 
     async def _attempt(
-        self, channel: Channel, message: Message, attempt: int, handler: Handler
+        self, channel: Channel, message: Message, attempt: int, handler: Handler, claim: int | None = None
     ) -> Exception | None:
         """Run the handler once as answer `attempt`; return the error it failed with (its answer is
         then `failed`), None when it answered or there is nothing to retry."""
         assert message.serial is not None
         key = (channel.name, message.serial)
-        context = self._context(channel, message, attempt)
+        context = self._context(channel, message, attempt, claim)
         task = asyncio.create_task(self._invoke(handler, context))
         context.on_stop(task.cancel)
         try:

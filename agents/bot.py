@@ -41,7 +41,9 @@ class Bot(Handlers):
     leaves a `failed` answer with the error; `retry` (`agentchat.retry.Retry`) answers again after
     retryable failures (model overload, rate limits, lost connections). A person writing again
     while the bot answers them is handled by `double_texting` (`queue`, `interrupt`, `reject`;
-    None: the channel's policy, see `agentchat.double_texting`).
+    None: the channel's policy, see `agentchat.double_texting`). With `pool` (True, or the pool's
+    name shown in presence as `pool`), several instances of the bot (same client_id) share the
+    work: each claims a message before answering it, and takes over the ones a dead instance left.
     """
 
     def __init__(
@@ -60,11 +62,14 @@ class Bot(Handlers):
         reply_secret: str | bytes | None = None,
         retry: Retry = NO_RETRY,
         double_texting: DoubleTexting | None = None,
+        pool: bool | str = False,
     ) -> None:
         super().__init__()
         self.client_id = client_id
         self.channels = list(channels)
-        self.presence = {"kind": "agent", **(presence or {})}
+        self.pool = bool(pool)
+        pool_name = pool if isinstance(pool, str) else client_id
+        self.presence = {"kind": "agent", **({"pool": pool_name} if pool else {}), **(presence or {})}
         self.catch_up = catch_up
         self.catch_up_age = catch_up_age
         self.coalesce = coalesce
@@ -128,6 +133,7 @@ class Bot(Handlers):
             coalesce=self.coalesce,
             retry=self.retry,
             double_texting=self.double_texting,
+            pool=self.pool,
         )
         watchers = [
             asyncio.create_task(self._watch(client.channel(name), self._answerer)) for name in self.channels
@@ -233,17 +239,25 @@ class Bot(Handlers):
         position = await channel.attach()
         await channel.presence.enter({**self.presence, "status": self.status})
         subscription = channel.subscribe(after=position.serial)
-        await answerer.catch_up(channel, position.serial)
-        self._caught_up.add(channel.name)
-        if len(self._caught_up) == len(set(self.channels)):
-            self._ready.set()
-        while True:
-            try:
-                async for message in subscription:
-                    await answerer.consider(channel, message)
-            except ContinuityLost as lost:
-                log.warning("%s: %s; scanning recent history", self.client_id, lost)
-                await answerer.catch_up(channel, lost.position.serial)
+        claims = (
+            asyncio.create_task(answerer.watch_claims(channel, subscription.claims)) if self.pool else None
+        )
+        try:
+            await answerer.catch_up(channel, position.serial)
+            self._caught_up.add(channel.name)
+            if len(self._caught_up) == len(set(self.channels)):
+                self._ready.set()
+            while True:
+                try:
+                    async for message in subscription:
+                        await answerer.consider(channel, message)
+                except ContinuityLost as lost:
+                    log.warning("%s: %s; scanning recent history", self.client_id, lost)
+                    await answerer.catch_up(channel, lost.position.serial)
+        finally:
+            if claims is not None:
+                claims.cancel()
+                await asyncio.gather(claims, return_exceptions=True)
 
     # --- presence status -------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class Context:
     Replies carry `reply_to=message.serial` and an id derived from it (`agentchat.replies`), so a
     bot that runs again after a crash cannot post a second answer: the server keeps the first. A
     message in a thread is answered in that thread (`thread`); `conversation()` reads what it follows.
+    In a pool, `claim` is the fencing token of the bot's claim on the message: replies carry it.
     """
 
     def __init__(
@@ -42,10 +43,12 @@ class Context:
         ids: ReplyIds,
         coalesce: float = 0.04,
         on_streaming: Callable[[int], None] | None = None,
+        claim: int | None = None,
     ) -> None:
         self.channel = channel
         self.message = message
         self.attempt = attempt
+        self.claim = claim
         self.replies = 0
         self.stopped_by_cancel = False
         self._client = client
@@ -112,6 +115,7 @@ class Context:
                 reply_to=self.message.serial,
                 if_serial=if_serial,
                 thread=self.thread,
+                claim=self.claim,
             )
         except ConflictError:
             if self.replies == index + 1:
@@ -149,6 +153,7 @@ class Context:
             format=format,
             coalesce=self._coalesce if coalesce is None else coalesce,
             thread=self.thread,
+            claim=self.claim,
         )
         stream.on_cancel(self._member_cancelled)
         self.replies += 1

@@ -1,0 +1,183 @@
+"""Pools of bots: instances of one bot claim each message before answering it, so every message is
+answered exactly once, even when an instance is killed mid-answer (the others take its messages
+over when its claims are released or lapse)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from agentchat import Client, Message
+from agentchat_server.testing import TestServer
+from tests.pool_worker import ROOM, make_bot
+from tests.sdk_helpers import WAIT, running
+from tests.wire import UNIT
+
+REPO = Path(__file__).resolve().parent.parent
+# Short leases and a fast sweep, so a dead instance's claims lapse within a few seconds.
+SETTINGS: dict[str, Any] = {
+    "namespaces": {"team": {"claim_ttl": 2}},
+    "room_sweep_interval": 0.05,
+    "stream_grace": 0.2,
+}
+
+
+async def publish(room: Any, count: int, start: int = 0) -> list[int]:
+    """Publish `count` numbered questions as a person, in batches; their serials."""
+    serials: list[int] = []
+    for first in range(start, start + count, 50):
+        batch = [{"data": f"question {n}"} for n in range(first, min(first + 50, start + count))]
+        serials.extend(s for s in await room.publish_many(batch) if s is not None)
+    return serials
+
+
+async def until_answered(subscription: Any, questions: set[int], timeout: float) -> list[Message]:
+    """Messages of `subscription` until every question has a `complete` answer."""
+    seen: list[Message] = []
+    waiting = set(questions)
+    async with asyncio.timeout(timeout):
+        async for message in subscription:
+            seen.append(message)
+            if message.status == "complete" and message.reply_to is not None:
+                waiting.discard(message.reply_to)
+            if not waiting:
+                return seen
+    raise AssertionError("subscription ended early")
+
+
+async def answers_in(room: Any, after: int) -> list[Message]:
+    """Every answer stored after serial `after`, in serial order."""
+    return [m async for m in room.messages(after=after, direction="forwards") if m.reply_to is not None]
+
+
+async def test_two_instances_answer_each_message_once(server: TestServer) -> None:
+    """Two instances of one pooled bot (same client id) answer 30 messages: each exactly once, and
+    the claims of answered messages end `done`."""
+    first, second = make_bot(), make_bot()
+    async with running(first, server), running(second, server):
+        async with Client(server.url, token=server.token("ana")) as human:
+            room = human.channel(ROOM)
+            subscription = room.subscribe()
+            await subscription.start()
+            questions = await publish(room, 30)
+            await until_answered(subscription, set(questions), WAIT)
+            answers = await answers_in(room, questions[0])
+            done = [c async for c in _claims_until_done(subscription.claims, set(questions))]
+    complete = Counter(m.reply_to for m in answers if m.status == "complete")
+    assert set(complete) == set(questions) and set(complete.values()) == {1}
+    assert {c.state for c in done} == {"done"}
+
+
+async def _claims_until_done(claims: Any, questions: set[int]) -> AsyncIterator[Any]:
+    waiting = set(questions)
+    async with asyncio.timeout(WAIT):
+        async for change in claims:
+            if change.state == "done":
+                waiting.discard(change.serial)
+                yield change
+            if not waiting:
+                return
+
+
+class Worker:
+    """One `agentchat bot tests.pool_worker:make_bot` process; `streaming` gets the serials it
+    starts streaming answers to, as it says them on stderr."""
+
+    def __init__(self, server: TestServer) -> None:
+        self.server = server
+        self.process: asyncio.subprocess.Process | None = None
+        self.streaming: asyncio.Queue[int] = asyncio.Queue()
+        self.log: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        env = {
+            **os.environ,
+            "AGENTCHAT_KEYS": self.server.settings.keys[0],
+            "AGENTCHAT_LOG_LEVEL": "WARNING",
+            "POOL_WORKER_PAUSE": "0.1",
+        }
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agentchat",
+            "bot",
+            "tests.pool_worker:make_bot",
+            "--url",
+            self.server.url,
+            cwd=REPO,
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        async for raw in self.process.stderr:
+            line = raw.decode().rstrip()
+            self.log.append(line)
+            if line.startswith("streaming "):
+                self.streaming.put_nowait(int(line.split()[1]))
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> int | None:
+        """SIGTERM (a graceful stop) unless it is gone; its exit status."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(WAIT):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        return self.process.returncode
+
+
+async def test_a_pool_of_three_processes_answers_200_messages_once_while_one_is_killed(
+    make_server: Callable[..., Any],
+) -> None:
+    """Three worker processes share 200 messages (100 sent before they start, found by their
+    catch-up scan, 100 after); one is SIGKILLed mid-answer. Every message ends with exactly one
+    `complete` answer; the killed instance's interrupted answer is `aborted`."""
+    server: TestServer = await make_server(**SETTINGS)
+    workers = [Worker(server) for _ in range(3)]
+    async with Client(server.url, token=server.token("ana")) as human:
+        room = human.channel(ROOM)
+        subscription = room.subscribe()
+        await subscription.start()
+        questions = await publish(room, 100)
+        try:
+            for worker in workers:
+                await worker.start()
+            async with asyncio.timeout(WAIT):
+                await room.presence.wait_for(lambda ms: sum(m.client_id == "worker" for m in ms) == 3)
+            questions += await publish(room, 100, start=100)
+            victim = workers[0]
+            async with asyncio.timeout(WAIT):
+                killed_on = await victim.streaming.get()
+            victim.kill()
+            await until_answered(subscription, set(questions), UNIT * 8)
+        finally:
+            statuses = [await worker.stop() for worker in workers]
+        answers = await answers_in(room, questions[0] - 1)
+    assert statuses[0] == -signal.SIGKILL and statuses[1:] == [0, 0], [w.log[-20:] for w in workers]
+    complete = Counter(m.reply_to for m in answers if m.status == "complete")
+    assert set(complete) == set(questions)
+    assert [q for q, n in complete.items() if n != 1] == []
+    assert any(m.reply_to == killed_on and m.status == "aborted" for m in answers)
+    assert all(m.client_id == "worker" for m in answers)
+    assert not [line for w in workers for line in w.log if "Traceback" in line]
