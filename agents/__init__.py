@@ -46,6 +46,7 @@ from agentchat.feeds import LatestFeed
 from agentchat.models import HistoryPage, LiveEvent, Member, Message, Position
 from agentchat.presence import Presence
 from agentchat.roommodels import ClaimEvent, InputAnswer, InputRequest, Policy, RunUpdate
+from agentchat.runs import Run
 from agentchat.stream import Stream
 from agentchat.subscription import EventFeed, StreamFeed, Subscription
 from agentchat.timeline import Timeline, apply_event, count_reply
@@ -93,6 +94,7 @@ __all__ = [
     "RequestError",
     "Room",
     "RoomsPage",
+    "Run",
     "RunCancelled",
     "RunUpdate",
     "ServerUnavailable",

@@ -147,7 +147,7 @@ class Stream:
             stream_id = exc.stream_id
         self.stream_id = stream_id
         self.status = "open"
-        self._writer = self.client.state.open_writer(self.channel.name, stream_id, resume_key)
+        self._writer = self.client.state.open_writer(self.channel.name, stream_id, resume_key, self.run_id)
         self._unlisten = self.channel.listen(self._on_event)
         return self
 
@@ -247,10 +247,15 @@ class Stream:
         if isinstance(exc, StreamCancelled) and exc.stream_id == self.stream_id:
             return True
         if self.status == "open":
-            # Never leave a stream open behind a failed writer: end it with what it has.
+            # Never leave a stream open behind a failed writer: end it with what it has. A run's
+            # lane fails with the error (the run fails with it); a cancelled task cancels it.
+            failed = self.run_id is not None and not isinstance(exc, asyncio.CancelledError)
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 async with asyncio.timeout(END_ON_ERROR_TIMEOUT):
-                    await self.end(status="cancelled")
+                    if failed:
+                        await self.fail(str(exc) or type(exc).__name__, type(exc).__name__)
+                    else:
+                        await self.end(status="cancelled")
         return False
 
     # --- internals -------------------------------------------------------------------------
