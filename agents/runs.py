@@ -13,7 +13,7 @@ from typing import Any, Literal
 from agentchat.errors import AgentChatError, RequestError, RunCancelled
 from agentchat.events import ChannelEvent, RunCancelledEvent
 from agentchat.ports import ChannelView
-from agentchat.stream import Stream, error_info
+from agentchat.stream import Stream, error_info, quiet, shielded
 from agentchat_server.protocol import Code
 
 log = logging.getLogger("agentchat.runs")
@@ -100,7 +100,7 @@ class Run:
             if value is not None:
                 frame[key] = value
         self._unlisten = self.channel.listen(self._on_event)
-        reply = await self.client.request(frame)
+        reply = await shielded(self.client.submit(frame), self._end_orphan)
         self._id = str(reply["run_id"])
         serial = reply.get("serial")
         self.serial = serial if isinstance(serial, int) else None
@@ -221,6 +221,14 @@ class Run:
                 raise
         self.status = status
         self._release()
+
+    def _end_orphan(self, reply: dict[str, Any]) -> None:
+        # Started after its starter was cancelled: end it cancelled, as the task was.
+        self._release()
+        run_id = reply.get("run_id")
+        if isinstance(run_id, str):
+            end = {"type": "run_end", "run_id": run_id, "status": "cancelled"}
+            self.client.submit(end).add_done_callback(quiet)
 
     def _check(self) -> None:
         if self.cancelled:

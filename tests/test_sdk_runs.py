@@ -197,3 +197,26 @@ async def test_a_stream_fails_with_an_error_or_is_cancelled_by_a_member(server: 
                 await second.wait_cancelled()
         cancelled = await stream_until(streams, lambda u: u.done)
         assert (cancelled.status, cancelled.cancelled_by, cancelled.error) == ("cancelled", "ana", None)
+
+
+async def test_a_stream_or_run_whose_opener_was_cancelled_is_not_left_open(server: TestServer) -> None:
+    """A task cancelled while its stream's open (or run's start) awaits the ack: once the server
+    opened it, the SDK ends it cancelled instead of leaving it open until the session ends."""
+    async with person(server) as ana, agent(server, "writer") as writer:
+        watch = await ana.channel(ROOM).subscribe()
+        streams = ana.channel(ROOM).streams()
+        await streams.start()
+        opening = asyncio.create_task(writer.channel(ROOM).stream().open())
+        starting = asyncio.create_task(writer.channel(ROOM).run().start())
+        await asyncio.sleep(0)  # both requests are sent, their acks not yet read
+        opening.cancel()
+        starting.cancel()
+        await asyncio.gather(opening, starting, return_exceptions=True)
+        assert opening.cancelled() and starting.cancelled()
+        ended = await stream_until(streams, lambda u: u.done)
+        assert ended.status == "cancelled"
+        async with asyncio.timeout(WAIT):
+            async for run in watch.run_updates:
+                if run.done:
+                    break
+        assert run.status == "cancelled"
