@@ -45,6 +45,7 @@ from agentchat.errors import (
 from agentchat.feeds import LatestFeed
 from agentchat.models import HistoryPage, LiveEvent, Member, Message, Position
 from agentchat.presence import Presence
+from agentchat.requests import Asked
 from agentchat.roommodels import ClaimEvent, InputAnswer, InputRequest, Policy, RunUpdate
 from agentchat.runs import Run
 from agentchat.stream import Stream
@@ -55,6 +56,7 @@ from agentchat.tokens import dev_token
 __all__ = [
     "AgentChatError",
     "AlreadyExistsError",
+    "Asked",
     "Backoff",
     "Bot",
     "Channel",
