@@ -45,7 +45,9 @@ from agentchat.errors import (
 from agentchat.feeds import LatestFeed
 from agentchat.models import HistoryPage, LiveEvent, Member, Message, Position
 from agentchat.presence import Presence
+from agentchat.requests import Asked
 from agentchat.roommodels import ClaimEvent, InputAnswer, InputRequest, Policy, RunUpdate
+from agentchat.runs import Run
 from agentchat.stream import Stream
 from agentchat.subscription import EventFeed, StreamFeed, Subscription
 from agentchat.timeline import Timeline, apply_event, count_reply
@@ -54,6 +56,7 @@ from agentchat.tokens import dev_token
 __all__ = [
     "AgentChatError",
     "AlreadyExistsError",
+    "Asked",
     "Backoff",
     "Bot",
     "Channel",
@@ -93,6 +96,7 @@ __all__ = [
     "RequestError",
     "Room",
     "RoomsPage",
+    "Run",
     "RunCancelled",
     "RunUpdate",
     "ServerUnavailable",

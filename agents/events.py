@@ -162,6 +162,15 @@ class WriterFailed:
     error: AgentChatError
 
 
+@dataclass(frozen=True, slots=True)
+class RunCancelledEvent:
+    """A member (`by`) cancelled run `run_id`, which this client writes: its writer should stop."""
+
+    channel: str
+    run_id: str
+    by: str | None
+
+
 ChannelEvent = (
     Attached
     | Delivered
@@ -176,6 +185,7 @@ ChannelEvent = (
     | WriterAcked
     | WriterCancelled
     | WriterFailed
+    | RunCancelledEvent
 )
 """Events that concern one channel (they carry its name); the Client routes them to its listeners."""
 

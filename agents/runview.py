@@ -2,7 +2,7 @@
 
 Rules (docs/protocol.md, "Runs" and "Claims"):
 - Per run, the `run_status` / `run_snapshot` with the highest `version` wins; a run whose end
-  record or terminal status was seen is never taken back by an older frame.
+  record or terminal status was seen is never taken back: only a newer terminal status follows.
 - A `run_snapshot` carries the run's state as the last snapshot plus the deltas since: it replaces
   the state, then its deltas apply in order; live `run_state` frames follow (a snapshot replaces,
   a delta is an RFC 6902 JSON Patch). A delta that does not apply leaves the state as it was and
@@ -48,8 +48,19 @@ class RunBook:
         state = known.state if known is not None else None
         if snapshot:
             state = _patched(frame.get("state"), frame.get("deltas"), run_id)
-        if known is not None and (known.done or update.version <= known.version):
-            if not snapshot or known.done:
+        if known is not None and known.done:
+            if not (update.done and update.version > known.version):
+                return None
+            # The terminal status after the end record: a newer header, the record's details.
+            update = dataclasses.replace(
+                update,
+                error=update.error or known.error,
+                cancelled_by=update.cancelled_by or known.cancelled_by,
+                result=known.result,
+            )
+            return self._keep(dataclasses.replace(update, state=known.state))
+        if known is not None and update.version <= known.version:
+            if not snapshot:
                 return None
             update = known  # an older header, but its state is the freshest there is
         return self._keep(dataclasses.replace(update, state=state, result=_result(known)))

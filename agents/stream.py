@@ -136,7 +136,7 @@ class Stream:
                 frame[key] = value
         resume_key: str | None = None
         try:
-            reply = await self.client.request(frame)
+            reply = await shielded(self.client.submit(frame), self._end_orphan)
             stream_id = str(reply["stream_id"])
             key = reply.get("resume_key")
             resume_key = key if isinstance(key, str) else None
@@ -147,7 +147,7 @@ class Stream:
             stream_id = exc.stream_id
         self.stream_id = stream_id
         self.status = "open"
-        self._writer = self.client.state.open_writer(self.channel.name, stream_id, resume_key)
+        self._writer = self.client.state.open_writer(self.channel.name, stream_id, resume_key, self.run_id)
         self._unlisten = self.channel.listen(self._on_event)
         return self
 
@@ -247,13 +247,25 @@ class Stream:
         if isinstance(exc, StreamCancelled) and exc.stream_id == self.stream_id:
             return True
         if self.status == "open":
-            # Never leave a stream open behind a failed writer: end it with what it has.
+            # Never leave a stream open behind a failed writer: end it with what it has. A run's
+            # lane fails with the error (the run fails with it); a cancelled task cancels it.
+            failed = self.run_id is not None and not isinstance(exc, asyncio.CancelledError)
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 async with asyncio.timeout(END_ON_ERROR_TIMEOUT):
-                    await self.end(status="cancelled")
+                    if failed:
+                        await self.fail(str(exc) or type(exc).__name__, type(exc).__name__)
+                    else:
+                        await self.end(status="cancelled")
         return False
 
     # --- internals -------------------------------------------------------------------------
+
+    def _end_orphan(self, reply: dict[str, Any]) -> None:
+        # Opened after its opener was cancelled: nobody will write it, so end it at once.
+        stream_id = reply.get("stream_id")
+        if isinstance(stream_id, str):
+            end = {"type": "stream_end", "stream_id": stream_id, "status": "cancelled", "chunks": 0}
+            self.client.submit(end).add_done_callback(quiet)
 
     def _check_open(self) -> WriterState:
         writer = self._writer
@@ -336,6 +348,29 @@ class Stream:
             if message.stream_id == self.stream_id or message.id == self.id:
                 return message.serial
         return None
+
+
+async def shielded(
+    reply: asyncio.Future[dict[str, Any]], orphaned: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Await a request that opens something; if the caller is cancelled meanwhile, the request
+    still completes and `orphaned` gets its reply, to close what it opened."""
+    try:
+        return await asyncio.shield(reply)
+    except asyncio.CancelledError:
+        reply.add_done_callback(lambda done: _orphan(done, orphaned))
+        raise
+
+
+def _orphan(done: asyncio.Future[dict[str, Any]], orphaned: Callable[[dict[str, Any]], None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        orphaned(done.result())
+
+
+def quiet(done: asyncio.Future[dict[str, Any]]) -> None:
+    """Retrieve a fire-and-forget request's outcome (logged when it failed)."""
+    if not done.cancelled() and done.exception() is not None:
+        log.info("closing an orphaned stream or run failed: %s", done.exception())
 
 
 def error_info(message: str, code: str | None = None) -> dict[str, str]:
