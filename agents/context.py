@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -14,11 +14,14 @@ from agentchat.client import Client
 from agentchat.errors import ConflictError, StreamCancelled
 from agentchat.models import Message
 from agentchat.retry import error_info
+from agentchat.roommodels import InputAnswer
 from agentchat.stream import Stream
 
 log = logging.getLogger("agentchat.bot")
 
 FAIL_TIMEOUT = 10.0
+
+ASK_INDEX = 1 << 20  # ids of a handler's input requests: indexes apart from its replies
 
 ReplyIds = Callable[[str, int, int, int], str]
 """`ids(channel, serial, attempt, index)`: the id of an answer (see `agentchat.replies`)."""
@@ -50,6 +53,7 @@ class Context:
         self.attempt = attempt
         self.claim = claim
         self.replies = 0
+        self.asks = 0
         self.stopped_by_cancel = False
         self._client = client
         self._ids = ids
@@ -91,6 +95,43 @@ class Context:
         """The id the next reply (message or stream) of this handler call will use."""
         assert self.message.serial is not None
         return self._ids(self.channel.name, self.message.serial, self.attempt, self.replies)
+
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        shape: dict[str, Any] | None = None,
+        data: Any = None,
+        deadline: int | None = None,
+        to: Sequence[str] | None = None,
+        run: str | None = None,
+    ) -> InputAnswer:
+        """Ask the room (an approval by default; `shape`, `data`, `deadline`, `to`, `run` as in
+        `channel.ask`) and wait for the answer (`.approved`, `.outcome`, `.data`).
+
+        The request's id derives from the message like a reply's, so a bot that restarted while
+        waiting asks the same request again when it answers the message anew, and gets the answer
+        given meanwhile (from `requests(mine=True)`), or live once someone answers.
+        """
+        assert self.message.serial is not None
+        index = ASK_INDEX + self.asks
+        self.asks += 1
+        ask_id = self._ids(self.channel.name, self.message.serial, self.attempt, index)
+        asked = await self.channel.ask(
+            prompt, shape=shape, data=data, deadline=deadline, to=to, run=run, id=ask_id
+        )
+        try:
+            serial = asked.request.serial
+            if not asked.done and serial is not None:
+                # Asked before (a restart): the server returned the request, maybe answered already.
+                for request in await self.channel.requests(
+                    status="closed", mine=True, after=serial - 1, limit=1
+                ):
+                    if request.request_id == asked.request_id and request.answer is not None:
+                        asked.settle(request.answer)
+            return await asked.wait()
+        finally:
+            asked.close()
 
     def on_stop(self, callback: Callable[[], Any]) -> None:
         """Call `callback` when a member cancels this handler's stream (the Bot stops the handler)."""
