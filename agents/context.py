@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from agentchat.channel import Channel
 from agentchat.client import Client
-from agentchat.errors import ConflictError, StreamCancelled
+from agentchat.errors import ConflictError, RunCancelled, StreamCancelled
 from agentchat.models import Message
 from agentchat.retry import error_info
 from agentchat.roommodels import InputAnswer
+from agentchat.runs import Run
 from agentchat.stream import Stream
 
 log = logging.getLogger("agentchat.bot")
@@ -95,6 +96,17 @@ class Context:
         """The id the next reply (message or stream) of this handler call will use."""
         assert self.message.serial is not None
         return self._ids(self.channel.name, self.message.serial, self.attempt, self.replies)
+
+    def run(self, *, to: Sequence[str] | None = None) -> Run:
+        """A run answering the message (reply_to, derived id, the pool's claim token): `async with
+        context.run() as run:` then its lanes (`run.reasoning()`, `run.tool_call(...)`,
+        `run.text()`), `run.tool_result(...)`. An exception ends it `failed` with the error."""
+        assert self.message.serial is not None
+        run = _AnswerRun(
+            self.channel, reply_to=self.message.serial, claim=self.claim, to=to, id=self.next_reply_id()
+        )
+        self.replies += 1
+        return run
 
     async def ask(
         self,
@@ -254,3 +266,19 @@ class _AnswerStream(Stream):
         if self._counted and self._on_streaming is not None:
             self._counted = False
             self._on_streaming(-1)
+
+
+class _AnswerRun(Run):
+    """A Run that ends `failed` with the error's code as a bot's answers do (`upstream_503`)."""
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        running = self.status in ("running", "input_required")
+        if isinstance(exc, Exception) and not isinstance(exc, RunCancelled) and running:
+            try:
+                async with asyncio.timeout(FAIL_TIMEOUT):
+                    await self.fail(*error_info(exc))
+            except Exception as failing:
+                log.info("could not end run %s failed: %s", self.key, failing)
+        return await super().__aexit__(exc_type, exc, tb)

@@ -108,18 +108,20 @@ def make_bot(
     *,
     rate: float | None = None,
     settings: LLMSettings | None = None,
+    pool: bool | str = False,
 ) -> Bot:
     """The planner (client_id "planner"): answers messages that mention `@planner`, and nothing else.
 
     `rate` is tokens per second of the scripted answer (default: AGENTCHAT_SCRIPTED_RATE or 40).
     `settings` (default: `model_settings()`, read once here) makes it answer from a real model;
-    if the model fails before its first token, the scripted plan answers instead.
+    if the model fails before its first token, the scripted plan answers instead. `pool` makes it
+    one instance of a pool (`Bot(pool=...)`, see `agentchat.examples.pool`).
     """
     scripted = ScriptedModel(rate or float(os.environ.get("AGENTCHAT_SCRIPTED_RATE", "40")))
     settings = settings or model_settings()
     model = ChatModel(settings) if settings is not None else None
     presence = {"role": "planner", "model": settings.model if settings is not None else "scripted"}
-    bot = Bot(CLIENT_ID, channels, presence=presence)
+    bot = Bot(CLIENT_ID, channels, presence=presence, pool=pool)
     if model is not None:
         bot.on_shutdown(model.close)
 
