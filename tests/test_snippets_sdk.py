@@ -253,6 +253,41 @@ async def test_the_bot_example_answers(dev: TestServer) -> None:
         await wire.close()
 
 
+async def test_the_agent_room_bot_example_asks_then_answers(dev: TestServer) -> None:
+    """The agent-room Bot example (pooled, with retries and double texting), run with a stand-in
+    model and token provider, asks for an approval, then answers by streaming."""
+
+    class Model:
+        async def tokens(self, text: str) -> AsyncIterator[str]:
+            for token in ("you ", "said ", text):
+                yield token
+
+    def get_token() -> str:
+        return dev.token("deployer", kind="agent")
+
+    text = block(SDK, "pool=True,").text.replace(DOC_URL, dev.url)
+    ns: dict[str, Any] = {"model": Model(), "get_token": get_token}
+    running = asyncio.create_task(run_fragment(text, ns))
+    wire = await Wire.open(dev.ws_url, dev.token("bob"))
+    try:
+        await wire.request({"type": "attach", "channel": "team:ops"})
+        await present(wire, "deployer")
+        await wire.request({"type": "publish", "channel": "team:ops", "data": "v2"})
+        async with asyncio.timeout(UNIT * 10):
+            request = await wire.expect("message", name="agentchat.input_request")
+            assert request["data"]["prompt"] == "Deploy v2?"
+            answer = {"type": "answer", "channel": "team:ops", "request_id": request["request_id"]}
+            await wire.request({**answer, "outcome": "approve"})
+            while True:
+                frame = await wire.expect("message")
+                if frame["client_id"] == "deployer" and frame.get("reply_to") is not None:
+                    break
+        assert (frame["status"], frame["data"]) == ("complete", "you said deploy v2")
+    finally:
+        running.cancel()
+        await wire.close()
+
+
 async def test_the_model_adapter_example_streams(endpoint: FakeEndpoint) -> None:
     """The adapter example, with AGENTCHAT_LLM_BASE_URL pointing at a fake endpoint, prints the
     model's deltas and makes a bot."""
