@@ -136,6 +136,10 @@ class Answerer:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def stopping(self) -> bool:
+        """True once `drain` began: running handlers are being stopped for a shutdown."""
+        return self._stopping
+
     def _recent(self, message: Message) -> bool:
         return message.ts >= (time.time() - self.catch_up_age) * 1000
 
@@ -266,6 +270,7 @@ class Answerer:
             coalesce=self.coalesce,
             on_streaming=self._status.streams_changed,
             claim=claim,
+            shutting_down=self.stopping,
         )
 
     async def _attempt(

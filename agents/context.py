@@ -48,6 +48,7 @@ class Context:
         coalesce: float = 0.04,
         on_streaming: Callable[[int], None] | None = None,
         claim: int | None = None,
+        shutting_down: Callable[[], bool] = lambda: False,
     ) -> None:
         self.channel = channel
         self.message = message
@@ -55,6 +56,8 @@ class Context:
         self.claim = claim
         self.replies = 0
         self.asks = 0
+        self._run: _AnswerRun | None = None
+        self._shutting_down = shutting_down
         self.stopped_by_cancel = False
         self._client = client
         self._ids = ids
@@ -100,12 +103,20 @@ class Context:
     def run(self, *, to: Sequence[str] | None = None) -> Run:
         """A run answering the message (reply_to, derived id, the pool's claim token): `async with
         context.run() as run:` then its lanes (`run.reasoning()`, `run.tool_call(...)`,
-        `run.text()`), `run.tool_result(...)`. An exception ends it `failed` with the error."""
+        `run.text()`), `run.tool_result(...)`. An exception ends it `failed` with the error. A run
+        waiting for input (`ask`) when the bot shuts down is left parked, and the restarted bot,
+        answering the message again, takes the same run back (`run_resume`)."""
         assert self.message.serial is not None
         run = _AnswerRun(
-            self.channel, reply_to=self.message.serial, claim=self.claim, to=to, id=self.next_reply_id()
+            self.channel,
+            self._shutting_down,
+            reply_to=self.message.serial,
+            claim=self.claim,
+            to=to,
+            id=self.next_reply_id(),
         )
         self.replies += 1
+        self._run = run
         return run
 
     async def ask(
@@ -119,7 +130,8 @@ class Context:
         run: str | None = None,
     ) -> InputAnswer:
         """Ask the room (an approval by default; `shape`, `data`, `deadline`, `to`, `run` as in
-        `channel.ask`) and wait for the answer (`.approved`, `.outcome`, `.data`).
+        `channel.ask`) and wait for the answer (`.approved`, `.outcome`, `.data`). Asked inside
+        `context.run()`, the request belongs to that run by default (it waits `input_required`).
 
         The request's id derives from the message like a reply's, so a bot that restarted while
         waiting asks the same request again when it answers the message anew, and gets the answer
@@ -129,9 +141,14 @@ class Context:
         index = ASK_INDEX + self.asks
         self.asks += 1
         ask_id = self._ids(self.channel.name, self.message.serial, self.attempt, index)
+        waiting = self._run if self._run is not None and self._run.open else None
+        if run is None and waiting is not None:
+            run = waiting.id
         asked = await self.channel.ask(
             prompt, shape=shape, data=data, deadline=deadline, to=to, run=run, id=ask_id
         )
+        if waiting is not None:
+            waiting.asking += 1  # until answered: a shutdown meanwhile parks the run
         try:
             serial = asked.request.serial
             if not asked.done and serial is not None:
@@ -141,9 +158,12 @@ class Context:
                 ):
                     if request.request_id == asked.request_id and request.answer is not None:
                         asked.settle(request.answer)
-            return await asked.wait()
+            answer = await asked.wait()
         finally:
             asked.close()
+        if waiting is not None:
+            waiting.asking -= 1
+        return answer
 
     def on_stop(self, callback: Callable[[], Any]) -> None:
         """Call `callback` when a member cancels this handler's stream (the Bot stops the handler)."""
@@ -269,11 +289,35 @@ class _AnswerStream(Stream):
 
 
 class _AnswerRun(Run):
-    """A Run that ends `failed` with the error's code as a bot's answers do (`upstream_503`)."""
+    """A bot's run: it fails with the error's code as a bot's answers do (`upstream_503`), takes its
+    parked run back after a restart, and is left parked when the bot shuts down while it waits
+    for input."""
+
+    def __init__(self, channel: Channel, shutting_down: Callable[[], bool], **options: Any) -> None:
+        super().__init__(channel, **options)
+        self.asking = 0
+        self._shutting_down = shutting_down
+
+    @property
+    def open(self) -> bool:
+        """True between the run's start and its end."""
+        return self.serial is not None and self.status in ("running", "input_required")
+
+    async def start(self) -> Run:
+        await super().start()
+        if self.status == "input_required":
+            # The same id found our run, parked waiting for input (we restarted): write it again.
+            reply = await self.client.request({"type": "run_resume", "run_id": self.id})
+            self.status = str(reply.get("status") or self.status)
+        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
+        if isinstance(exc, asyncio.CancelledError) and self.asking and self._shutting_down():
+            # Park it: the request stays open and the restarted bot carries on from the answer.
+            self._release()
+            return False
         running = self.status in ("running", "input_required")
         if isinstance(exc, Exception) and not isinstance(exc, RunCancelled) and running:
             try:

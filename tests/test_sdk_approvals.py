@@ -3,11 +3,16 @@ waited gets the answer given meanwhile (or later), from the same request, asked 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
-from agentchat import Bot, Client, Context, Message
+from agentchat import Bot, Client, Context, Message, Subscription
+from agentchat.roommodels import RunUpdate
 from agentchat_server.testing import TestServer
-from tests.sdk_helpers import messages_until, running
+from tests import approver_bot
+from tests.bot_process import BotProcess
+from tests.sdk_helpers import WAIT, messages_until, running
 
 ROOM = "team:ops"
 
@@ -89,3 +94,81 @@ async def test_an_answer_given_after_the_restart_reaches_the_restarted_bot(serve
         requests = await room.requests(status="any")
     assert done.data == "deployed v3"
     assert len(requests) == 1
+
+
+async def run_update(subscription: Subscription, run_id: str, done: Callable[[RunUpdate], bool]) -> RunUpdate:
+    """The first update of run `run_id` for which `done` holds (within WAIT)."""
+    async with asyncio.timeout(WAIT):
+        async for update in subscription.run_updates:
+            if update.run_id == run_id and done(update):
+                return update
+    raise AssertionError("the run updates ended")
+
+
+def run_end(message: Message) -> bool:
+    return message.name == "agentchat.run" and (message.data or {}).get("status") != "running"
+
+
+async def test_a_run_waiting_for_approval_is_parked_on_shutdown_and_resumed_after_a_restart(
+    server: TestServer,
+) -> None:
+    """A bot stopped while its run waits for approval leaves the run parked (`input_required`, no
+    writer), not cancelled; the restarted bot takes the same run back and, once a person approves,
+    finishes it `completed` with its text: one run, one request."""
+    async with Client(server.url, token=server.token("ana")) as human:
+        room = human.channel(ROOM)
+        subscription = room.subscribe()
+        await subscription.start()
+        bot = approver_bot.make_bot()
+        bot.derive_reply_secret("deployer:secret")
+        async with running(bot, server):
+            asked = await room.publish("v4")
+            request = (await messages_until(subscription, is_request))[-1]
+        assert request.request_id is not None and request.run_id is not None
+        parked = await run_update(subscription, request.run_id, lambda r: r.writer is None)
+        assert (parked.status, parked.pending) == ("input_required", 1)
+        restarted = approver_bot.make_bot()
+        restarted.derive_reply_secret("deployer:secret")
+        async with running(restarted, server):
+            await room.answer(request.request_id, "approve")
+            got = await messages_until(subscription, run_end)
+        requests = await room.requests(status="any")
+    runs = {m.run_id for m in got if m.name == "agentchat.run"}
+    assert runs == {request.run_id} and got[-1].data["status"] == "completed"
+    assert [m.data for m in got if m.lane == "text"] == ["deployed v4"]
+    assert not [m for m in got if m.name == "agentchat.run" and m.data.get("status") == "cancelled"]
+    assert len(requests) == 1 and asked < (request.serial or 0)
+
+
+async def test_an_approval_reaches_the_bot_process_restarted_after_a_kill(
+    make_server: Callable[..., Any],
+) -> None:
+    """`agentchat bot` asks inside a run and is SIGKILLed: the run is parked (no writer) once the
+    server gives up on the dead session; a person approves; a new process of the same bot takes the
+    run back and finishes it with the approval."""
+    server: TestServer = await make_server(stream_grace=0.2)
+    async with Client(server.url, token=server.token("ana")) as human:
+        room = human.channel(ROOM)
+        subscription = room.subscribe()
+        await subscription.start()
+        first = await BotProcess("tests.approver_bot:make_bot", server).start()
+        try:
+            async with asyncio.timeout(WAIT):
+                await room.presence.wait_for(lambda ms: any(m.client_id == "deployer" for m in ms))
+            await room.publish("v5")
+            request = (await messages_until(subscription, is_request))[-1]
+            await first.kill()
+            assert request.request_id is not None and request.run_id is not None
+            parked = await run_update(subscription, request.run_id, lambda r: r.writer is None)
+            assert parked.status == "input_required"
+            await room.answer(request.request_id, "approve")
+            second = await BotProcess("tests.approver_bot:make_bot", server).start()
+            try:
+                got = await messages_until(subscription, run_end)
+            finally:
+                assert await second.stop() == 0, second.log[-20:]
+        finally:
+            await first.stop()
+    assert {m.run_id for m in got if m.name == "agentchat.run"} == {request.run_id}
+    assert got[-1].data["status"] == "completed"
+    assert [m.data for m in got if m.lane == "text"] == ["deployed v5"]

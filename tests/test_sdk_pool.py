@@ -5,22 +5,18 @@ over when its claims are released or lapse)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from agentchat import Client, Message
 from agentchat_server.testing import TestServer
+from tests.bot_process import BotProcess
 from tests.pool_worker import ROOM, make_bot
 from tests.sdk_helpers import WAIT, running
 from tests.wire import UNIT
 
-REPO = Path(__file__).resolve().parent.parent
 # Short leases and a fast sweep, so a dead instance's claims lapse within a few seconds.
 SETTINGS: dict[str, Any] = {
     "namespaces": {"team": {"claim_ttl": 2}},
@@ -86,65 +82,31 @@ async def _claims_until_done(claims: Any, questions: set[int]) -> AsyncIterator[
                 return
 
 
-class Worker:
-    """One `agentchat bot tests.pool_worker:make_bot` process; `streaming` gets the serials it
-    starts streaming answers to, as it says them on stderr."""
+class Worker(BotProcess):
+    """One worker process; `streaming` gets the serials it starts streaming answers to, as it says
+    them on stderr."""
 
     def __init__(self, server: TestServer) -> None:
-        self.server = server
-        self.process: asyncio.subprocess.Process | None = None
+        super().__init__("tests.pool_worker:make_bot", server, POOL_WORKER_PAUSE="0.1")
         self.streaming: asyncio.Queue[int] = asyncio.Queue()
-        self.log: list[str] = []
-        self._reader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        env = {
-            **os.environ,
-            "AGENTCHAT_KEYS": self.server.settings.keys[0],
-            "AGENTCHAT_LOG_LEVEL": "WARNING",
-            "POOL_WORKER_PAUSE": "0.1",
-        }
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agentchat",
-            "bot",
-            "tests.pool_worker:make_bot",
-            "--url",
-            self.server.url,
-            cwd=REPO,
-            env=env,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read())
+    async def start(self) -> Worker:
+        await super().start()
+        self._watcher = asyncio.create_task(self._watch())
+        return self
 
-    async def _read(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        async for raw in self.process.stderr:
-            line = raw.decode().rstrip()
-            self.log.append(line)
+    async def _watch(self) -> None:
+        while True:
+            line = await self.lines.get()
             if line.startswith("streaming "):
                 self.streaming.put_nowait(int(line.split()[1]))
 
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-
     async def stop(self) -> int | None:
-        """SIGTERM (a graceful stop) unless it is gone; its exit status."""
-        assert self.process is not None
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(WAIT):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
-        return self.process.returncode
+        status = await super().stop()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        return status
 
 
 async def test_a_pool_of_three_processes_answers_200_messages_once_while_one_is_killed(
@@ -169,7 +131,7 @@ async def test_a_pool_of_three_processes_answers_200_messages_once_while_one_is_
             victim = workers[0]
             async with asyncio.timeout(WAIT):
                 killed_on = await victim.streaming.get()
-            victim.kill()
+            await victim.kill()
             await until_answered(subscription, set(questions), UNIT * 8)
         finally:
             statuses = [await worker.stop() for worker in workers]
