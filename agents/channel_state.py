@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from agentchat.assembly import StreamAssembly
 from agentchat.chatmodels import Room
@@ -46,6 +46,9 @@ from agentchat_server.protocol import Code, Sequencer, Verdict
 
 log = logging.getLogger("agentchat.channel")
 
+Filter = Literal["all", "to_me"]
+"""Which messages a reader gets: `all`, or `to_me` (addressed to it, to nobody, or sent by it)."""
+
 ABSENT: Final = object()
 """`ChannelState.presence` when this connection is not (to be) in the channel's presence."""
 
@@ -66,7 +69,7 @@ class ChannelState:
         self.members: dict[tuple[str, str], Member] = {}
         self.presence: Any = ABSENT
         self.streams: dict[str, StreamAssembly] = {}
-        self.filter = "all"  # "to_me": the server sends only messages to this client, to nobody, or from it
+        self.filter: Filter = "all"  # one per attachment: the server filters what it sends
         self.policy: Policy | None = None
         self.book = RunBook(name)
         self._emit = emit
@@ -83,7 +86,7 @@ class ChannelState:
 
     # --- what the client decides -------------------------------------------------------------
 
-    def want(self, after: int | None = None, filter: str | None = None) -> None:
+    def want(self, after: int | None = None, filter: Filter | None = None) -> None:
         """Mark the channel wanted (clearing a refusal); `after` starts a first attach from that serial.
 
         `filter` (`all` or `to_me`) is the attachment's, one per channel: ValueError when the channel
