@@ -122,6 +122,7 @@ class ChannelState:
         self.presence = ABSENT
         self.members.clear()
         self.streams.clear()
+        self.book = RunBook(self.name)
         self.filter = "all"
         # A later attach starts from then, not from here: the gap is not this view's business.
         self.sequencer = Sequencer()

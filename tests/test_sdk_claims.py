@@ -54,12 +54,23 @@ async def test_addressed_messages_and_the_to_me_filter(server: TestServer) -> No
         await room.publish("for planner", to=["planner"])
         await planner.channel(ROOM).publish("mine, to coder", to=["coder"])
         last = await room.publish("for both", to=["planner", "coder"])
-        got = [await next_message(mine) for _ in range(4)]
-        assert [m.text for m in got] == ["for everyone", "for planner", "mine, to coder", "for both"]
-        assert got[-1].to == ("planner", "coder") and got[-1].serial == last
+        async with room.stream(to=["coder"]) as aside:
+            await aside.append("streamed to coder")
+        async with room.stream(to=["planner"]) as answer:
+            await answer.append("streamed to planner")
+        got = [await next_message(mine) for _ in range(5)]
+        assert [m.text for m in got] == [
+            "for everyone",
+            "for planner",
+            "mine, to coder",
+            "for both",
+            "streamed to planner",
+        ]
+        assert got[3].to == ("planner", "coder") and got[3].serial == last
+        assert got[4].to == ("planner",) and got[4].stream_id == answer.stream_id
         page = await planner.channel(ROOM).history(filter="to_me", direction="forwards")
         assert [m.text for m in page] == [m.text for m in got]
-        assert len(await room.history()) == 5
+        assert len(await room.history()) == 7
         with pytest.raises(ValueError, match="one filter"):
             planner.channel(ROOM).subscribe()
 
