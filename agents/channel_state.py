@@ -92,6 +92,8 @@ class ChannelState:
         `filter` (`all` or `to_me`) is the attachment's, one per channel: ValueError when the channel
         is wanted with the other one.
         """
+        if filter not in (None, "all", "to_me"):
+            raise ValueError(f"filter is 'all' or 'to_me', not {filter!r}")
         if filter is not None and filter != self.filter:
             if self.wanted:
                 raise ValueError(

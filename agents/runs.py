@@ -166,6 +166,8 @@ class Run:
     async def state(self, *, snapshot: Any = None, delta: Sequence[dict[str, Any]] | None = None) -> None:
         """Share the run's state with the room: a whole `snapshot`, or a `delta` of RFC 6902 JSON
         Patch operations on the last snapshot (a 41303 RequestError asks for a snapshot)."""
+        if (snapshot is None) == (delta is None):
+            raise ValueError("give either snapshot or delta")
         self._check()
         frame: dict[str, Any] = {"type": "run_state", "run_id": self.id}
         if delta is not None:

@@ -16,6 +16,7 @@ from agentchat import (
     Client,
     LoopBrake,
     NotAddressed,
+    RequestError,
     Subscription,
 )
 from agentchat_server.protocol import Code
@@ -204,3 +205,23 @@ async def test_reply_policy_and_loop_brake_raise_typed_errors(make_server: Calla
         with pytest.raises(LoopBrake) as braked:
             await ping.channel(ROOM).publish("ping again")
         assert braked.value.budget == 2 and braked.value.code == Code.LOOP_BRAKE
+
+
+async def test_bad_room_input_gets_a_clear_error_and_breaks_nothing(server: TestServer) -> None:
+    """Bad addressees, claims and filters are refused with a clear error; the channel goes on."""
+    async with agent(server, "planner") as planner:
+        team = planner.channel(ROOM)
+        for bad in ([], ["a", "a"], ["bad id!"]):
+            with pytest.raises(RequestError) as refused:
+                await team.publish("hi", to=bad)
+            assert refused.value.code == Code.INVALID_FRAME
+        with pytest.raises(RequestError) as missing:
+            await team.claim(999)
+        assert missing.value.code == Code.NOT_FOUND
+        with pytest.raises(ValueError, match="to_me"):
+            team.subscribe(filter="nobody")  # type: ignore[arg-type]
+        async with team.run() as run:
+            with pytest.raises(ValueError, match="snapshot or delta"):
+                await run.state()
+        assert run.status == "completed"
+        assert await team.publish("still fine", to=["ana"]) > 0
