@@ -244,8 +244,8 @@ class ClientState:
         (with `filter`, see ChannelState.want)."""
         channel = self.channel(name)
         if self.closed is None:
-            channel.want(after, filter)
-            if self.linked and not channel.attached and not channel.attaching:
+            again = channel.want(after, filter)
+            if self.linked and (again or (not channel.attached and not channel.attaching)):
                 self._attach(channel)
         return channel
 

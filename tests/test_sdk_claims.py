@@ -91,6 +91,19 @@ async def test_a_to_me_reader_resumes_after_a_reconnect_without_false_gaps(serve
         assert planner.reconnects == 1
 
 
+async def test_a_channel_attached_for_presence_takes_a_subscriptions_filter(server: TestServer) -> None:
+    """A channel attached for presence only can still be subscribed `to_me`: it attaches again with
+    the filter, and from then on only the reader's share arrives."""
+    async with person(server) as ana, agent(server, "planner") as planner:
+        team = planner.channel(ROOM)
+        await team.presence.enter({"status": "idle"})
+        mine = await team.subscribe(filter="to_me")
+        await ana.channel(ROOM).publish("for coder", to=["coder"])
+        await ana.channel(ROOM).publish("for planner", to=["planner"])
+        assert (await next_message(mine)).text == "for planner"
+        assert [m.client_id for m in team.presence.members] == ["planner"]
+
+
 async def test_policy_comes_from_the_attach(make_server: Callable[..., Any]) -> None:
     """`channel.policy` holds the namespace's settings once attached (defaults elsewhere)."""
     policy = {"reply_policy": "addressed", "claim_ttl": 7, "double_texting": "interrupt", "loop_budget": None}
