@@ -100,7 +100,11 @@ class Run:
             if value is not None:
                 frame[key] = value
         self._unlisten = self.channel.listen(self._on_event)
-        reply = await shielded(self.client.submit(frame), self._end_orphan)
+        try:
+            reply = await shielded(self.client.submit(frame), self._end_orphan)
+        except AgentChatError:
+            self._release()
+            raise
         self._id = str(reply["run_id"])
         serial = reply.get("serial")
         self.serial = serial if isinstance(serial, int) else None

@@ -204,8 +204,8 @@ async def test_async_with_renews_the_lease_and_releases_it(make_server: Callable
 
 
 async def test_reply_policy_and_loop_brake_raise_typed_errors(make_server: Callable[..., Any]) -> None:
-    """Under `addressed` an agent's reply to a message not addressed to it is NotAddressed; past
-    the loop budget an agent's turn is LoopBrake carrying the budget."""
+    """Under `addressed` an agent's reply (a message or a run) to a message not addressed to it is
+    NotAddressed; past the loop budget an agent's turn is LoopBrake carrying the budget."""
     policy = {"reply_policy": "addressed", "loop_budget": 2}
     srv: TestServer = await make_server(namespaces={"team": policy})
     async with person(srv) as ana, agent(srv, "ping") as ping, agent(srv, "pong") as pong:
@@ -213,6 +213,9 @@ async def test_reply_policy_and_loop_brake_raise_typed_errors(make_server: Calla
         with pytest.raises(NotAddressed) as refused:
             await ping.channel(ROOM).publish("me?", reply_to=question)
         assert refused.value.code == Code.REPLY_NOT_ALLOWED
+        with pytest.raises(NotAddressed):
+            async with ping.channel(ROOM).run(reply_to=question):
+                raise AssertionError("a refused run does not start")
         await ping.channel(ROOM).publish("ping")
         await pong.channel(ROOM).publish("pong")
         with pytest.raises(LoopBrake) as braked:
