@@ -111,7 +111,9 @@ class Run:
         self.status = str(reply.get("status") or "running")
         return self
 
-    async def end(self, status: Ending = "completed", *, result: Any = None) -> None:
+    async def end(
+        self, status: Literal["completed", "cancelled"] = "completed", *, result: Any = None
+    ) -> None:
         """End the run: `completed` (with an optional JSON `result`) or `cancelled` (by its writer);
         for `failed` use `fail`. Its open lanes end first with the matching status."""
         await self._end(status, result=result)
