@@ -111,8 +111,8 @@ class Channel(AgentRoom):
         """A view of durable messages after serial `after` (default: from now), live, in order.
 
         `filter="to_me"` attaches the channel so that only messages addressed to this client, to
-        nobody, or sent by it arrive: one filter per channel and client (ValueError when the channel
-        is attached with the other one; `events()`, `streams()` and presence take it as it is).
+        nobody, or sent by it arrive: one filter per channel and client (ValueError when another
+        subscription chose the other one; `events()`, `streams()` and presence take it as it is).
 
         The channel is attached at this call. `await channel.subscribe()` returns once it is
         attached: every message committed after that is yielded. Use `async for message in ...` or

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from agentchat.assembly import StreamAssembly
 from agentchat.chatmodels import Room
@@ -46,6 +46,9 @@ from agentchat_server.protocol import Code, Sequencer, Verdict
 
 log = logging.getLogger("agentchat.channel")
 
+Filter = Literal["all", "to_me"]
+"""Which messages a reader gets: `all`, or `to_me` (addressed to it, to nobody, or sent by it)."""
+
 ABSENT: Final = object()
 """`ChannelState.presence` when this connection is not (to be) in the channel's presence."""
 
@@ -66,7 +69,8 @@ class ChannelState:
         self.members: dict[tuple[str, str], Member] = {}
         self.presence: Any = ABSENT
         self.streams: dict[str, StreamAssembly] = {}
-        self.filter = "all"  # "to_me": the server sends only messages to this client, to nobody, or from it
+        self.filter: Filter = "all"  # one per attachment: the server filters what it sends
+        self.filter_chosen = False  # a subscription relies on `filter`
         self.policy: Policy | None = None
         self.book = RunBook(name)
         self._emit = emit
@@ -83,23 +87,35 @@ class ChannelState:
 
     # --- what the client decides -------------------------------------------------------------
 
-    def want(self, after: int | None = None, filter: str | None = None) -> None:
+    def want(self, after: int | None = None, filter: Filter | None = None) -> bool:
         """Mark the channel wanted (clearing a refusal); `after` starts a first attach from that serial.
 
-        `filter` (`all` or `to_me`) is the attachment's, one per channel: ValueError when the channel
-        is wanted with the other one.
+        `filter` (`all` or `to_me`, from a subscription) is the attachment's, one per channel: once
+        a subscription chose one, the other is a ValueError. Before that (attached for presence or
+        feeds only) the filter may change; True when an attach under way must then be made again.
         """
-        if filter is not None and filter != self.filter:
-            if self.wanted:
+        if filter not in (None, "all", "to_me"):
+            raise ValueError(f"filter is 'all' or 'to_me', not {filter!r}")
+        again = False
+        if filter is not None:
+            if filter != self.filter and self.filter_chosen:
                 raise ValueError(
-                    f"{self.name} is attached with filter {self.filter!r}: a channel has one filter "
+                    f"{self.name} is subscribed with filter {self.filter!r}: a channel has one filter "
                     "per client (detach first, or use another Client)"
                 )
+            again = filter != self.filter and (self.attached or self.attaching)
+            if again:
+                # Until the new attach answers, hold what the old one delivers: its replay from
+                # the position brings the reader's share again, filtered.
+                self.attached = False
+                self.sequencer.recovering = True
             self.filter = filter
+            self.filter_chosen = True
         self.wanted = True
         self.error = None
         if after is not None and self.sequencer.position is None and not self.attached:
             self.sequencer = Sequencer(after)
+        return again
 
     def attach_frame(self) -> dict[str, Any]:
         """The `attach` frame for this channel now: from its position when it has one."""
@@ -119,7 +135,9 @@ class ChannelState:
         self.presence = ABSENT
         self.members.clear()
         self.streams.clear()
+        self.book = RunBook(self.name)
         self.filter = "all"
+        self.filter_chosen = False
         # A later attach starts from then, not from here: the gap is not this view's business.
         self.sequencer = Sequencer()
         self.epoch = None

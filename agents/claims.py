@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Generator
 from types import TracebackType
@@ -109,12 +108,12 @@ class Claiming:
         claim = self._claim
         if claim is None or claim.lost or claim.released:
             return
-        # Done (answered) and lost claims need no release; anything else must not hold others up.
-        with contextlib.suppress(ClaimHeld, ClaimLost):
-            try:
-                await claim.release()
-            except AgentChatError as error:
-                log.warning("could not release %r: %s", claim, error)
+        try:
+            await claim.release()
+        except (ClaimHeld, ClaimLost):
+            pass  # done (answered by its reply) or lapsed: nothing is held any more
+        except AgentChatError as error:
+            log.warning("could not release %r: %s", claim, error)
 
     async def _renew(self, claim: Claim) -> None:
         every = max(MIN_RENEW_EVERY, (self._ttl or self._default_ttl) / 3)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal, Protocol
 
+from agentchat.channel_state import Filter as Filter
 from agentchat.events import ChannelEvent
 from agentchat.models import HistoryPage, Message, Position
 from agentchat.roommodels import RunUpdate
@@ -18,9 +19,6 @@ from agentchat.state import ClientState
 
 Listener = Callable[[ChannelEvent], None]
 """Called with each event of one channel, in order, synchronously; it must not block."""
-
-Filter = Literal["all", "to_me"]
-"""Which messages a reader gets: `all`, or `to_me` (addressed to it, to nobody, or sent by it)."""
 
 View = Literal["all", "main"]
 """Which messages history gives: `all` (events included) or `main` (top-level messages only)."""

@@ -100,14 +100,20 @@ class Run:
             if value is not None:
                 frame[key] = value
         self._unlisten = self.channel.listen(self._on_event)
-        reply = await shielded(self.client.submit(frame), self._end_orphan)
+        try:
+            reply = await shielded(self.client.submit(frame), self._end_orphan)
+        except AgentChatError:
+            self._release()
+            raise
         self._id = str(reply["run_id"])
         serial = reply.get("serial")
         self.serial = serial if isinstance(serial, int) else None
         self.status = str(reply.get("status") or "running")
         return self
 
-    async def end(self, status: Ending = "completed", *, result: Any = None) -> None:
+    async def end(
+        self, status: Literal["completed", "cancelled"] = "completed", *, result: Any = None
+    ) -> None:
         """End the run: `completed` (with an optional JSON `result`) or `cancelled` (by its writer);
         for `failed` use `fail`. Its open lanes end first with the matching status."""
         await self._end(status, result=result)
@@ -166,6 +172,8 @@ class Run:
     async def state(self, *, snapshot: Any = None, delta: Sequence[dict[str, Any]] | None = None) -> None:
         """Share the run's state with the room: a whole `snapshot`, or a `delta` of RFC 6902 JSON
         Patch operations on the last snapshot (a 41303 RequestError asks for a snapshot)."""
+        if (snapshot is None) == (delta is None):
+            raise ValueError("give either snapshot or delta")
         self._check()
         frame: dict[str, Any] = {"type": "run_state", "run_id": self.id}
         if delta is not None:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agentchat.channel_state import ABSENT, ChannelState
+from agentchat.channel_state import ABSENT, ChannelState, Filter
 from agentchat.errors import (
     AgentChatError,
     ConnectionClosed,
@@ -239,13 +239,13 @@ class ClientState:
         if pending is not None and pending.purpose == "call":
             self._calls -= 1
 
-    def want(self, name: str, after: int | None = None, filter: str | None = None) -> ChannelState:
+    def want(self, name: str, after: int | None = None, filter: Filter | None = None) -> ChannelState:
         """Attach channel `name` (now if a link is up, else on the next) and keep it attached
         (with `filter`, see ChannelState.want)."""
         channel = self.channel(name)
         if self.closed is None:
-            channel.want(after, filter)
-            if self.linked and not channel.attached and not channel.attaching:
+            again = channel.want(after, filter)
+            if self.linked and (again or (not channel.attached and not channel.attaching)):
                 self._attach(channel)
         return channel
 

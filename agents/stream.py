@@ -130,10 +130,10 @@ class Stream:
             frame["thread"] = self.thread
         if self.meta is not None:
             frame["meta"] = self.meta
-        for key in ("to", "claim", "run_id", "lane", "tool_call"):
-            value = getattr(self, key)
+        for room_field in ("to", "claim", "run_id", "lane", "tool_call"):
+            value = getattr(self, room_field)
             if value is not None:
-                frame[key] = value
+                frame[room_field] = value
         resume_key: str | None = None
         try:
             reply = await shielded(self.client.submit(frame), self._end_orphan)

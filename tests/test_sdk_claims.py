@@ -16,6 +16,7 @@ from agentchat import (
     Client,
     LoopBrake,
     NotAddressed,
+    RequestError,
     Subscription,
 )
 from agentchat_server.protocol import Code
@@ -54,12 +55,23 @@ async def test_addressed_messages_and_the_to_me_filter(server: TestServer) -> No
         await room.publish("for planner", to=["planner"])
         await planner.channel(ROOM).publish("mine, to coder", to=["coder"])
         last = await room.publish("for both", to=["planner", "coder"])
-        got = [await next_message(mine) for _ in range(4)]
-        assert [m.text for m in got] == ["for everyone", "for planner", "mine, to coder", "for both"]
-        assert got[-1].to == ("planner", "coder") and got[-1].serial == last
+        async with room.stream(to=["coder"]) as aside:
+            await aside.append("streamed to coder")
+        async with room.stream(to=["planner"]) as answer:
+            await answer.append("streamed to planner")
+        got = [await next_message(mine) for _ in range(5)]
+        assert [m.text for m in got] == [
+            "for everyone",
+            "for planner",
+            "mine, to coder",
+            "for both",
+            "streamed to planner",
+        ]
+        assert got[3].to == ("planner", "coder") and got[3].serial == last
+        assert got[4].to == ("planner",) and got[4].stream_id == answer.stream_id
         page = await planner.channel(ROOM).history(filter="to_me", direction="forwards")
         assert [m.text for m in page] == [m.text for m in got]
-        assert len(await room.history()) == 5
+        assert len(await room.history()) == 7
         with pytest.raises(ValueError, match="one filter"):
             planner.channel(ROOM).subscribe()
 
@@ -77,6 +89,19 @@ async def test_a_to_me_reader_resumes_after_a_reconnect_without_false_gaps(serve
         await room.publish("two")
         assert (await next_message(mine)).text == "two"
         assert planner.reconnects == 1
+
+
+async def test_a_channel_attached_for_presence_takes_a_subscriptions_filter(server: TestServer) -> None:
+    """A channel attached for presence only can still be subscribed `to_me`: it attaches again with
+    the filter, and from then on only the reader's share arrives."""
+    async with person(server) as ana, agent(server, "planner") as planner:
+        team = planner.channel(ROOM)
+        await team.presence.enter({"status": "idle"})
+        mine = await team.subscribe(filter="to_me")
+        await ana.channel(ROOM).publish("for coder", to=["coder"])
+        await ana.channel(ROOM).publish("for planner", to=["planner"])
+        assert (await next_message(mine)).text == "for planner"
+        assert [m.client_id for m in team.presence.members] == ["planner"]
 
 
 async def test_policy_comes_from_the_attach(make_server: Callable[..., Any]) -> None:
@@ -179,8 +204,8 @@ async def test_async_with_renews_the_lease_and_releases_it(make_server: Callable
 
 
 async def test_reply_policy_and_loop_brake_raise_typed_errors(make_server: Callable[..., Any]) -> None:
-    """Under `addressed` an agent's reply to a message not addressed to it is NotAddressed; past
-    the loop budget an agent's turn is LoopBrake carrying the budget."""
+    """Under `addressed` an agent's reply (a message or a run) to a message not addressed to it is
+    NotAddressed; past the loop budget an agent's turn is LoopBrake carrying the budget."""
     policy = {"reply_policy": "addressed", "loop_budget": 2}
     srv: TestServer = await make_server(namespaces={"team": policy})
     async with person(srv) as ana, agent(srv, "ping") as ping, agent(srv, "pong") as pong:
@@ -188,8 +213,31 @@ async def test_reply_policy_and_loop_brake_raise_typed_errors(make_server: Calla
         with pytest.raises(NotAddressed) as refused:
             await ping.channel(ROOM).publish("me?", reply_to=question)
         assert refused.value.code == Code.REPLY_NOT_ALLOWED
+        with pytest.raises(NotAddressed):
+            async with ping.channel(ROOM).run(reply_to=question):
+                raise AssertionError("a refused run does not start")
         await ping.channel(ROOM).publish("ping")
         await pong.channel(ROOM).publish("pong")
         with pytest.raises(LoopBrake) as braked:
             await ping.channel(ROOM).publish("ping again")
         assert braked.value.budget == 2 and braked.value.code == Code.LOOP_BRAKE
+
+
+async def test_bad_room_input_gets_a_clear_error_and_breaks_nothing(server: TestServer) -> None:
+    """Bad addressees, claims and filters are refused with a clear error; the channel goes on."""
+    async with agent(server, "planner") as planner:
+        team = planner.channel(ROOM)
+        for bad in ([], ["a", "a"], ["bad id!"]):
+            with pytest.raises(RequestError) as refused:
+                await team.publish("hi", to=bad)
+            assert refused.value.code == Code.INVALID_FRAME
+        with pytest.raises(RequestError) as missing:
+            await team.claim(999)
+        assert missing.value.code == Code.NOT_FOUND
+        with pytest.raises(ValueError, match="to_me"):
+            team.subscribe(filter="nobody")  # type: ignore[arg-type]
+        async with team.run() as run:
+            with pytest.raises(ValueError, match="snapshot or delta"):
+                await run.state()
+        assert run.status == "completed"
+        assert await team.publish("still fine", to=["ana"]) > 0

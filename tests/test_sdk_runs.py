@@ -11,7 +11,7 @@ import pytest
 from agentchat import Client, RunUpdate, StreamFeed, StreamUpdate, Subscription
 from agentchat_server.testing import TestServer
 from tests.room_helpers import ROOM
-from tests.sdk_helpers import WAIT
+from tests.sdk_helpers import WAIT, cut_connection
 
 
 def agent(srv: TestServer, client_id: str) -> Client:
@@ -220,3 +220,21 @@ async def test_a_stream_or_run_whose_opener_was_cancelled_is_not_left_open(serve
                 if run.done:
                     break
         assert run.status == "cancelled"
+
+
+async def test_a_run_goes_on_across_a_dropped_connection(server: TestServer) -> None:
+    """A run's writer whose connection drops mid-lane resumes its session: the lane's text is whole
+    and the run completes, as a reader sees it."""
+    async with person(server) as ana, agent(server, "planner") as planner:
+        watch = await ana.channel(ROOM).subscribe()
+        streams = ana.channel(ROOM).streams()
+        async with planner.channel(ROOM).run() as run:
+            async with run.text(coalesce=0) as lane:
+                await lane.append("before the drop, ")
+                cut_connection(planner)
+                await lane.append("after it")
+            await run.tool_result("call_9", {"ok": True})
+        final = await stream_until(streams, lambda u: u.done)
+        assert (final.status, final.text, final.run_id) == ("complete", "before the drop, after it", run.id)
+        done = await run_until(watch, run.id, lambda u: u.done)
+        assert done.status == "completed" and planner.reconnects == 1 and planner.resumed

@@ -334,3 +334,42 @@ async def test_the_demo_and_bot_commands_run(dev: TestServer) -> None:
             proc.terminate()
         await asyncio.gather(*(proc.wait() for proc in procs))
         await wire.close()
+
+
+async def test_the_agent_room_examples_run(dev: TestServer) -> None:
+    """The agent-room examples, run as the agent `planner` in team:alpha: it addresses and claims a
+    task and answers it with the token, writes a run a `to_me` reader sees complete with its state,
+    and asks ana, whose approval its `wait()` returns."""
+    planner = await agentchat.dev_token(dev.url, "planner", "agent")
+    person = await agentchat.dev_token(dev.url, "ana", "human")
+    async with (
+        Client(dev.url, token=planner) as client,
+        Client(dev.url, token=person) as ana,
+    ):
+        recorder = Recorder()
+        ns: dict[str, Any] = {
+            "client": client,
+            "team": client.channel("team:alpha"),
+            "print": recorder("print"),
+        }
+        await run_fragment(block(SDK, "team.claim(task)").text, ns)
+        assert recorder.of("print") == [("open", 30), (1, [])]
+        reply = (await ns["team"].history(limit=1)).messages[0]
+        assert (reply.reply_to, ns["mine"].filter) == (ns["task"], "to_me")
+        await run_fragment(block(SDK, 'run.tool_call("call_1"').text, ns)
+        run_id, status = recorder.of("print")[-1]
+        assert status == "completed"
+        await run_fragment(block(SDK, "mine.run_updates").text, ns)
+        assert recorder.of("print")[-1] == (run_id, "completed", {"plan": ["searched", "answer"]})
+        watch = await ana.channel("team:alpha").subscribe()
+        asking = asyncio.create_task(run_fragment(block(SDK, "asked.wait()").text, ns))
+        async with asyncio.timeout(UNIT * 10):
+            async for message in watch:
+                request = agentchat.InputRequest.from_message(message)
+                if request is not None:
+                    break
+        await ana.channel("team:alpha").answer(request.request_id, "approve")
+        async with asyncio.timeout(UNIT * 10):
+            await asking
+        assert ns["answer"].approved and ns["answer"].client_id == "ana"
+        assert (await ns["team"].history(limit=1)).messages[0].text == "Deploying v2."
