@@ -83,12 +83,12 @@ async def _claims_until_done(claims: Any, questions: set[int]) -> AsyncIterator[
 
 
 class Worker(BotProcess):
-    """One worker process; `streaming` gets the serials it starts streaming answers to, as it says
-    them on stderr."""
+    """One worker process; it puts (itself, serial) in `streaming` as it starts streaming an
+    answer to message `serial` (it says so on stderr)."""
 
-    def __init__(self, server: TestServer) -> None:
+    def __init__(self, server: TestServer, streaming: asyncio.Queue[tuple[Worker, int]]) -> None:
         super().__init__("tests.pool_worker:make_bot", server, POOL_WORKER_PAUSE="0.1")
-        self.streaming: asyncio.Queue[int] = asyncio.Queue()
+        self.streaming = streaming
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> Worker:
@@ -100,7 +100,7 @@ class Worker(BotProcess):
         while True:
             line = await self.lines.get()
             if line.startswith("streaming "):
-                self.streaming.put_nowait(int(line.split()[1]))
+                self.streaming.put_nowait((self, int(line.split()[1])))
 
     async def stop(self) -> int | None:
         status = await super().stop()
@@ -109,14 +109,25 @@ class Worker(BotProcess):
         return status
 
 
+async def streamer_of(streaming: asyncio.Queue[tuple[Worker, int]], serial: int) -> Worker:
+    """The worker that starts streaming the answer to `serial` (within WAIT)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            worker, started = await streaming.get()
+            if started == serial:
+                return worker
+
+
 async def test_a_pool_of_three_processes_answers_200_messages_once_while_one_is_killed(
     make_server: Callable[..., Any],
 ) -> None:
     """Three worker processes share 200 messages (100 sent before they start, found by their
-    catch-up scan, 100 after); one is SIGKILLed mid-answer. Every message ends with exactly one
-    `complete` answer; the killed instance's interrupted answer is `aborted`."""
+    catch-up scan, 100 after); the one answering a message its model hangs on is SIGKILLed
+    mid-answer. Every message ends with exactly one `complete` answer; the killed instance's
+    interrupted answer is `aborted`, and another instance answered that message."""
     server: TestServer = await make_server(**SETTINGS)
-    workers = [Worker(server) for _ in range(3)]
+    streaming: asyncio.Queue[tuple[Worker, int]] = asyncio.Queue()
+    workers = [Worker(server, streaming) for _ in range(3)]
     async with Client(server.url, token=server.token("ana")) as human:
         room = human.channel(ROOM)
         subscription = room.subscribe()
@@ -127,16 +138,18 @@ async def test_a_pool_of_three_processes_answers_200_messages_once_while_one_is_
                 await worker.start()
             async with asyncio.timeout(WAIT):
                 await room.presence.wait_for(lambda ms: sum(m.client_id == "worker" for m in ms) == 3)
-            questions += await publish(room, 100, start=100)
-            victim = workers[0]
-            async with asyncio.timeout(WAIT):
-                killed_on = await victim.streaming.get()
+            questions += await publish(room, 50, start=100)
+            killed_on = await room.publish("question 150: hang")
+            questions += [killed_on, *await publish(room, 49, start=151)]
+            victim = await streamer_of(streaming, killed_on)
             await victim.kill()
             await until_answered(subscription, set(questions), UNIT * 8)
         finally:
             statuses = [await worker.stop() for worker in workers]
         answers = await answers_in(room, questions[0] - 1)
-    assert statuses[0] == -signal.SIGKILL and statuses[1:] == [0, 0], [w.log[-20:] for w in workers]
+    assert sorted(statuses, key=str) == sorted([-signal.SIGKILL, 0, 0], key=str), [
+        w.log[-20:] for w in workers
+    ]
     complete = Counter(m.reply_to for m in answers if m.status == "complete")
     assert set(complete) == set(questions)
     assert [q for q, n in complete.items() if n != 1] == []
