@@ -21,9 +21,11 @@ from agentchat.errors import (
     RequestError,
     StreamLost,
 )
+from agentchat.events import ChannelEvent, ClaimChanged
 from agentchat.filters import Filter
 from agentchat.ledger import AnswerLedger, Trigger
 from agentchat.models import Message
+from agentchat.pool import Deferrals
 from agentchat.retry import NO_RETRY, Retry
 from agentchat.roommodels import ClaimEvent
 from agentchat.status import StatusKeeper
@@ -79,6 +81,7 @@ class Answerer:
         self._stopping = False
         self._braked: set[str] = set()  # channels whose loop brake we already logged
         self._requesters = Requesters()
+        self._deferrals = Deferrals()
 
     async def catch_up(self, channel: Channel, upto: int) -> None:
         """Answer what the last `catch_up` messages up to serial `upto` ask for and nobody answered."""
@@ -108,11 +111,24 @@ class Answerer:
             if first is not None and first.serial == trigger[1] and self._recent(first):
                 self._maybe_answer(channel, first)
 
+    def follow_claims(self, channel: Channel) -> Callable[[], None]:
+        """In a pool: follow the claim frames of `channel` as they arrive (before the messages they
+        precede are considered), for double texting across instances; returns the stop function."""
+
+        def on_event(event: ChannelEvent) -> None:
+            if isinstance(event, ClaimChanged) and not self._stopping:
+                for message in self._deferrals.claim_changed(event.claim):
+                    self._maybe_answer(channel, message)
+
+        return channel.listen(on_event)
+
     async def watch_claims(self, channel: Channel, claims: AsyncIterator[ClaimEvent]) -> None:
-        """In a pool: answer messages whose claim was given up (`released`) or lapsed (`expired`,
-        its holder died or hung) before anyone answered them. Runs until `claims` ends."""
+        """In a pool: answer messages whose claim lapsed (`expired`: its holder died or hung before
+        it answered). A `released` claim needs nothing here: an `aborted` answer is retried when it
+        arrives (`consider`), a `failed` or `cancelled` one counts as the answer. Runs until
+        `claims` ends."""
         async for change in claims:
-            if change.state not in ("released", "expired"):
+            if change.state != "expired":
                 continue
             key = (channel.name, change.serial)
             if self._ledger.next_attempt(key) is None or self._stopping:
@@ -156,6 +172,8 @@ class Answerer:
         # A person writing again while we answer them: the double texting policy decides.
         person = message.kind == "human"
         earlier = self._requesters.earlier(channel.name, message.client_id, message.serial) if person else []
+        if self.pool and person and self._deferrals.defer(message) and not earlier:
+            return  # another instance answers this person's earlier message: it takes this one too
         task = asyncio.create_task(self._handle(channel, message, attempt, handler, earlier))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -246,12 +264,7 @@ class Answerer:
         answered; True when the message is to be answered now."""
         policy = self.policy(channel)
         if policy == "reject":
-            try:
-                await self._context(channel, message, attempt).reply(REJECT_NOTICE)
-            except AlreadyExistsError:
-                pass
-            except Exception as exc:
-                log.warning("%s: could not reject %s: %s", self.me, message.serial, exc)
+            await self._reject(channel, message, attempt)
             return False
         if policy == "interrupt":
             for task in earlier:
@@ -259,6 +272,20 @@ class Answerer:
         # queue: after the earlier answers; interrupt: once they ended `cancelled`.
         await asyncio.wait(earlier)
         return True
+
+    async def _reject(self, channel: Channel, message: Message, attempt: int) -> None:
+        assert message.serial is not None
+        try:
+            if not self.pool:
+                await self._context(channel, message, attempt).reply(REJECT_NOTICE)
+                return
+            # In a pool the notice is the message's answer: claimed, so no instance answers it too.
+            async with channel.claim(message.serial) as claim:
+                await self._context(channel, message, claim.token - 1, claim.token).reply(REJECT_NOTICE)
+        except (AlreadyExistsError, ClaimHeld):
+            pass
+        except Exception as exc:
+            log.warning("%s: could not reject %s: %s", self.me, message.serial, exc)
 
     def _context(self, channel: Channel, message: Message, attempt: int, claim: int | None = None) -> Context:
         return Context(

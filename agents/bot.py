@@ -239,9 +239,9 @@ class Bot(Handlers):
         position = await channel.attach()
         await channel.presence.enter({**self.presence, "status": self.status})
         subscription = channel.subscribe(after=position.serial)
-        claims = (
-            asyncio.create_task(answerer.watch_claims(channel, subscription.claims)) if self.pool else None
-        )
+        watching = answerer.watch_claims(channel, subscription.claims) if self.pool else None
+        claims = asyncio.create_task(watching) if watching is not None else None
+        unfollow = answerer.follow_claims(channel) if self.pool else None
         try:
             await answerer.catch_up(channel, position.serial)
             self._caught_up.add(channel.name)
@@ -255,6 +255,8 @@ class Bot(Handlers):
                     log.warning("%s: %s; scanning recent history", self.client_id, lost)
                     await answerer.catch_up(channel, lost.position.serial)
         finally:
+            if unfollow is not None:
+                unfollow()
             if claims is not None:
                 claims.cancel()
                 await asyncio.gather(claims, return_exceptions=True)
