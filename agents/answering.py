@@ -43,8 +43,8 @@ class Answerer:
     Give it each durable message of the bot's channels in order (`consider`), and let it scan recent
     history after a start or a continuity loss (`catch_up`); `drain` ends it at shutdown. At most
     `concurrency` handlers run at once; the ledger decides what still needs an answer. In a `pool`
-    each answer is claimed first (only the winner answers) and `watch_claims` takes over messages
-    whose claim a dead or failed instance gave up.
+    each answer is claimed first (only the winner answers), `watch_claims` takes over messages
+    whose claim lapsed with a dead instance, and `follow_claims` keeps double texting in one hand.
     """
 
     def __init__(
