@@ -52,14 +52,19 @@ def topic_of(question: str) -> str:
     return text[:120] or "this"
 
 
+def key_words(question: str, limit: int = 3) -> list[str]:
+    """The question's first `limit` distinct words that are not fillers or mentions, lowercased."""
+    words: list[str] = []
+    for word in _WORD.findall(topic_of(question)):
+        if word.lower() not in _FILLER and word.lower() not in words:
+            words.append(word.lower())
+    return words[:limit]
+
+
 def plan_for(question: str) -> str:
     """A short, deterministic plan that quotes the question's topic and its key words."""
     topic = topic_of(question)
-    words: list[str] = []
-    for word in _WORD.findall(topic):
-        if word.lower() not in _FILLER and word.lower() not in words:
-            words.append(word.lower())
-    key = words[:3]
+    key = key_words(question)
     if len(key) > 1:
         parts = f"{', '.join(key[:-1])} and {key[-1]}"
     else:

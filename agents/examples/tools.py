@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from agentchat.bot import Bot
 from agentchat.context import Context
-from agentchat.examples.scripted import _FILLER, _WORD, model_settings, tokenize, topic_of
+from agentchat.examples.scripted import key_words, model_settings, tokenize
 from agentchat.llm import ChatModel, LLMSettings
 
 CLIENT_ID = "librarian"
@@ -28,15 +28,6 @@ CATALOGUE = {
     "presence": "Presence lists who is in a channel, one entry per connection.",
 }
 """The `lookup` tool's knowledge: a few notes on agentchat, by key word."""
-
-
-def key_words(question: str) -> list[str]:
-    """The question's words worth looking up (no fillers, no mentions), at most three."""
-    words: list[str] = []
-    for word in _WORD.findall(topic_of(question)):
-        if word.lower() not in _FILLER and word.lower() not in words:
-            words.append(word.lower())
-    return words[:3]
 
 
 def lookup(words: Sequence[str]) -> dict[str, str]:
