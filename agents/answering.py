@@ -308,6 +308,8 @@ class Answerer:
         assert message.serial is not None
         key = (channel.name, message.serial)
         context = self._context(channel, message, attempt, claim)
+        # Our run for this attempt was left unfinished (a restart): its same id finds it again.
+        context.resuming = claim is None and self._ledger.in_progress(key)
         task = asyncio.create_task(self._invoke(handler, context))
         context.on_stop(task.cancel)
         try:

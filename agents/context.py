@@ -35,6 +35,7 @@ class Context:
     bot that runs again after a crash cannot post a second answer: the server keeps the first. A
     message in a thread is answered in that thread (`thread`); `conversation()` reads what it follows.
     In a pool, `claim` is the fencing token of the bot's claim on the message: replies carry it.
+    `resuming` is true when this answer's run was left unfinished by an earlier start of the bot.
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class Context:
         self.replies = 0
         self.asks = 0
         self._run: _AnswerRun | None = None
+        self.resuming = False
         self._shutting_down = shutting_down
         self.stopped_by_cancel = False
         self._client = client
@@ -110,6 +112,7 @@ class Context:
         run = _AnswerRun(
             self.channel,
             self._shutting_down,
+            self.resuming,
             reply_to=self.message.serial,
             claim=self.claim,
             to=to,
@@ -293,10 +296,13 @@ class _AnswerRun(Run):
     parked run back after a restart, and is left parked when the bot shuts down while it waits
     for input."""
 
-    def __init__(self, channel: Channel, shutting_down: Callable[[], bool], **options: Any) -> None:
+    def __init__(
+        self, channel: Channel, shutting_down: Callable[[], bool], resuming: bool, **options: Any
+    ) -> None:
         super().__init__(channel, **options)
         self.asking = 0
         self._shutting_down = shutting_down
+        self._resuming = resuming
 
     @property
     def open(self) -> bool:
@@ -305,8 +311,9 @@ class _AnswerRun(Run):
 
     async def start(self) -> Run:
         await super().start()
-        if self.status == "input_required":
-            # The same id found our run, parked waiting for input (we restarted): write it again.
+        if self.status == "input_required" or (self._resuming and self.status == "running"):
+            # The same id found our run, parked waiting for input, or still held by our dead
+            # session (we restarted within the server's stream_grace): write it from here.
             reply = await self.client.request({"type": "run_resume", "run_id": self.id})
             self.status = str(reply.get("status") or self.status)
         return self

@@ -82,6 +82,12 @@ class AnswerLedger:
             return True
         return any(status not in ("aborted", "failed", IN_PROGRESS) for status in statuses)
 
+    def in_progress(self, key: Trigger) -> bool:
+        """True when my last answer to `key` is a run whose end I have not seen (I died writing it,
+        or parked it waiting for input)."""
+        statuses = self._statuses.get(key)
+        return statuses is not None and bool(statuses) and statuses[-1] == IN_PROGRESS
+
     def settle(self, key: Trigger) -> None:
         """Count `key` as answered though no answer exists (the server refused it for good)."""
         self._add(key, SETTLED)

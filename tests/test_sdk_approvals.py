@@ -13,6 +13,7 @@ from agentchat_server.testing import TestServer
 from tests import approver_bot
 from tests.bot_process import BotProcess
 from tests.sdk_helpers import WAIT, messages_until, running
+from tests.wire import UNIT
 
 ROOM = "team:ops"
 
@@ -172,3 +173,39 @@ async def test_an_approval_reaches_the_bot_process_restarted_after_a_kill(
     assert {m.run_id for m in got if m.name == "agentchat.run"} == {request.run_id}
     assert got[-1].data["status"] == "completed"
     assert [m.data for m in got if m.lane == "text"] == ["deployed v5"]
+
+
+async def test_a_bot_process_killed_mid_run_carries_the_same_run_on_after_a_restart(
+    make_server: Callable[..., Any],
+) -> None:
+    """`agentchat bot` is SIGKILLed while its run is running (not waiting): restarted before the
+    server gives the dead session up, the bot takes the same run back (not a second run, not an
+    aborted one), asks, and finishes it once approved."""
+    server: TestServer = await make_server(stream_grace=UNIT * 4)
+    async with Client(server.url, token=server.token("ana")) as human:
+        room = human.channel(ROOM)
+        subscription = room.subscribe()
+        await subscription.start()
+        first = await BotProcess("tests.approver_bot:make_bot", server, APPROVER_HANG="1").start()
+        try:
+            async with asyncio.timeout(WAIT):
+                await room.presence.wait_for(lambda ms: any(m.client_id == "deployer" for m in ms))
+                asked = await room.publish("v6")
+                while await first.lines.get() != f"running {asked}":
+                    pass
+            await first.kill()
+            second = await BotProcess("tests.approver_bot:make_bot", server).start()
+            try:
+                request = (await messages_until(subscription, is_request))[-1]
+                assert request.request_id is not None
+                await room.answer(request.request_id, "approve")
+                await messages_until(subscription, run_end)
+            finally:
+                assert await second.stop() == 0, second.log[-20:]
+        finally:
+            await first.stop()
+        got = [m async for m in room.messages(after=asked, direction="forwards")]
+    starts = [m for m in got if m.name == "agentchat.run" and m.data.get("status") == "running"]
+    assert len(starts) == 1 and got[-1].data["status"] == "completed"
+    assert {m.run_id for m in got if m.run_id} == {starts[0].run_id}
+    assert [m.data for m in got if m.lane == "text"] == ["deployed v6"]
