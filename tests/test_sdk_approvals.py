@@ -209,3 +209,39 @@ async def test_a_bot_process_killed_mid_run_carries_the_same_run_on_after_a_rest
     assert len(starts) == 1 and got[-1].data["status"] == "completed"
     assert {m.run_id for m in got if m.run_id} == {starts[0].run_id}
     assert [m.data for m in got if m.lane == "text"] == ["deployed v6"]
+
+
+async def test_a_bot_process_restarted_after_its_run_aborted_answers_with_a_new_run(
+    make_server: Callable[..., Any],
+) -> None:
+    """Restarted only after the server aborted its dead run, the bot answers with a new run; the
+    room holds the aborted run and the completed one."""
+    server: TestServer = await make_server(stream_grace=0.2)
+    async with Client(server.url, token=server.token("ana")) as human:
+        room = human.channel(ROOM)
+        subscription = room.subscribe()
+        await subscription.start()
+        first = await BotProcess("tests.approver_bot:make_bot", server, APPROVER_HANG="1").start()
+        try:
+            async with asyncio.timeout(WAIT):
+                await room.presence.wait_for(lambda ms: any(m.client_id == "deployer" for m in ms))
+                asked = await room.publish("v7")
+                while await first.lines.get() != f"running {asked}":
+                    pass
+            await first.kill()
+            aborted = (await messages_until(subscription, run_end))[-1]
+            assert aborted.data["status"] == "aborted"
+            second = await BotProcess("tests.approver_bot:make_bot", server).start()
+            try:
+                request = (await messages_until(subscription, is_request))[-1]
+                assert request.request_id is not None
+                await room.answer(request.request_id, "approve")
+                await messages_until(subscription, run_end)
+            finally:
+                assert await second.stop() == 0, second.log[-20:]
+        finally:
+            await first.stop()
+        got = [m async for m in room.messages(after=asked, direction="forwards")]
+    ends = [(m.run_id, m.data["status"]) for m in got if m.name == "agentchat.run" and m.reply_to is None]
+    assert [status for _, status in ends] == ["aborted", "completed"] and ends[0][0] != ends[1][0]
+    assert [m.data for m in got if m.lane == "text"] == ["deployed v7"]
