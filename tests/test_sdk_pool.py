@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from agentchat import Client, Message
+from agentchat.examples import scripted
 from agentchat_server.testing import TestServer
 from tests.bot_process import BotProcess
 from tests.pool_worker import ROOM, make_bot
@@ -156,3 +157,29 @@ async def test_a_pool_of_three_processes_answers_200_messages_once_while_one_is_
     assert any(m.reply_to == killed_on and m.status == "aborted" for m in answers)
     assert all(m.client_id == "worker" for m in answers)
     assert not [line for w in workers for line in w.log if "Traceback" in line]
+
+
+async def test_a_member_stopping_a_pooled_answer_is_not_undone_by_another_instance(
+    server: TestServer,
+) -> None:
+    """A member cancels a pooled planner's answer: the claim is released, yet no instance answers
+    that message again (a Stop stays a Stop); the pool answers the next question as usual."""
+    planners = [scripted.make_bot(rate=40, pool=True) for _ in range(2)]
+    for planner in planners:
+        planner.derive_reply_secret("planner:secret")
+    async with running(planners[0], server), running(planners[1], server):
+        async with Client(server.url, token=server.token("ana")) as human:
+            room = human.channel("room:lobby")
+            feed = await room.events().start()
+            subscription = room.subscribe()
+            await subscription.start()
+            stopped = await room.publish("@planner a long question")
+            async with asyncio.timeout(WAIT):
+                event = await anext(feed)
+                while event.type != "stream_open":
+                    event = await anext(feed)
+            await room.cancel_stream(event.frame["stream_id"])
+            next_one = await room.publish("@planner the next question")
+            await until_answered(subscription, {next_one}, WAIT)
+            answers = await answers_in(room, stopped)
+    assert [(m.reply_to, m.status) for m in answers] == [(stopped, "cancelled"), (next_one, "complete")]
