@@ -47,7 +47,6 @@ async def test_a_reader_joining_mid_run_gets_its_snapshot(server: TestServer) ->
     its text is being written sees the run (status, requester, state with deltas applied), the open
     text lane, the finished lanes in history, then the run completed with its result."""
     async with person(server) as ana, agent(server, "planner") as planner:
-        await ana.channel(ROOM).subscribe()  # a room being watched: its node keeps the runs' state
         question = await ana.channel(ROOM).publish("find the flaky test", to=["planner"])
         team = planner.channel(ROOM)
         async with team.run(reply_to=question, to=["ana"]) as run:
