@@ -12,6 +12,7 @@ Rules (docs/protocol.md, "Stream frames"):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,9 @@ class StreamUpdate:
 
     `content` is the text so far (a list of chunks for `format="json"`); `thread` the thread root it
     answers in, if any; `display_name` the writer's, if its token has one. `status` is `open`, then
-    `complete`, `cancelled` or `aborted` once `message` (the final durable message) arrived, or
-    `lost` when the stream vanished without it.
+    `complete`, `failed` (with `error`), `cancelled` (with `cancelled_by`, None when the writer
+    cancelled) or `aborted` once `message` (the final durable message) arrived, or `lost` when the
+    stream vanished without it. A run's lanes carry `run_id`, `lane` and `tool_call`.
     """
 
     stream_id: str
@@ -44,6 +46,19 @@ class StreamUpdate:
     message: Message | None = None
     thread: int | None = None
     display_name: str | None = None
+    run_id: str | None = None
+    lane: str | None = None
+    tool_call: Mapping[str, Any] | None = None
+
+    @property
+    def error(self) -> Mapping[str, Any] | None:
+        """Why a `failed` (or `aborted`, when a claim or run was lost) stream ended: `{"message", "code"}`."""
+        return self.message.error if self.message is not None else None
+
+    @property
+    def cancelled_by(self) -> str | None:
+        """Who cancelled a `cancelled` stream (None when its writer did)."""
+        return self.message.cancelled_by if self.message is not None else None
 
     @property
     def text(self) -> str:
@@ -74,6 +89,10 @@ class StreamAssembly:
         self.thread = thread if isinstance(thread, int) else None
         display_name = frame.get("display_name")
         self.display_name = display_name if isinstance(display_name, str) else None
+        run_id, lane, tool_call = frame.get("run_id"), frame.get("lane"), frame.get("tool_call")
+        self.run_id = run_id if isinstance(run_id, str) else None
+        self.lane = lane if isinstance(lane, str) else None
+        self.tool_call = dict(tool_call) if isinstance(tool_call, dict) else None
         self.format = "json" if frame.get("format") == "json" else "text"
         self.content: Any = [] if self.format == "json" else ""
         self.next = 0
@@ -140,6 +159,9 @@ class StreamAssembly:
             message=self.message,
             thread=self.thread,
             display_name=self.display_name,
+            run_id=self.run_id,
+            lane=self.lane,
+            tool_call=self.tool_call,
         )
 
     def _append(self, piece: Any) -> None:

@@ -16,10 +16,12 @@ from typing import Any
 from agentchat.answering import Answerer
 from agentchat.channel import Channel
 from agentchat.client import Client, TokenProvider
+from agentchat.double_texting import DoubleTexting, checked
 from agentchat.errors import ContinuityLost
 from agentchat.handlers import Handlers
 from agentchat.ledger import AnswerLedger
 from agentchat.replies import configured_secret, random_secret, reply_id, secret_from_key
+from agentchat.retry import NO_RETRY, Retry
 from agentchat.status import StatusKeeper
 from agentchat.tokens import MintFunction, first_key, key_minter
 
@@ -35,7 +37,13 @@ class Bot(Handlers):
     message is answered at most once, even across crashes; on start (and after lost continuity)
     the bot reads the last `catch_up` messages (no older than `catch_up_age` seconds) and answers
     those it has not answered. An answer that ended `aborted` (the bot died mid-stream) is retried,
-    up to `max_attempts` in all. AGENTCHAT_REPLY_SECRET is read here, once.
+    up to `max_attempts` in all. AGENTCHAT_REPLY_SECRET is read here, once. A handler that raises
+    leaves a `failed` answer with the error; `retry` (`agentchat.retry.Retry`) answers again after
+    retryable failures (model overload, rate limits, lost connections). A person writing again
+    while the bot answers them is handled by `double_texting` (`queue`, `interrupt`, `reject`;
+    None: the channel's policy, see `agentchat.double_texting`). With `pool` (True, or the pool's
+    name shown in presence as `pool`), several instances of the bot (same client_id) share the
+    work: each claims a message before answering it, and takes over the ones a dead instance left.
     """
 
     def __init__(
@@ -52,11 +60,16 @@ class Bot(Handlers):
         shutdown_grace: float = 5.0,
         status_debounce: float = 0.05,
         reply_secret: str | bytes | None = None,
+        retry: Retry = NO_RETRY,
+        double_texting: DoubleTexting | None = None,
+        pool: bool | str = False,
     ) -> None:
         super().__init__()
         self.client_id = client_id
         self.channels = list(channels)
-        self.presence = {"kind": "agent", **(presence or {})}
+        self.pool = bool(pool)
+        pool_name = pool if isinstance(pool, str) else client_id
+        self.presence = {"kind": "agent", **({"pool": pool_name} if pool else {}), **(presence or {})}
         self.catch_up = catch_up
         self.catch_up_age = catch_up_age
         self.coalesce = coalesce
@@ -64,6 +77,8 @@ class Bot(Handlers):
         self.client: Client | None = None
         self._status = StatusKeeper(status_debounce)
         self.concurrency = concurrency
+        self.retry = retry
+        self.double_texting = checked(double_texting)
         self._reply_secret = configured_secret(reply_secret)
         self._ledger = AnswerLedger(client_id, max_attempts)
         self._answerer: Answerer | None = None
@@ -116,6 +131,9 @@ class Bot(Handlers):
             catch_up_age=self.catch_up_age,
             concurrency=self.concurrency,
             coalesce=self.coalesce,
+            retry=self.retry,
+            double_texting=self.double_texting,
+            pool=self.pool,
         )
         watchers = [
             asyncio.create_task(self._watch(client.channel(name), self._answerer)) for name in self.channels
@@ -221,17 +239,27 @@ class Bot(Handlers):
         position = await channel.attach()
         await channel.presence.enter({**self.presence, "status": self.status})
         subscription = channel.subscribe(after=position.serial)
-        await answerer.catch_up(channel, position.serial)
-        self._caught_up.add(channel.name)
-        if len(self._caught_up) == len(set(self.channels)):
-            self._ready.set()
-        while True:
-            try:
-                async for message in subscription:
-                    await answerer.consider(channel, message)
-            except ContinuityLost as lost:
-                log.warning("%s: %s; scanning recent history", self.client_id, lost)
-                await answerer.catch_up(channel, lost.position.serial)
+        watching = answerer.watch_claims(channel, subscription.claims) if self.pool else None
+        claims = asyncio.create_task(watching) if watching is not None else None
+        unfollow = answerer.follow_claims(channel) if self.pool else None
+        try:
+            await answerer.catch_up(channel, position.serial)
+            self._caught_up.add(channel.name)
+            if len(self._caught_up) == len(set(self.channels)):
+                self._ready.set()
+            while True:
+                try:
+                    async for message in subscription:
+                        await answerer.consider(channel, message)
+                except ContinuityLost as lost:
+                    log.warning("%s: %s; scanning recent history", self.client_id, lost)
+                    await answerer.catch_up(channel, lost.position.serial)
+        finally:
+            if unfollow is not None:
+                unfollow()
+            if claims is not None:
+                claims.cancel()
+                await asyncio.gather(claims, return_exceptions=True)
 
     # --- presence status -------------------------------------------------------------------
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Literal, overload
 
 from agentchat.chatmodels import ReadMark
 from agentchat.errors import AgentChatError
 from agentchat.events import Attached, ChannelEvent, Ended
 from agentchat.models import HistoryPage, Message, Position
-from agentchat.ports import Hub, Listener, View
+from agentchat.ports import Filter, Hub, Listener, View
 from agentchat.presence import Presence
+from agentchat.roommodels import Policy, RunUpdate
+from agentchat.rooms import AgentRoom
 from agentchat.stream import Stream
 from agentchat.subscription import EventFeed, StreamFeed, Subscription
 
 log = logging.getLogger("agentchat.channel")
 
 
-class Channel:
+class Channel(AgentRoom):
     """One channel seen through a Client. Get it with `client.channel(name)`.
 
     `position` is the last durable message delivered on this connection; after a reconnect the
@@ -52,6 +54,16 @@ class Channel:
     def position(self) -> Position | None:
         """The last durable message delivered on this connection (None before the first attach)."""
         return self._state.position
+
+    @property
+    def policy(self) -> Policy:
+        """The namespace's policy for agents (from the last `attached`; the defaults before)."""
+        return self._state.policy or Policy()
+
+    @property
+    def runs(self) -> Mapping[str, RunUpdate]:
+        """The runs of the channel this client knows now, by run id (active ones, then recent ended)."""
+        return dict(self._state.book.runs)
 
     @property
     def attached(self) -> bool:
@@ -93,8 +105,14 @@ class Channel:
             except AgentChatError as exc:  # a dropped link detaches too
                 log.debug("detach of %s: %s", self._name, exc)
 
-    def subscribe(self, *, after: int | None = None, max_buffer: int = 1000) -> Subscription:
+    def subscribe(
+        self, *, after: int | None = None, max_buffer: int = 1000, filter: Filter = "all"
+    ) -> Subscription:
         """A view of durable messages after serial `after` (default: from now), live, in order.
+
+        `filter="to_me"` attaches the channel so that only messages addressed to this client, to
+        nobody, or sent by it arrive: one filter per channel and client (ValueError when another
+        subscription chose the other one; `events()`, `streams()` and presence take it as it is).
 
         The channel is attached at this call. `await channel.subscribe()` returns once it is
         attached: every message committed after that is yielded. Use `async for message in ...` or
@@ -103,9 +121,8 @@ class Channel:
         position = self._state.position
         start = after if after is not None else position.serial if position is not None else None
         behind = after is not None and position is not None and after < position.serial
-        subscription = Subscription(self, start, max_buffer, behind=behind)
-        self._client.state.want(self._name, after)
-        return subscription
+        self._client.state.want(self._name, after, filter)
+        return Subscription(self, start, max_buffer, behind=behind, filter=self._state.filter)
 
     def events(self, *, max_buffer: int = 1000) -> EventFeed:
         """A view of live-only frames: stream_*, ephemeral messages, presence (drops oldest when full).
@@ -136,6 +153,8 @@ class Channel:
         if_serial: int | None = ...,
         ephemeral: Literal[False] = ...,
         thread: int | None = ...,
+        to: Sequence[str] | None = ...,
+        claim: int | None = ...,
     ) -> int: ...
 
     @overload
@@ -149,6 +168,8 @@ class Channel:
         if_serial: int | None = ...,
         ephemeral: Literal[True],
         thread: int | None = ...,
+        to: Sequence[str] | None = ...,
+        claim: int | None = ...,
     ) -> None: ...
 
     async def publish(
@@ -161,8 +182,14 @@ class Channel:
         if_serial: int | None = None,
         ephemeral: bool = False,
         thread: int | None = None,
+        to: Sequence[str] | None = None,
+        claim: int | None = None,
     ) -> int | None:
         """Publish one message; return its serial once committed (None for ephemeral).
+
+        `to` addresses it to 1-32 client ids; `claim` is the fencing token of the claimed message it
+        answers (`reply_to`): ClaimLost when that claim is no longer ours, ClaimHeld when another
+        member holds it, NotAddressed under an `addressed` reply policy, LoopBrake past the budget.
 
         An `id` (a uuid if none is given) makes retries safe: the server keeps the message once.
         Raises ConflictError when `if_serial` is not the channel's last serial. With `thread` the
@@ -174,6 +201,10 @@ class Channel:
             message["reply_to"] = reply_to
         if thread is not None:
             message["thread"] = thread
+        if to is not None:
+            message["to"] = list(to)
+        if claim is not None:
+            message["claim"] = claim
         if ephemeral:
             message["ephemeral"] = True
         serials = await self.publish_many([message], if_serial=if_serial)
@@ -182,7 +213,8 @@ class Channel:
     async def publish_many(
         self, messages: Sequence[dict[str, Any]], *, if_serial: int | None = None
     ) -> list[int | None]:
-        """Publish 1-100 messages atomically (dicts with data, name, id, reply_to, thread, ephemeral)."""
+        """Publish 1-100 messages atomically (dicts with data, name, id, reply_to, thread, ephemeral,
+        to, claim, and a run's run_id, lane, tool_call)."""
         batch = [{**m, "id": m.get("id") or uuid.uuid4().hex} for m in messages]
         frame: dict[str, Any] = {"type": "publish", "channel": self._name, "messages": batch}
         if if_serial is not None:
@@ -201,11 +233,13 @@ class Channel:
         direction: Literal["backwards", "forwards"] = "backwards",
         thread: int | None = None,
         view: View = "all",
+        filter: Filter = "all",
     ) -> HistoryPage:
         """One page of history; `backwards` (default) is newest first. Bounds are exclusive serials.
 
         Messages come in their current version. `view="main"` gives only top-level messages (no
-        thread replies, no events): what a timeline shows; `thread=root` only that thread's replies.
+        thread replies, no events): what a timeline shows; `thread=root` only that thread's replies;
+        `filter="to_me"` only messages addressed to this client, to nobody, or sent by it.
         """
         frame: dict[str, Any] = {
             "type": "history",
@@ -221,6 +255,8 @@ class Channel:
             frame["thread"] = thread
         if view != "all":
             frame["view"] = view
+        if filter != "all":
+            frame["filter"] = filter
         reply = await self._client.request(frame)
         messages = [Message.from_wire(m, self._name) for m in reply.get("messages") or []]
         return HistoryPage(messages, bool(reply.get("has_more")))
@@ -235,15 +271,22 @@ class Channel:
         page_size: int = 100,
         thread: int | None = None,
         view: View = "all",
+        filter: Filter = "all",
     ) -> AsyncIterator[Message]:
         """Every message of history between the exclusive bounds, newest first by default, read page
         by page (a page may be cut short: only `has_more` ends the paging); at most `limit` of them.
-        `thread` and `view` select as in `history`."""
+        `thread`, `view` and `filter` select as in `history`."""
         count = 0
         while limit is None or count < limit:
             size = page_size if limit is None else min(page_size, limit - count)
             page = await self.history(
-                limit=size, before=before, after=after, direction=direction, thread=thread, view=view
+                limit=size,
+                before=before,
+                after=after,
+                direction=direction,
+                thread=thread,
+                view=view,
+                filter=filter,
             )
             for message in page:
                 yield message
@@ -270,9 +313,12 @@ class Channel:
         format: Literal["text", "json"] = "text",
         coalesce: float = 0.04,
         thread: int | None = None,
+        to: Sequence[str] | None = None,
+        claim: int | None = None,
     ) -> Stream:
         """A token stream writer; use `async with channel.stream(...) as stream` (see Stream).
-        With `thread` its final message is a reply in the thread on that root."""
+        With `thread` its final message is a reply in the thread on that root; `to` and `claim`
+        as on `publish`."""
         return Stream(
             self,
             name=name,
@@ -282,6 +328,8 @@ class Channel:
             format=format,
             coalesce=coalesce,
             thread=thread,
+            to=to,
+            claim=claim,
         )
 
     # --- group chat: events on messages, read marks -------------------------------------------

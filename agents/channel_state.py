@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from agentchat.assembly import StreamAssembly
 from agentchat.chatmodels import Room
@@ -29,18 +29,25 @@ from agentchat.errors import ContinuityLost, RequestError, request_error
 from agentchat.events import (
     Attached,
     ChannelEvent,
+    ClaimChanged,
     Delivered,
     Ended,
     Live,
     Lost,
     PresenceChanged,
     RoomChanged,
+    RunChanged,
     StreamChanged,
 )
 from agentchat.models import LiveEvent, Member, Message, Position
+from agentchat.roommodels import Policy
+from agentchat.runview import RunBook
 from agentchat_server.protocol import Code, Sequencer, Verdict
 
 log = logging.getLogger("agentchat.channel")
+
+Filter = Literal["all", "to_me"]
+"""Which messages a reader gets: `all`, or `to_me` (addressed to it, to nobody, or sent by it)."""
 
 ABSENT: Final = object()
 """`ChannelState.presence` when this connection is not (to be) in the channel's presence."""
@@ -62,6 +69,10 @@ class ChannelState:
         self.members: dict[tuple[str, str], Member] = {}
         self.presence: Any = ABSENT
         self.streams: dict[str, StreamAssembly] = {}
+        self.filter: Filter = "all"  # one per attachment: the server filters what it sends
+        self.filter_chosen = False  # a subscription relies on `filter`
+        self.policy: Policy | None = None
+        self.book = RunBook(name)
         self._emit = emit
         self._fresh_sync = False
 
@@ -76,12 +87,35 @@ class ChannelState:
 
     # --- what the client decides -------------------------------------------------------------
 
-    def want(self, after: int | None = None) -> None:
-        """Mark the channel wanted (clearing a refusal); `after` starts a first attach from that serial."""
+    def want(self, after: int | None = None, filter: Filter | None = None) -> bool:
+        """Mark the channel wanted (clearing a refusal); `after` starts a first attach from that serial.
+
+        `filter` (`all` or `to_me`, from a subscription) is the attachment's, one per channel: once
+        a subscription chose one, the other is a ValueError. Before that (attached for presence or
+        feeds only) the filter may change; True when an attach under way must then be made again.
+        """
+        if filter not in (None, "all", "to_me"):
+            raise ValueError(f"filter is 'all' or 'to_me', not {filter!r}")
+        again = False
+        if filter is not None:
+            if filter != self.filter and self.filter_chosen:
+                raise ValueError(
+                    f"{self.name} is subscribed with filter {self.filter!r}: a channel has one filter "
+                    "per client (detach first, or use another Client)"
+                )
+            again = filter != self.filter and (self.attached or self.attaching)
+            if again:
+                # Until the new attach answers, hold what the old one delivers: its replay from
+                # the position brings the reader's share again, filtered.
+                self.attached = False
+                self.sequencer.recovering = True
+            self.filter = filter
+            self.filter_chosen = True
         self.wanted = True
         self.error = None
         if after is not None and self.sequencer.position is None and not self.attached:
             self.sequencer = Sequencer(after)
+        return again
 
     def attach_frame(self) -> dict[str, Any]:
         """The `attach` frame for this channel now: from its position when it has one."""
@@ -89,6 +123,8 @@ class ChannelState:
         position = self.position
         if position is not None:
             frame["position"] = position.to_wire()
+        if self.filter != "all":
+            frame["filter"] = self.filter
         return frame
 
     def forget(self) -> None:
@@ -99,6 +135,9 @@ class ChannelState:
         self.presence = ABSENT
         self.members.clear()
         self.streams.clear()
+        self.book = RunBook(self.name)
+        self.filter = "all"
+        self.filter_chosen = False
         # A later attach starts from then, not from here: the gap is not this view's business.
         self.sequencer = Sequencer()
         self.epoch = None
@@ -143,6 +182,16 @@ class ChannelState:
         elif kind in ("stream_open", "stream_snapshot", "stream_chunk"):
             self._stream(frame)
             self._live(frame)
+        elif kind == "claim":
+            claim = self.book.claim(frame)
+            if claim is not None:
+                self._emit(ClaimChanged(self.name, claim))
+            self._live(frame)
+        elif kind in ("run_status", "run_snapshot", "run_state"):
+            run = self.book.state(frame) if kind == "run_state" else self.book.status(frame)
+            if run is not None:
+                self._emit(RunChanged(self.name, run))
+            self._live(frame)
         elif kind == "room":
             self._emit(RoomChanged(self.name, Room.from_wire({**frame, "channel": self.name})))
             self._live(frame)
@@ -155,6 +204,9 @@ class ChannelState:
         if not isinstance(serial, int):
             raise ValueError(f"message serial {serial!r} is not an integer")
         before = self.sequencer.position
+        if self.filter != "all" and (before is None or serial > before) and not self.sequencer.recovering:
+            # A filtered attachment skips the serials of others' messages: a jump is no gap.
+            self.sequencer.position = before = serial - 1
         verdict = self.sequencer.offer(serial)
         if verdict is Verdict.GAP:
             log.error("gap in %s: serial %d after %s; attaching again from there", self.name, serial, before)
@@ -163,6 +215,9 @@ class ChannelState:
             return False
         message = Message.from_wire(frame, self.name)
         self._emit(Delivered(self.name, message))
+        run = self.book.record(message)
+        if run is not None:
+            self._emit(RunChanged(self.name, run))
         if message.stream_id is not None:
             assembly = self.streams.pop(message.stream_id, None)
             if assembly is not None:
@@ -172,6 +227,8 @@ class ChannelState:
 
     def _attached(self, frame: dict[str, Any]) -> None:
         position = Position.from_wire(frame.get("position"))
+        if "policy" in frame:
+            self.policy = Policy.from_wire(frame.get("policy"))
         resumed = frame.get("resumed", True) is not False
         self.sequencer.attached(position.serial, resumed)
         if not resumed or self.epoch is None:

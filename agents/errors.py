@@ -78,6 +78,46 @@ class TooManyReactions(RequestError):
     """`42904`: the message holds as many distinct reactions, or reacting members, as it may."""
 
 
+class ClaimHeld(RequestError):
+    """`40905`: another member holds the message's claim (or answered it: `state` done)."""
+
+    @property
+    def holder(self) -> str | None:
+        """The client id holding (or that answered) the claim, when the server named it."""
+        value = self.details.get("holder")
+        return value if isinstance(value, str) else None
+
+
+class ClaimLost(RequestError):
+    """`40906`: the fencing token is not the claim's current one (the lease lapsed or was released):
+    claim again before replying."""
+
+
+class NotAddressed(RequestError):
+    """`40302`: the room's reply policy is `addressed` and the message was neither addressed to this
+    agent nor claimed by it."""
+
+
+class LoopBrake(RequestError):
+    """`42907`: too many agent turns without a human message; wait for a person to speak."""
+
+    @property
+    def budget(self) -> int | None:
+        """The room's `loop_budget` of agent turns."""
+        value = self.details.get("budget")
+        return value if isinstance(value, int) else None
+
+
+class RequestClosed(RequestError):
+    """`40907`: the input request was answered already (`answer`) or expired (`status`)."""
+
+    @property
+    def answer(self) -> dict[str, Any] | None:
+        """The answer that closed the request, when the server gave it."""
+        value = self.details.get("answer")
+        return value if isinstance(value, dict) else None
+
+
 def request_error(frame: dict[str, Any]) -> RequestError:
     """Build the most specific RequestError for a `nack` or `error` frame."""
     code = int(frame.get("code", Code.INTERNAL))
@@ -90,6 +130,11 @@ def request_error(frame: dict[str, Any]) -> RequestError:
         Code.MESSAGE_NOT_FOUND: MessageNotFound,
         Code.MESSAGE_DELETED: MessageDeleted,
         Code.TOO_MANY_REACTIONS: TooManyReactions,
+        Code.CLAIMED: ClaimHeld,
+        Code.CLAIM_LOST: ClaimLost,
+        Code.REPLY_NOT_ALLOWED: NotAddressed,
+        Code.LOOP_BRAKE: LoopBrake,
+        Code.REQUEST_CLOSED: RequestClosed,
     }.get(code, RequestError)
     return cls(code, message, details)
 
@@ -149,6 +194,16 @@ class StreamCancelled(AgentChatError):
     def __init__(self, stream_id: str, by: str | None) -> None:
         super().__init__(f"stream {stream_id} cancelled by {by or 'unknown'}")
         self.stream_id = stream_id
+        self.by = by
+
+
+class RunCancelled(AgentChatError):
+    """A member cancelled the run this client writes (`by`); its lanes are over. The run's
+    `async with` block swallows it."""
+
+    def __init__(self, run_id: str, by: str | None) -> None:
+        super().__init__(f"run {run_id} cancelled by {by or 'unknown'}")
+        self.run_id = run_id
         self.by = by
 
 

@@ -14,6 +14,7 @@ from agentchat.assembly import StreamUpdate
 from agentchat.chatmodels import Room
 from agentchat.errors import AgentChatError, ConnectionClosed, ContinuityLost
 from agentchat.models import LiveEvent, Message, Position
+from agentchat.roommodels import ClaimEvent, RunUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,22 @@ class StreamChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimChanged:
+    """A message's claim changed in the channel (held, released, expired, done)."""
+
+    channel: str
+    claim: ClaimEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RunChanged:
+    """A run of the channel changed (status, state, or its end record arrived); `run` is the view now."""
+
+    channel: str
+    run: RunUpdate
+
+
+@dataclass(frozen=True, slots=True)
 class Ended:
     """Views of the channel end with `error`: refused or detached by the server, the client stopped,
     or (StopAsyncIteration) detached by this client."""
@@ -145,6 +162,15 @@ class WriterFailed:
     error: AgentChatError
 
 
+@dataclass(frozen=True, slots=True)
+class RunCancelledEvent:
+    """A member (`by`) cancelled run `run_id`, which this client writes: its writer should stop."""
+
+    channel: str
+    run_id: str
+    by: str | None
+
+
 ChannelEvent = (
     Attached
     | Delivered
@@ -153,10 +179,13 @@ ChannelEvent = (
     | PresenceChanged
     | RoomChanged
     | StreamChanged
+    | ClaimChanged
+    | RunChanged
     | Ended
     | WriterAcked
     | WriterCancelled
     | WriterFailed
+    | RunCancelledEvent
 )
 """Events that concern one channel (they carry its name); the Client routes them to its listeners."""
 

@@ -17,6 +17,9 @@ MESSAGES: frozenset[str | None] = frozenset({None})
 EDITS: frozenset[str | None] = frozenset({"edit"})
 DELETES: frozenset[str | None] = frozenset({"delete"})
 REACTIONS: frozenset[str | None] = frozenset({"react", "unreact"})
+ROOM_RECORDS = "agentchat."
+"""Names of the room's own records (run starts and ends, input requests and answers, the loop
+brake's notice): no handler takes them unless it names them in `names`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +27,8 @@ class Filter:
     """Which messages a handler takes. The bot's own messages never match.
 
     `actions` says which kind: messages (`None`, the default) or events (`edit`, `delete`, `react`,
-    `unreact`), so a handler for messages never sees an edit or a reaction.
+    `unreact`), so a handler for messages never sees an edit or a reaction. The room's records
+    (`agentchat.*`: a person's answer to an input request, run records) match only by `names`.
     """
 
     addressed: Addressed = "any"
@@ -47,5 +51,7 @@ class Filter:
         if self.channel is not None and not fnmatch.fnmatchcase(message.channel, self.channel):
             return False
         if self.names is not None and message.name not in self.names:
+            return False
+        if self.names is None and message.name.startswith(ROOM_RECORDS):
             return False
         return self.when is None or self.when(message)

@@ -18,6 +18,10 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _opt_dict(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, dict) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """The last serial seen in a channel and the channel's epoch (None when unknown)."""
@@ -49,7 +53,10 @@ class Message:
     the message at serial `target`: answer messages, not events (`is_event`). Messages from history
     come in their current version: `rev` is the serial of the last event applied, `edited` and
     `deleted` say who changed them, `reactions` holds the aggregate and `replies` a thread root's
-    summary. Apply live events to messages you hold with `agentchat.timeline`.
+    summary. Apply live events to messages you hold with `agentchat.timeline`. In agent rooms, `to`
+    names the addressees; a run's messages carry `run_id` and `lane` (`text`, `reasoning`,
+    `tool_call`, `tool_result`, with `tool_call` `{"id", "name"}`); a failed stream's `error`
+    is `{"message", "code"}`; input requests and answers carry `request_id`.
     """
 
     channel: str
@@ -77,6 +84,11 @@ class Message:
     display_name: str | None = None
     cancelled_by: str | None = None
     to: tuple[str, ...] | None = None
+    run_id: str | None = None
+    lane: str | None = None
+    tool_call: Mapping[str, Any] | None = None
+    error: Mapping[str, Any] | None = None
+    request_id: str | None = None
 
     @classmethod
     def from_wire(cls, frame: dict[str, Any], channel: str | None = None) -> Message:
@@ -110,6 +122,11 @@ class Message:
             display_name=_opt_str(frame.get("display_name")),
             cancelled_by=_opt_str(frame.get("cancelled_by")),
             to=tuple(t for t in to if isinstance(t, str)) if isinstance(to, list) else None,
+            run_id=_opt_str(frame.get("run_id")),
+            lane=_opt_str(frame.get("lane")),
+            tool_call=_opt_dict(frame.get("tool_call")),
+            error=_opt_dict(frame.get("error")),
+            request_id=_opt_str(frame.get("request_id")),
         )
 
     @property

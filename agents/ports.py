@@ -8,11 +8,13 @@ each other's modules, so the import graph of `agentchat` has no cycles: the Clie
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal, Protocol
 
+from agentchat.channel_state import Filter as Filter
 from agentchat.events import ChannelEvent
 from agentchat.models import HistoryPage, Message, Position
+from agentchat.roommodels import RunUpdate
 from agentchat.state import ClientState
 
 Listener = Callable[[ChannelEvent], None]
@@ -79,8 +81,10 @@ class ChannelView(Protocol):
         direction: Literal["backwards", "forwards"] = "backwards",
         thread: int | None = None,
         view: View = "all",
+        filter: Filter = "all",
     ) -> HistoryPage:
-        """One page of history (of one thread, or only top-level messages with `view="main"`)."""
+        """One page of history (of one thread, top-level messages with `view="main"`, or the reader's
+        own share with `filter="to_me"`)."""
         ...
 
     def messages(
@@ -93,10 +97,16 @@ class ChannelView(Protocol):
         page_size: int = 100,
         thread: int | None = None,
         view: View = "all",
+        filter: Filter = "all",
     ) -> AsyncIterator[Message]:
         """Every message of history between the bounds, page by page (following `has_more`)."""
         ...
 
     def listen(self, callback: Listener) -> Callable[[], None]:
         """Call `callback` with every event of this channel; returns the function that stops it."""
+        ...
+
+    @property
+    def runs(self) -> Mapping[str, RunUpdate]:
+        """The runs of the channel this client knows now, by run id."""
         ...

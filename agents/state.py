@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agentchat.channel_state import ABSENT, ChannelState
+from agentchat.channel_state import ABSENT, ChannelState, Filter
 from agentchat.errors import (
     AgentChatError,
     ConnectionClosed,
@@ -46,6 +46,7 @@ from agentchat.events import (
     Ready,
     RenewToken,
     Replied,
+    RunCancelledEvent,
     Stopped,
     WriterAcked,
     WriterCancelled,
@@ -238,12 +239,13 @@ class ClientState:
         if pending is not None and pending.purpose == "call":
             self._calls -= 1
 
-    def want(self, name: str, after: int | None = None) -> ChannelState:
-        """Attach channel `name` (now if a link is up, else on the next) and keep it attached."""
+    def want(self, name: str, after: int | None = None, filter: Filter | None = None) -> ChannelState:
+        """Attach channel `name` (now if a link is up, else on the next) and keep it attached
+        (with `filter`, see ChannelState.want)."""
         channel = self.channel(name)
         if self.closed is None:
-            channel.want(after)
-            if self.linked and not channel.attached and not channel.attaching:
+            again = channel.want(after, filter)
+            if self.linked and (again or (not channel.attached and not channel.attaching)):
                 self._attach(channel)
         return channel
 
@@ -262,10 +264,13 @@ class ClientState:
         """This connection left presence in `name`: it is no longer entered again."""
         self.channel(name).presence = ABSENT
 
-    def open_writer(self, channel: str, stream_id: str, resume_key: str | None = None) -> WriterState:
+    def open_writer(
+        self, channel: str, stream_id: str, resume_key: str | None = None, run_id: str | None = None
+    ) -> WriterState:
         """Track stream `stream_id`, which this client opened in `channel` and writes; `resume_key`
-        (from the server's ack) lets it continue the stream after losing its server."""
-        writer = self.writers[stream_id] = WriterState(channel, stream_id, resume_key)
+        (from the server's ack) lets it continue the stream after losing its server; `run_id` when
+        it is a lane of that run."""
+        writer = self.writers[stream_id] = WriterState(channel, stream_id, resume_key, run_id)
         return writer
 
     def append(self, stream_id: str, pieces: list[Any]) -> None:
@@ -309,6 +314,14 @@ class ClientState:
             by = frame.get("by")
             if writer is not None and writer.cancel(by if isinstance(by, str) else None):
                 self._emit(WriterCancelled(writer.channel, writer.stream_id, writer.cancelled_by))
+        if kind == "run_cancelled":
+            # The server ended the run's lanes with it: their writers stop as if each was cancelled.
+            by = frame.get("by")
+            who = by if isinstance(by, str) else None
+            for writer in [w for w in self.writers.values() if w.run_id == frame.get("run_id")]:
+                if writer.cancel(who):
+                    self._emit(WriterCancelled(writer.channel, writer.stream_id, writer.cancelled_by))
+            self._emit(RunCancelledEvent(str(frame.get("channel")), str(frame.get("run_id")), who))
         self._to_channel(frame)
 
     def _to_channel(self, frame: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -28,11 +28,13 @@ class Stream:
     `async with channel.stream(reply_to=…) as stream:` opens it (AlreadyExistsError if a message or
     open stream has this `id`: the answer exists; with `thread`, MessageNotFound or a 40004
     RequestError when that root cannot take replies); its final message is a reply in `thread`.
+    `to` addresses it and `claim` carries the claimed message's token (as on `publish`).
     `append` sends the first chunk at once, then coalesces appends every `coalesce` seconds. Leaving
     the block normally ends it `complete`; an exception ends it `cancelled` with the text so far and
-    propagates. If a member cancels the stream, `cancelled` becomes true, `on_cancel` callbacks
-    run, and the next `append` raises StreamCancelled, which the `async with` block swallows.
-    Chunks whose acks were lost in a reconnect are resent (the server ignores repeated indexes).
+    propagates; `fail(message)` ends it `failed` with that error. If a member cancels the stream,
+    `cancelled` becomes true, `on_cancel` callbacks run, and the next `append` raises
+    StreamCancelled, which the `async with` block swallows. Chunks whose acks were lost in a
+    reconnect are resent (the server ignores repeated indexes).
     """
 
     def __init__(
@@ -47,12 +49,22 @@ class Stream:
         coalesce: float = 0.04,
         max_unacked: int = 64,
         thread: int | None = None,
+        to: Sequence[str] | None = None,
+        claim: int | None = None,
+        run_id: str | None = None,
+        lane: str | None = None,
+        tool_call: dict[str, str] | None = None,
     ) -> None:
         self.channel = channel
         self.client = channel.client
         self.name = name
         self.reply_to = reply_to
         self.thread = thread
+        self.to = list(to) if to is not None else None
+        self.claim = claim
+        self.run_id = run_id
+        self.lane = lane
+        self.tool_call = tool_call
         self.id = id or uuid.uuid4().hex
         self.meta = meta
         self.format = format
@@ -118,9 +130,13 @@ class Stream:
             frame["thread"] = self.thread
         if self.meta is not None:
             frame["meta"] = self.meta
+        for room_field in ("to", "claim", "run_id", "lane", "tool_call"):
+            value = getattr(self, room_field)
+            if value is not None:
+                frame[room_field] = value
         resume_key: str | None = None
         try:
-            reply = await self.client.request(frame)
+            reply = await shielded(self.client.submit(frame), self._end_orphan)
             stream_id = str(reply["stream_id"])
             key = reply.get("resume_key")
             resume_key = key if isinstance(key, str) else None
@@ -131,7 +147,7 @@ class Stream:
             stream_id = exc.stream_id
         self.stream_id = stream_id
         self.status = "open"
-        self._writer = self.client.state.open_writer(self.channel.name, stream_id, resume_key)
+        self._writer = self.client.state.open_writer(self.channel.name, stream_id, resume_key, self.run_id)
         self._unlisten = self.channel.listen(self._on_event)
         return self
 
@@ -157,14 +173,18 @@ class Stream:
             self._check_open()
 
     async def end(
-        self, data: Any = None, *, status: Literal["complete", "cancelled"] = "complete"
+        self,
+        data: Any = None,
+        *,
+        status: Literal["complete", "failed", "cancelled"] = "complete",
+        error: dict[str, str] | None = None,
     ) -> int | None:
         """Flush, end the stream and return the final message's serial.
 
         `data`, if given, is declared as the final content (the server stores it as authoritative);
-        by default the appended content is declared.
+        by default the appended content is declared. `failed` needs `error` (see `fail`).
         """
-        if self.status in ("complete", "cancelled"):
+        if self.status in ("complete", "failed", "cancelled"):
             return self.serial
         writer = self._check_open()
         self._flush()
@@ -179,6 +199,8 @@ class Stream:
             "status": status,
             "chunks": len(writer.chunks),
         }
+        if status == "failed":
+            frame["error"] = error or {"message": "failed"}
         declared = self.content if data is None else data
         if _fits(declared, self.client.limits):
             frame["data"] = declared
@@ -195,6 +217,11 @@ class Stream:
             raise
         self._finish(status, reply.get("serial"))
         return self.serial
+
+    async def fail(self, message: str, code: str | None = None) -> int | None:
+        """End the stream `failed` with `error` {message, code}: the writer's model or tool failed
+        (readers show the failure, never a Stop). Returns the final message's serial."""
+        return await self.end(status="failed", error=error_info(message, code))
 
     async def cancel(self) -> int | None:
         """Cancel the stream (ends `cancelled` with the text so far); return the final serial."""
@@ -220,13 +247,25 @@ class Stream:
         if isinstance(exc, StreamCancelled) and exc.stream_id == self.stream_id:
             return True
         if self.status == "open":
-            # Never leave a stream open behind a failed writer: end it with what it has.
+            # Never leave a stream open behind a failed writer: end it with what it has. A run's
+            # lane fails with the error (the run fails with it); a cancelled task cancels it.
+            failed = self.run_id is not None and not isinstance(exc, asyncio.CancelledError)
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 async with asyncio.timeout(END_ON_ERROR_TIMEOUT):
-                    await self.end(status="cancelled")
+                    if failed:
+                        await self.fail(str(exc) or type(exc).__name__, type(exc).__name__)
+                    else:
+                        await self.end(status="cancelled")
         return False
 
     # --- internals -------------------------------------------------------------------------
+
+    def _end_orphan(self, reply: dict[str, Any]) -> None:
+        # Opened after its opener was cancelled: nobody will write it, so end it at once.
+        stream_id = reply.get("stream_id")
+        if isinstance(stream_id, str):
+            end = {"type": "stream_end", "stream_id": stream_id, "status": "cancelled", "chunks": 0}
+            self.client.submit(end).add_done_callback(quiet)
 
     def _check_open(self) -> WriterState:
         writer = self._writer
@@ -309,6 +348,37 @@ class Stream:
             if message.stream_id == self.stream_id or message.id == self.id:
                 return message.serial
         return None
+
+
+async def shielded(
+    reply: asyncio.Future[dict[str, Any]], orphaned: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Await a request that opens something; if the caller is cancelled meanwhile, the request
+    still completes and `orphaned` gets its reply, to close what it opened."""
+    try:
+        return await asyncio.shield(reply)
+    except asyncio.CancelledError:
+        reply.add_done_callback(lambda done: _orphan(done, orphaned))
+        raise
+
+
+def _orphan(done: asyncio.Future[dict[str, Any]], orphaned: Callable[[dict[str, Any]], None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        orphaned(done.result())
+
+
+def quiet(done: asyncio.Future[dict[str, Any]]) -> None:
+    """Retrieve a fire-and-forget request's outcome (logged when it failed)."""
+    if not done.cancelled() and done.exception() is not None:
+        log.info("closing an orphaned stream or run failed: %s", done.exception())
+
+
+def error_info(message: str, code: str | None = None) -> dict[str, str]:
+    """The wire `error` of a failed stream or run: the message (1-1000 chars) and an optional code."""
+    info = {"message": (message or "failed")[:1000]}
+    if code is not None:
+        info["code"] = code[:64]
+    return info
 
 
 def _fits(value: Any, limits: dict[str, int]) -> bool:

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from types import TracebackType
 from typing import Any
 
 from agentchat.assembly import StreamUpdate
 from agentchat.errors import ContinuityLost
-from agentchat.events import Attached, ChannelEvent, Delivered, Ended, Live, Lost, StreamChanged
+from agentchat.events import (
+    Attached,
+    ChannelEvent,
+    ClaimChanged,
+    Delivered,
+    Ended,
+    Live,
+    Lost,
+    RunChanged,
+    StreamChanged,
+)
+from agentchat.feeds import LatestFeed
 from agentchat.models import LiveEvent, Message
-from agentchat.ports import ChannelView
+from agentchat.ports import ChannelView, Filter
+from agentchat.roommodels import ClaimEvent, RunUpdate
+from agentchat.runview import MAX_RUNS
 from agentchat_server.protocol import Code
 
 
@@ -25,12 +38,25 @@ class Subscription:
     change) the next `__anext__` raises ContinuityLost; iterating again continues live. The buffer
     is bounded (`max_buffer`): a consumer that falls behind stops buffering and catches up from
     history when it reads again, so nothing is lost and memory stays bounded.
+
+    Agent rooms: `claims` yields ClaimEvents (the latest per message), `run_updates` yields
+    RunUpdates (the latest per run), and `runs` is the current view of every run by id.
     """
 
     def __init__(
-        self, channel: ChannelView, after: int | None, max_buffer: int, *, behind: bool = False
+        self,
+        channel: ChannelView,
+        after: int | None,
+        max_buffer: int,
+        *,
+        behind: bool = False,
+        filter: Filter = "all",
     ) -> None:
         self.channel = channel
+        self.filter: Filter = filter
+        self.claims: LatestFeed[int, ClaimEvent] = LatestFeed(channel, _claim_change)
+        self.run_updates: LatestFeed[str, RunUpdate] = LatestFeed(channel, _run_change)
+        self._runs: dict[str, RunUpdate] = dict(channel.runs)
         self._last = after
         self._max = max_buffer
         self._buffer: deque[Message | ContinuityLost] = deque()
@@ -40,6 +66,12 @@ class Subscription:
         self._end: BaseException | None = None
         self._started = False
         self._unlisten = channel.listen(self._on_event)
+
+    @property
+    def runs(self) -> Mapping[str, RunUpdate]:
+        """The channel's runs by id as this subscription saw them last: a reader that joins mid-run
+        has each active run's snapshot (status, state) here after the attach."""
+        return self._runs
 
     @property
     def last_serial(self) -> int | None:
@@ -57,8 +89,10 @@ class Subscription:
         return self.start().__await__()
 
     def close(self) -> None:
-        """Stop this view; a waiting `__anext__` ends the iteration."""
+        """Stop this view (and its `claims` and `run_updates`); a waiting `__anext__` ends."""
         self._finish(StopAsyncIteration())
+        self.claims.close()
+        self.run_updates.close()
 
     async def __aenter__(self) -> Subscription:
         return await self.start()
@@ -102,6 +136,12 @@ class Subscription:
                 self._last = event.position.serial
         elif isinstance(event, Lost):
             self._lost(event.error)
+        elif isinstance(event, RunChanged):
+            self._runs[event.run.run_id] = event.run
+            if len(self._runs) > MAX_RUNS:
+                ended = [r for r, u in self._runs.items() if u.done]
+                for run_id in ended[: len(self._runs) - MAX_RUNS]:
+                    del self._runs[run_id]
         elif isinstance(event, Ended):
             self._finish(event.error)
 
@@ -133,7 +173,9 @@ class Subscription:
         after = self._last or 0
         # Whatever the channel delivered before this read was committed before it: history has it.
         before = self.channel.position
-        page = await self.channel.history(after=after, direction="forwards", limit=min(self._max, 1000))
+        page = await self.channel.history(
+            after=after, direction="forwards", limit=min(self._max, 1000), filter=self.filter
+        )
         fresh = [m for m in page if m.serial is not None and m.serial > after]
         self._buffer.extend(fresh)
         newest = fresh[-1].serial if fresh else after
@@ -268,3 +310,11 @@ class StreamFeed:
             self._end = error
             self._unlisten()
         self._wakeup.set()
+
+
+def _claim_change(event: ChannelEvent) -> tuple[int, ClaimEvent] | None:
+    return (event.claim.serial, event.claim) if isinstance(event, ClaimChanged) else None
+
+
+def _run_change(event: ChannelEvent) -> tuple[str, RunUpdate] | None:
+    return (event.run.run_id, event.run) if isinstance(event, RunChanged) else None

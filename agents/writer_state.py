@@ -20,9 +20,12 @@ from agentchat.errors import AgentChatError
 class WriterState:
     """One open stream this client writes: its chunks, the confirmed count, and how it ended."""
 
-    def __init__(self, channel: str, stream_id: str, resume_key: str | None = None) -> None:
+    def __init__(
+        self, channel: str, stream_id: str, resume_key: str | None = None, run_id: str | None = None
+    ) -> None:
         self.channel = channel
         self.stream_id = stream_id
+        self.run_id = run_id  # a lane of this run: cancelling the run cancels it
         self.resume_key = resume_key  # lets this writer take the stream back after losing its server
         self.chunks: list[Any] = []
         self.acked = 0

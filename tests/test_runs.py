@@ -283,3 +283,23 @@ async def test_a_run_is_cancelled_from_another_node(
         "ana",
         run_id,
     )
+
+
+async def test_a_runs_state_reaches_a_reader_joining_a_channel_nobody_watched(
+    connect: Callable[..., Any], server: TestServer
+) -> None:
+    """State a run's writer shared while no reader was attached anywhere still reaches the first
+    reader to attach: its run snapshot carries the last snapshot and the deltas since."""
+    planner = await connect("planner", kind="agent")
+    run_id = (await ok(planner, {"type": "run_start", "channel": ROOM}))["run_id"]
+    await ok(planner, {"type": "run_state", "run_id": run_id, "snapshot": {"steps": ["search"]}})
+    delta = [{"op": "add", "path": "/steps/-", "value": "write"}]
+    await ok(planner, {"type": "run_state", "run_id": run_id, "delta": delta})
+    late = await member(server, "late", kind="human")
+    snapshot = await late.expect("run_snapshot")
+    assert (snapshot["run_id"], snapshot.get("state"), snapshot.get("deltas")) == (
+        run_id,
+        {"steps": ["search"]},
+        delta,
+    )
+    await late.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -13,11 +14,12 @@ import pytest
 
 from agentchat import Bot, Client
 from agentchat.bot import load_bot, run_bot_from_spec
-from agentchat.examples import run_demo
+from agentchat.examples import run_demo, tools
 from agentchat.examples.conversation import ANSWERS, QUESTIONS, run_conversation
+from agentchat.examples.pool import POOL, run_pool
 from agentchat.examples.scripted import ScriptedModel, model_settings, plan_for, tokenize
 from agentchat_server.testing import TestServer
-from tests.sdk_helpers import WAIT, messages_until
+from tests.sdk_helpers import WAIT, messages_until, running
 
 
 def test_tokenize_keeps_the_text() -> None:
@@ -210,3 +212,54 @@ async def test_bots_load_and_run_from_a_spec(server: TestServer) -> None:
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_the_tools_example_answers_with_a_run(server: TestServer) -> None:
+    """The librarian answers in one run: reasoning, a `lookup` tool call whose streamed arguments
+    are JSON, the tool's result, then the text worded from it; the run ends `completed`."""
+    async with running(tools.make_bot(), server), Client(server.url, token=server.token("ana")) as human:
+        room = human.channel("room:lobby")
+        subscription = room.subscribe()
+        await subscription.start()
+        asked = await room.publish("@librarian what are claims and runs?")
+        got = await messages_until(
+            subscription, lambda m: m.name == "agentchat.run" and (m.data or {}).get("status") == "completed"
+        )
+    run = [m for m in got if m.client_id == "librarian"]
+    start, *parts, end = run
+    assert (start.reply_to, start.data["status"], end.run_id) == (asked, "running", start.run_id)
+    assert [m.lane for m in parts] == ["reasoning", "tool_call", "tool_result", "text"]
+    reasoning, call, result, text = parts
+    assert "claims, runs" in reasoning.data
+    assert call.tool_call is not None and dict(call.tool_call) == {"id": "call_1", "name": "lookup"}
+    assert json.loads(call.data) == {"words": ["claims", "runs"]}
+    assert result.data == tools.lookup(["claims", "runs"]) and set(result.data) == {"claims", "runs"}
+    assert text.data == tools.answer_from(["claims", "runs"], result.data) and text.status == "complete"
+
+
+async def test_the_pool_example_answers_each_question_once(server: TestServer) -> None:
+    """Two planner instances of the pool example answer six questions: one complete answer each."""
+    ready = asyncio.Event()
+    pool = asyncio.create_task(run_pool(server.url, _mint_for(server), rate=10_000, ready=ready))
+    try:
+        async with asyncio.timeout(WAIT):
+            await ready.wait()
+        async with Client(server.url, token=server.token("ana")) as human:
+            room = human.channel("room:lobby")
+            async with asyncio.timeout(WAIT):
+                await room.presence.wait_for(lambda ms: sum(m.data.get("pool") == POOL for m in ms) == 2)
+            subscription = room.subscribe()
+            await subscription.start()
+            questions = [await room.publish(f"@planner how do we ship part {n}?") for n in range(6)]
+            waiting = set(questions)
+            async with asyncio.timeout(WAIT):
+                async for message in subscription:
+                    if message.client_id == "planner" and message.status == "complete":
+                        waiting.discard(message.reply_to or 0)
+                    if not waiting:
+                        break
+            answers = [m async for m in room.messages(after=questions[0]) if m.client_id == "planner"]
+    finally:
+        pool.cancel()
+        await asyncio.gather(pool, return_exceptions=True)
+    assert sorted(m.reply_to or 0 for m in answers if m.status == "complete") == questions

@@ -56,11 +56,16 @@ CHECKED: dict[tuple[str, str], str] = {
     ("docs/sdk.md", "await room.mark_read(64)"): "sdk: test_the_chat_thread_and_read_examples_run",
     ("docs/sdk.md", "create=True"): "sdk: test_the_chat_thread_and_read_examples_run",
     ("docs/sdk.md", 'Bot("scout"'): "sdk: test_the_bot_example_answers",
+    ("docs/sdk.md", "pool=True,"): "sdk: test_the_agent_room_bot_example_asks_then_answers",
     ("docs/sdk.md", "ChatModel(LLMSettings.from_env())"): "sdk: test_the_model_adapter_example_streams",
     ("docs/sdk.md", "python -m agentchat demo"): "sdk: test_the_demo_and_bot_commands_run",
     ("docs/sdk.md", "model.events("): "tests/test_sdk_llm.py: test_the_tool_call_example_runs",
     ("docs/agui.md", "send_agui(client"): "tests/test_agui.py: test_the_docs_examples_run",
     ("docs/agui.md", "FramesToAgui()"): "tests/test_agui.py: test_the_docs_examples_run",
+    ("docs/sdk.md", "team.claim(task)"): "sdk: test_the_agent_room_examples_run",
+    ("docs/sdk.md", 'run.tool_call("call_1"'): "sdk: test_the_agent_room_examples_run",
+    ("docs/sdk.md", "mine.run_updates"): "sdk: test_the_agent_room_examples_run",
+    ("docs/sdk.md", "asked.wait()"): "sdk: test_the_agent_room_examples_run",
 }
 
 

@@ -253,6 +253,41 @@ async def test_the_bot_example_answers(dev: TestServer) -> None:
         await wire.close()
 
 
+async def test_the_agent_room_bot_example_asks_then_answers(dev: TestServer) -> None:
+    """The agent-room Bot example (pooled, with retries and double texting), run with a stand-in
+    model and token provider, asks for an approval, then answers by streaming."""
+
+    class Model:
+        async def tokens(self, text: str) -> AsyncIterator[str]:
+            for token in ("you ", "said ", text):
+                yield token
+
+    def get_token() -> str:
+        return dev.token("deployer", kind="agent")
+
+    text = block(SDK, "pool=True,").text.replace(DOC_URL, dev.url)
+    ns: dict[str, Any] = {"model": Model(), "get_token": get_token}
+    running = asyncio.create_task(run_fragment(text, ns))
+    wire = await Wire.open(dev.ws_url, dev.token("bob"))
+    try:
+        await wire.request({"type": "attach", "channel": "team:ops"})
+        await present(wire, "deployer")
+        await wire.request({"type": "publish", "channel": "team:ops", "data": "v2"})
+        async with asyncio.timeout(UNIT * 10):
+            request = await wire.expect("message", name="agentchat.input_request")
+            assert request["data"]["prompt"] == "Deploy v2?"
+            answer = {"type": "answer", "channel": "team:ops", "request_id": request["request_id"]}
+            await wire.request({**answer, "outcome": "approve"})
+            while True:
+                frame = await wire.expect("message")
+                if frame["client_id"] == "deployer" and frame.get("reply_to") is not None:
+                    break
+        assert (frame["status"], frame["data"]) == ("complete", "you said deploy v2")
+    finally:
+        running.cancel()
+        await wire.close()
+
+
 async def test_the_model_adapter_example_streams(endpoint: FakeEndpoint) -> None:
     """The adapter example, with AGENTCHAT_LLM_BASE_URL pointing at a fake endpoint, prints the
     model's deltas and makes a bot."""
@@ -299,3 +334,42 @@ async def test_the_demo_and_bot_commands_run(dev: TestServer) -> None:
             proc.terminate()
         await asyncio.gather(*(proc.wait() for proc in procs))
         await wire.close()
+
+
+async def test_the_agent_room_examples_run(dev: TestServer) -> None:
+    """The agent-room examples, run as the agent `planner` in team:alpha: it addresses and claims a
+    task and answers it with the token, writes a run a `to_me` reader sees complete with its state,
+    and asks ana, whose approval its `wait()` returns."""
+    planner = await agentchat.dev_token(dev.url, "planner", "agent")
+    person = await agentchat.dev_token(dev.url, "ana", "human")
+    async with (
+        Client(dev.url, token=planner) as client,
+        Client(dev.url, token=person) as ana,
+    ):
+        recorder = Recorder()
+        ns: dict[str, Any] = {
+            "client": client,
+            "team": client.channel("team:alpha"),
+            "print": recorder("print"),
+        }
+        await run_fragment(block(SDK, "team.claim(task)").text, ns)
+        assert recorder.of("print") == [("open", 30), (1, [])]
+        reply = (await ns["team"].history(limit=1)).messages[0]
+        assert (reply.reply_to, ns["mine"].filter) == (ns["task"], "to_me")
+        await run_fragment(block(SDK, 'run.tool_call("call_1"').text, ns)
+        run_id, status = recorder.of("print")[-1]
+        assert status == "completed"
+        await run_fragment(block(SDK, "mine.run_updates").text, ns)
+        assert recorder.of("print")[-1] == (run_id, "completed", {"plan": ["searched", "answer"]})
+        watch = await ana.channel("team:alpha").subscribe()
+        asking = asyncio.create_task(run_fragment(block(SDK, "asked.wait()").text, ns))
+        async with asyncio.timeout(UNIT * 10):
+            async for message in watch:
+                request = agentchat.InputRequest.from_message(message)
+                if request is not None:
+                    break
+        await ana.channel("team:alpha").answer(request.request_id, "approve")
+        async with asyncio.timeout(UNIT * 10):
+            await asking
+        assert ns["answer"].approved and ns["answer"].client_id == "ana"
+        assert (await ns["team"].history(limit=1)).messages[0].text == "Deploying v2."

@@ -1,4 +1,5 @@
-"""Example agents that need no network and no model: echo, a planner, a two-agent conversation."""
+"""Example agents that need no network and no model: echo, a planner, a two-agent conversation, a
+tool-using librarian (`tools`) and a pool of planners (`pool`)."""
 
 from __future__ import annotations
 

@@ -52,14 +52,19 @@ def topic_of(question: str) -> str:
     return text[:120] or "this"
 
 
+def key_words(question: str, limit: int = 3) -> list[str]:
+    """The question's first `limit` distinct words that are not fillers or mentions, lowercased."""
+    words: list[str] = []
+    for word in _WORD.findall(topic_of(question)):
+        if word.lower() not in _FILLER and word.lower() not in words:
+            words.append(word.lower())
+    return words[:limit]
+
+
 def plan_for(question: str) -> str:
     """A short, deterministic plan that quotes the question's topic and its key words."""
     topic = topic_of(question)
-    words: list[str] = []
-    for word in _WORD.findall(topic):
-        if word.lower() not in _FILLER and word.lower() not in words:
-            words.append(word.lower())
-    key = words[:3]
+    key = key_words(question)
     if len(key) > 1:
         parts = f"{', '.join(key[:-1])} and {key[-1]}"
     else:
@@ -108,18 +113,20 @@ def make_bot(
     *,
     rate: float | None = None,
     settings: LLMSettings | None = None,
+    pool: bool | str = False,
 ) -> Bot:
     """The planner (client_id "planner"): answers messages that mention `@planner`, and nothing else.
 
     `rate` is tokens per second of the scripted answer (default: AGENTCHAT_SCRIPTED_RATE or 40).
     `settings` (default: `model_settings()`, read once here) makes it answer from a real model;
-    if the model fails before its first token, the scripted plan answers instead.
+    if the model fails before its first token, the scripted plan answers instead. `pool` makes it
+    one instance of a pool (`Bot(pool=...)`, see `agentchat.examples.pool`).
     """
     scripted = ScriptedModel(rate or float(os.environ.get("AGENTCHAT_SCRIPTED_RATE", "40")))
     settings = settings or model_settings()
     model = ChatModel(settings) if settings is not None else None
     presence = {"role": "planner", "model": settings.model if settings is not None else "scripted"}
-    bot = Bot(CLIENT_ID, channels, presence=presence)
+    bot = Bot(CLIENT_ID, channels, presence=presence, pool=pool)
     if model is not None:
         bot.on_shutdown(model.close)
 

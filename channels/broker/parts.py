@@ -92,7 +92,9 @@ class Parts:
             self._writer,
             lambda conn: spend(conn.identity, conn),
         )
-        self.run_views = RunViews(settings, self.store, self.spawn, self.runs.on_status)
+        self.run_views = RunViews(
+            settings, self.store, self.spawn, self.runs.on_status, self.runs.written_state
+        )
         self.hub.observe_live = self.run_views.observe
         self.claims = Claims(settings, self.store, self.committer, self.hub.publish_live, spend)
         self.inputs = Inputs(settings, self.store, self.committer, self.rules, spend)

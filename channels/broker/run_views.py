@@ -20,16 +20,20 @@ log = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 OnStatus = Callable[[dict[str, Any]], None]
+WrittenState = Callable[[str], "tuple[Any, list[Any]] | None"]
 
 
 class RunViews:
     """Keeps each served channel's view of its runs; `on_status` hears every run's status change."""
 
-    def __init__(self, settings: Settings, store: Store, spawn: Spawn, on_status: OnStatus) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, spawn: Spawn, on_status: OnStatus, written: WrittenState
+    ) -> None:
         self.settings = settings
         self.store = store
         self.spawn = spawn
         self.on_status = on_status
+        self.written = written  # the state of the runs this node's sessions write
         self._loading: dict[str, tuple[ChannelState, list[Attachment]]] = {}
 
     def snapshots(self, ch: ChannelState, att: Attachment) -> list[frames.Frame]:
@@ -44,7 +48,7 @@ class RunViews:
                 waiting = self._loading[ch.name] = (ch, [])
                 self.spawn(self._load(ch), f"runs:{ch.name}")
             waiting[1].append(att)
-        return ch.runs.snapshots()
+        return [self._with_state(frame) for frame in ch.runs.snapshots()]
 
     async def _load(self, ch: ChannelState) -> None:
         try:
@@ -57,12 +61,22 @@ class RunViews:
         learned = ch.runs.load(records)
         if waiting is None or waiting[0] is not ch or not learned:
             return
-        events = [Encoded(frame) for frame in learned]
+        events = [Encoded(self._with_state(frame)) for frame in learned]
         for att in waiting[1]:
             conn = att.connection
             if conn.attachments.get(ch.name) is att:
                 for event in events:
                     conn.deliver(event)
+
+    def _with_state(self, frame: frames.Frame) -> frames.Frame:
+        # A run written on this node: its writer's record of the state is whole, while the
+        # channel's view missed what was shared when nobody read the channel here.
+        written = self.written(frame["run_id"])
+        if written is None:
+            return frame
+        state, deltas = written
+        header = {k: v for k, v in frame.items() if k not in ("type", "state", "deltas")}
+        return frames.run_snapshot(header, state, deltas)
 
     def observe(self, ch: ChannelState, frame: frames.Frame) -> None:
         """A live frame of the channel passed the bus: keep the view of its runs up to date."""

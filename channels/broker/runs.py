@@ -16,7 +16,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentchat_server.broker.committer import Committer
@@ -71,6 +71,10 @@ class LiveRun:
     kind: str
     display_name: str | None
     delta_bytes: int = 0  # state deltas sent since the last snapshot
+    # The state shared so far (last snapshot, deltas since): readers attaching on this node get it
+    # even when no reader watched the channel here while it was sent.
+    state: Any = None
+    deltas: list[Any] = field(default_factory=list)
 
 
 class Runs:
@@ -244,6 +248,7 @@ class Runs:
                     Code.RUN_STATE_TOO_LARGE, f"a run's state is at most {limit} bytes", limit=limit
                 )
             live.delta_bytes = 0
+            live.state, live.deltas = frame.snapshot, []
             self.publish_live(
                 live.channel, frames.run_state(live.channel, live.run_id, snapshot=frame.snapshot)
             )
@@ -253,6 +258,7 @@ class Runs:
                 Code.RUN_STATE_TOO_LARGE, "the deltas since the last snapshot are too large: send a snapshot"
             )
         live.delta_bytes += size
+        live.deltas.extend(frame.delta)
         self.publish_live(live.channel, frames.run_state(live.channel, live.run_id, delta=frame.delta))
 
     async def cancel(self, conn: Connection, frame: RunCancelFrame) -> dict[str, Any]:
@@ -369,6 +375,13 @@ class Runs:
             pending.extend(self.writer_lost(session_id))
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def written_state(self, run_id: str) -> tuple[Any, list[Any]] | None:
+        """The state a run written here shared so far (snapshot, deltas since), None if none."""
+        live = self._live.get(run_id)
+        if live is None or (live.state is None and not live.deltas):
+            return None
+        return live.state, list(live.deltas)
 
     def on_status(self, header: dict[str, Any]) -> None:
         """A run's status passed the bus: let go of a run written here that ended or was taken
