@@ -9,6 +9,7 @@
 
 import { Emitter, emit, randomId } from "./agentchat-base.js";
 import { Sequencer } from "./agentchat-rules.js";
+import { AgentRoom } from "./agentchat-runs.js";
 import { LiveStream, StreamWriter } from "./agentchat-streams.js";
 
 function optional(frame, fields) {
@@ -20,7 +21,8 @@ function optional(frame, fields) {
  * One channel of a client. Create it with `client.channel(name)`.
  *
  * Properties: name, attached (bool), position ({serial, epoch} of the last durable message delivered),
- * members (Map connection_id -> presence member), streams (Map stream_id -> LiveStream).
+ * members (Map connection_id -> presence member), streams (Map stream_id -> LiveStream), agents (the
+ * AgentRoom of runs, claims and input requests).
  *
  * Events (use `channel.on(type, fn)`):
  *   attached         the `attached` frame (after every (re)attach)
@@ -33,6 +35,7 @@ function optional(frame, fields) {
  *   stream_gone      {stream}: a stream vanished without its end reaching us (after a continuity loss)
  *   stream_cancelled the `stream_cancelled` frame (tells a writer to stop)
  *   room             a live `room` frame: the room's title or topic changed
+ *   run, claim, request  {run} / {claim} / {request}: agents' work changed (agentchat-runs.js, `agents`)
  *   detached         the server detached us ({code, message})
  */
 export class Channel extends Emitter {
@@ -45,6 +48,7 @@ export class Channel extends Emitter {
     this._epoch = null;
     this.members = new Map();
     this.streams = new Map();
+    this.agents = new AgentRoom(name);
     this._wanted = false;
     this._withPresence = true;
     this._presenceData = undefined;
@@ -95,10 +99,10 @@ export class Channel extends Emitter {
   /**
    * Publishes one durable message (or an ephemeral one with `ephemeral: true`). An `id` is generated when
    * not given, so the retry after a reconnect cannot double it. `thread`: the serial of a root message
-   * this is a reply in. Resolves with {serial, id, duplicate}.
+   * this is a reply in; `to`: the client ids it is addressed to. Resolves with {serial, id, duplicate}.
    */
-  async publish(data, { name, id, reply_to, thread, ephemeral = false } = {}) {
-    const frame = optional({ type: "publish", channel: this.name, data }, { name, reply_to, thread });
+  async publish(data, { name, id, reply_to, thread, to, ephemeral = false } = {}) {
+    const frame = optional({ type: "publish", channel: this.name, data }, { name, reply_to, thread, to });
     if (ephemeral) frame.ephemeral = true;
     else frame.id = id || randomId(`${this.client.clientId || "c"}-`);
     if (id && ephemeral) frame.id = id;
@@ -177,6 +181,37 @@ export class Channel extends Emitter {
     return { serial: ack.serial ?? null };
   }
 
+  /** Answers input request `requestId` (`outcome` "approve" | "deny" | "data"); resolves {serial}. A
+   * closed request rejects with 40907, and the request shows who answered (a "request" event). */
+  async answer(requestId, outcome, data = undefined) {
+    try {
+      const ack = await this.client.request(optional({ type: "answer", channel: this.name, request_id: requestId, outcome }, { data }));
+      return { serial: ack.serial ?? null };
+    } catch (err) {
+      if (err.code === 40907 && err.frame) this._agentChanges(this.agents.closed(requestId, err.frame));
+      throw err;
+    }
+  }
+
+  /** Stops a run (it ends `cancelled`, with you as `cancelled_by`); resolves with the ack. */
+  cancelRun(runId) {
+    return this.client.request({ type: "run_cancel", run_id: runId });
+  }
+
+  /** The claims held now ({after?} a serial); each is taken into `agents` too. Resolves {claims, has_more}. */
+  async claims({ after } = {}) {
+    const ack = await this.client.request(optional({ type: "claims", channel: this.name }, { after }));
+    for (const claim of ack.claims || []) this._agentChanges(this.agents.claim({ channel: this.name, state: "held", ...claim }));
+    return { claims: ack.claims || [], has_more: Boolean(ack.has_more) };
+  }
+
+  /** Input requests ({status?, mine?, after?, limit?}); each is taken into `agents` too. {requests, has_more}. */
+  async requests({ status, mine, after, limit } = {}) {
+    const ack = await this.client.request(optional({ type: "requests", channel: this.name }, { status, mine, after, limit }));
+    for (const request of ack.requests || []) this._agentChanges(this.agents.listed(request));
+    return { requests: ack.requests || [], has_more: Boolean(ack.has_more) };
+  }
+
   /**
    * Opens a token stream written by this client; resolves with a StreamWriter. Options: name, reply_to,
    * thread, id (idempotency key of the final message), meta, format ("text" | "json").
@@ -234,6 +269,12 @@ export class Channel extends Emitter {
         break;
       case "room":
         emit(this, "room", frame);
+        break;
+      case "run_status":
+      case "run_snapshot":
+      case "run_state":
+      case "claim":
+        this._agentChanges(this.agents.frame(frame));
         break;
       default:
         break;
@@ -311,11 +352,17 @@ export class Channel extends Emitter {
         this.streams.delete(frame.stream_id);
         stream.finish(frame);
       }
+      this._agentChanges(this.agents.learn(frame));
       emit(this, "message", frame);
       emit(this, "stream_end", { stream: stream || null, message: frame });
       return;
     }
+    if (!frame.ephemeral) this._agentChanges(this.agents.learn(frame));
     emit(this, "message", frame);
+  }
+
+  _agentChanges(changes) {
+    for (const { type, value } of changes) emit(this, type, { [type]: value });
   }
 
   _onPresenceSync(frame) {
@@ -352,12 +399,15 @@ export class Channel extends Emitter {
     stream.stale = false;
     if (isSnapshot) stream.adopt(frame.content, frame.next);
     emit(this, "stream", { stream, event: isSnapshot ? "snapshot" : "open" });
+    this._agentChanges(this.agents.stream(stream));
   }
 
   _onChunk(frame) {
     const stream = this.streams.get(frame.stream_id);
     if (!stream) return; // its snapshot comes with the next attach
-    if (stream.add(frame.i, frame.d)) emit(this, "stream", { stream, event: "chunk" });
+    if (!stream.add(frame.i, frame.d)) return;
+    emit(this, "stream", { stream, event: "chunk" });
+    this._agentChanges(this.agents.stream(stream));
   }
 
   _dropStreams() {
