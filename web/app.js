@@ -13,6 +13,8 @@ import { Names, cleanDisplayName, legacyName, loadIdentity, saveIdentity } from 
 import { People } from "./people.js";
 import { Picker } from "./reactions.js";
 import { RoomView } from "./roomview.js";
+import { RunCards } from "./runcards.js";
+import { mentions } from "./markdown.js";
 import { LocalRooms, isChannel, roomFromTyped } from "./rooms.js";
 import { Shell } from "./shell.js";
 import { ThreadPanel } from "./threads.js";
@@ -54,6 +56,13 @@ class App {
       top: $("timeline-top"),
       ctx,
       observe: (node) => this.unread.watch(node),
+    });
+    this.cards = new RunCards({
+      timeline: this.timeline,
+      ctx,
+      onAnswer: (request, outcome, data) => this.view.answer(request, outcome, data),
+      onCancel: (run, button) => this.view.cancelRun(run, button),
+      requestOf: (requestId) => this.channel?.agents.requests.get(requestId),
     });
     this.unread = new Unread({
       timeline: this.timeline,
@@ -220,8 +229,17 @@ class App {
     );
   }
 
+  /** The client ids a text @mentions that are known here (present, or seen), for a message's `to`:
+   * the server addresses by client id, 1 to 32 of them; undefined when there are none. */
+  addressees(text) {
+    const known = new Set([...this.people.rows().map((row) => row.id), ...this.names.byClient.keys()]);
+    const to = [...new Set(mentions(text))].filter((id) => known.has(id) && id !== this.me());
+    return to.length ? to.slice(0, 32) : undefined;
+  }
+
   /** Refreshes author labels everywhere (a name was learnt). */
   relabel() {
+    this.cards.relabel();
     this.timeline.relabel();
     this.threads.timeline.relabel();
   }

@@ -183,10 +183,15 @@ export class Timeline {
 
   /** A line in the timeline that is not a message (continuity notices), after serial `afterSerial`. */
   addNotice(text, afterSerial, className = "notice") {
-    const node = el("li", className, text);
-    const serial = (afterSerial ?? 0) + 0.5;
+    return this.place(el("li", className, text), (afterSerial ?? 0) + 0.5);
+  }
+
+  /** Puts an element that is not a bubble (a run card, a notice) at `serial`'s place; a whole serial
+   * counts as loaded, so paging back goes on below it. */
+  place(node, serial) {
     node.dataset.serial = String(serial);
     this._insertSorted(node, serial);
+    if (Number.isInteger(serial) && (this.oldest === null || serial < this.oldest)) this.oldest = serial;
     return node;
   }
 
