@@ -16,6 +16,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser_helpers import LOBBY, history
 from tests.room_helpers import member, ok, record, refused, said
+from tests.snippets import block
 from tests.test_browser import (  # noqa: F401 (fixtures)
     TIMEOUT,
     Visitors,
@@ -27,6 +28,7 @@ from tests.test_browser import (  # noqa: F401 (fixtures)
     server_settings,
     visitors,
 )
+from tests.test_snippets import run_in_page
 from tests.wire import Wire
 
 pytestmark = pytest.mark.browser
@@ -301,3 +303,61 @@ async def test_failed_and_cancelled_endings_say_why_and_who(
     await bob.reload()
     await expect(card(bob, stopped).locator(".run-status")).to_have_text("cancelled by ana")
     await expect(card(bob, failing).locator(".run-status")).to_have_text("failed: tool crashed")
+
+
+@pytest.mark.parametrize("server_settings", [{"stream_grace": 0.2}], ids=["short-grace"])
+async def test_a_run_whose_agent_vanished_shows_as_interrupted(
+    visitors: Visitors, wires: Callable[..., Any]
+) -> None:
+    """A running run whose writer's connection is gone past the grace ends aborted: "interrupted"."""
+    planner = await wires("planner")
+    ana = await visitors.open("ana")
+    run_id = await start_run(planner)
+    await lane(planner, run_id, "text", ["half an ans"], end=False)
+    await expect(card(ana, run_id).locator(".lane-text")).to_have_text("half an ans")
+    planner.cut()
+    await expect(card(ana, run_id).locator(".run-status")).to_have_text("interrupted")
+    await expect(card(ana, run_id).locator(".stop")).to_have_count(0)
+
+
+async def test_the_agent_rooms_example_runs_in_a_browser(
+    browser: Any, server: Any, wires: Callable[..., Any]
+) -> None:
+    """docs/web.md's agent-rooms example, run as a module on a page after the first example (its
+    `client` and `lobby`): its message is addressed to the agent, it sees the claim, approves the run's
+    request, and sees the run end with its text and state."""
+    planner = await wires("planner")
+    script = "\n".join(
+        (block("docs/web.md", "new AgentChat(").text, block("docs/web.md", "lobby.answer(").text)
+    )
+    console = await run_in_page(browser, server.url, script, module=True)
+    question = await record(planner, "message", TIMEOUT, data="@planner deploy v2?")
+    assert question["to"] == ["planner"]
+    token = (await ok(planner, {"type": "claim", "channel": LOBBY, "serial": question["serial"]}))["token"]
+    await console.wait_for(lambda args: args == ["claim", "planner", "held"], TIMEOUT)
+    run_id = await start_run(planner, reply_to=question["serial"], claim=token)
+    await ok(planner, {"type": "run_state", "run_id": run_id, "snapshot": {"steps": ["check"]}})
+    await ok(
+        planner,
+        {
+            "type": "run_state",
+            "run_id": run_id,
+            "delta": [{"op": "add", "path": "/steps/-", "value": "deploy"}],
+        },
+    )
+    await lane(planner, run_id, "text", ["Deploying ", "v2"])
+    ask = {
+        "type": "ask",
+        "channel": LOBBY,
+        "prompt": "Deploy v2?",
+        "shape": {"kind": "approval"},
+        "run_id": run_id,
+    }
+    asked = await ok(planner, ask)
+    answer = await record(planner, "agentchat.input_answer", TIMEOUT, request_id=asked["request_id"])
+    assert (answer["client_id"], answer["data"]) == ("ana", {"outcome": "approve"})
+    await console.wait_for(lambda args: args == ["request", "Deploy v2?", "answered", "approve"], TIMEOUT)
+    await ok(planner, {"type": "run_end", "run_id": run_id, "status": "completed"})
+    ended = ["run", "completed", "text:Deploying v2", '{"steps":["check","deploy"]}']
+    await console.wait_for(lambda args: args == ended, TIMEOUT)
+    await console.wait_for(lambda args: args == ["claim", "planner", "done"], TIMEOUT)
