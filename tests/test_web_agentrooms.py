@@ -246,6 +246,7 @@ async def test_a_claim_shows_who_is_on_it_until_it_is_done(
     ana = await visitors.open("ana")
     await send(ana, "who takes this task?")
     task = await record(planner, "message", TIMEOUT, data="who takes this task?")
+    assert "to" not in task  # no @mention: addressed to nobody
     claim = await ok(planner, {"type": "claim", "channel": LOBBY, "serial": task["serial"]})
     note = message(ana, "who takes this task?").locator(".claim-note")
     await expect(note).to_have_text("planner is on it")

@@ -14,7 +14,6 @@ import { People } from "./people.js";
 import { Picker } from "./reactions.js";
 import { RoomView } from "./roomview.js";
 import { RunCards } from "./runcards.js";
-import { mentions } from "./markdown.js";
 import { LocalRooms, isChannel, roomFromTyped } from "./rooms.js";
 import { Shell } from "./shell.js";
 import { ThreadPanel } from "./threads.js";
@@ -22,6 +21,7 @@ import { Timeline } from "./timeline.js";
 import { NoTokenSource, configFetcher, devToken, embeddedConfig, tokenFunction } from "./tokens.js";
 import { Unread } from "./unread.js";
 
+const MENTION_ID = /(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_\-.@]{0,63})/g; // the server's mention pattern
 const ROOM_HINT = 'Type any name: "Design Review" opens room:design-review.';
 const $ = (id) => document.getElementById(id);
 
@@ -229,12 +229,12 @@ class App {
     );
   }
 
-  /** The client ids a text @mentions that are known here (present, or seen), for a message's `to`:
-   * the server addresses by client id, 1 to 32 of them; undefined when there are none. */
+  /** The client ids a text @mentions by the server's mention rule (core/mentions.py), for a message's
+   * `to`, so the server counts the same mentions; undefined when none, or more than `to` may hold (32). */
   addressees(text) {
-    const known = new Set([...this.people.rows().map((row) => row.id), ...this.names.byClient.keys()]);
-    const to = [...new Set(mentions(text))].filter((id) => known.has(id) && id !== this.me());
-    return to.length ? to.slice(0, 32) : undefined;
+    const ids = [...String(text).matchAll(MENTION_ID)].map((match) => match[1].replace(/\.+$/, ""));
+    const to = [...new Set(ids)].filter((id) => id && id !== this.me());
+    return to.length && to.length <= 32 ? to : undefined;
   }
 
   /** Refreshes author labels everywhere (a name was learnt). */
