@@ -362,3 +362,36 @@ async def test_the_agent_rooms_example_runs_in_a_browser(
     ended = ["run", "completed", "text:Deploying v2", '{"steps":["check","deploy"]}']
     await console.wait_for(lambda args: args == ended, TIMEOUT)
     await console.wait_for(lambda args: args == ["claim", "planner", "done"], TIMEOUT)
+
+
+async def test_an_answer_being_typed_survives_the_run_streaming_on(
+    visitors: Visitors, wires: Callable[..., Any]
+) -> None:
+    """While a person types the answer to a run's question, the run's text streams on: the box keeps
+    its text and the focus, and sending it reaches the agent."""
+    planner = await wires("planner")
+    ana = await visitors.open("ana")
+    run_id = await start_run(planner)
+    asked = await ok(
+        planner,
+        {
+            "type": "ask",
+            "channel": LOBBY,
+            "prompt": "Which region?",
+            "shape": {"kind": "text"},
+            "run_id": run_id,
+        },
+    )
+    answer_box = request_box(ana, asked["request_id"]).locator(".answer-input")
+    await answer_box.fill("eu-no")
+    text_id = await lane(planner, run_id, "text", ["While you decide, ", "I prepare the rest."], end=False)
+    await expect(card(ana, run_id).locator(".lane-text")).to_have_text(
+        "While you decide, I prepare the rest."
+    )
+    await expect(answer_box).to_have_value("eu-no")
+    await expect(answer_box).to_be_focused()
+    await answer_box.press_sequentially("rth")
+    await answer_box.press("Enter")
+    answer = await record(planner, "agentchat.input_answer", TIMEOUT, request_id=asked["request_id"])
+    assert answer["data"] == {"outcome": "data", "data": "eu-north"}
+    await ok(planner, {"type": "stream_end", "stream_id": text_id, "chunks": 2})

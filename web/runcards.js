@@ -201,7 +201,14 @@ export class RunCards {
       const request = this.requestOf(requestId);
       if (request) parts.push(this._request(request, node, typed.get(requestId)));
     }
+    const focused = card.body.contains(document.activeElement) && document.activeElement.dataset.requestId;
     card.body.replaceChildren(...parts);
+    // A reader typing an answer while the run streams keeps the box, its text and the caret.
+    const box = focused && card.body.querySelector(`.answer-input[data-request-id="${CSS.escape(focused)}"]`);
+    if (box) {
+      box.focus();
+      box.setSelectionRange(box.value.length, box.value.length);
+    }
     this._position(card);
   }
 
