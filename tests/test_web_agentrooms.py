@@ -395,3 +395,33 @@ async def test_an_answer_being_typed_survives_the_run_streaming_on(
     answer = await record(planner, "agentchat.input_answer", TIMEOUT, request_id=asked["request_id"])
     assert answer["data"] == {"outcome": "data", "data": "eu-north"}
     await ok(planner, {"type": "stream_end", "stream_id": text_id, "chunks": 2})
+
+
+async def test_a_reload_mid_run_rebuilds_the_card_and_it_goes_on(
+    visitors: Visitors, wires: Callable[..., Any]
+) -> None:
+    """Reloaded while a run writes its answer, the page rebuilds the card from history and the run's
+    snapshots (finished parts, the answer so far), then follows the run to its end."""
+    planner = await wires("planner")
+    ana = await visitors.open("ana")
+    run_id = await start_run(planner)
+    await lane(planner, run_id, "reasoning", ["Checking the calendar"])
+    call = {"id": "call_7", "name": "calendar"}
+    await lane(planner, run_id, "tool_call", ['{"day": "friday"}'], tool_call=call)
+    await said(
+        planner, ["10:00", "14:00"], LOBBY, run_id=run_id, lane="tool_result", tool_call={"id": "call_7"}
+    )
+    text_id = await lane(planner, run_id, "text", ["Free at ", "10:00 "], end=False)
+    await expect(card(ana, run_id).locator(".lane-text")).to_have_text("Free at 10:00")
+    await ana.reload()
+    run = card(ana, run_id)
+    await expect(run.locator(".run-status")).to_have_text("running")
+    await expect(run.locator(".lane-text")).to_have_text("Free at 10:00")
+    await expect(run.locator("details.lane-reasoning")).to_have_count(1)
+    await expect(run.locator('details.lane-tool-call[data-tool="calendar"] .tool-state')).to_have_text("done")
+    await ok(planner, {"type": "stream_append", "stream_id": text_id, "i": 2, "d": "and 14:00."})
+    await expect(run.locator(".lane-text")).to_have_text("Free at 10:00 and 14:00.")
+    await ok(planner, {"type": "stream_end", "stream_id": text_id, "chunks": 3})
+    await ok(planner, {"type": "run_end", "run_id": run_id, "status": "completed"})
+    await expect(run.locator(".run-status")).to_have_text("completed")
+    await expect(run.locator(".lane-text")).to_have_count(1)
