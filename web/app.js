@@ -61,7 +61,7 @@ class App {
       timeline: this.timeline,
       ctx,
       onAnswer: (request, outcome, data) => this.view.answer(request, outcome, data),
-      onCancel: (run, button) => this.view.cancelRun(run, button),
+      onCancel: (run) => this.view.cancelRun(run),
       requestOf: (requestId) => this.channel?.agents.requests.get(requestId),
     });
     this.unread = new Unread({

@@ -270,16 +270,13 @@ export class RoomView {
     }
   }
 
-  /** Stops a run from its card's Stop button; a refusal is said on the button's card. */
-  async cancelRun(run, button) {
-    button.disabled = true;
-    button.textContent = "Stopping…";
+  /** Stops a run from its card's Stop button; resolves with the refusal in words, or null. */
+  async cancelRun(run) {
     try {
       await this.channel.cancelRun(run.run_id);
+      return null;
     } catch (err) {
-      button.disabled = false;
-      button.textContent = "Stop";
-      button.title = `Could not stop it: ${err.message}`;
+      return err.code === 40404 ? null : `Could not stop it: ${err.message}`; // 40404: it ended meanwhile
     }
   }
 

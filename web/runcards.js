@@ -58,7 +58,8 @@ function prettyArgs(text) {
 export class RunCards {
   /**
    * timeline: the room's Timeline; ctx: the bubble context (names, isMine, isMe); onAnswer(request,
-   * outcome, data): sends an answer; onCancel(run, button): stops a run; requestOf(id): a request of
+   * outcome, data): sends an answer; onCancel(run): stops a run, resolving with what went wrong (or
+   * null); requestOf(id): a request of
    * the open room's AgentRoom, or undefined.
    */
   constructor({ timeline, ctx, onAnswer, onCancel, requestOf }) {
@@ -73,9 +74,10 @@ export class RunCards {
   /** Forgets every card (the timeline was emptied). */
   clear() {
     for (const card of this.cards?.values() || []) clearTimeout(card.timer);
-    this.cards = new Map(); // run_id -> {node, head, body, subruns, run, timer, last}
+    this.cards = new Map(); // run_id -> {node, body, subruns, run, timer, last}
     this.asks = new Map(); // request_id -> card of a request made outside a run
     this.problems = new Map(); // request_id -> what went wrong answering it
+    this.brakes = new Set(); // serials of loop brake notices shown
   }
 
   /** Shows the changes agentchat-runs.js reported ([{type, value}]). */
@@ -116,7 +118,7 @@ export class RunCards {
       this.timeline.place(node, request.serial);
     }
     card.request = request;
-    card.node.querySelector(".run-body").replaceChildren(this._request(request, card.node));
+    card.node.querySelector(".run-body").replaceChildren(this._request(request));
   }
 
   /** "planner is on it" under the claimed message while the claim is held; nothing otherwise. */
@@ -133,6 +135,8 @@ export class RunCards {
 
   /** The loop brake's system message, as a notice at its place. */
   showLoopBrake(m) {
+    if (this.brakes.has(m.serial)) return;
+    this.brakes.add(m.serial);
     const budget = m.data && typeof m.data === "object" && m.data.budget;
     const turns = typeof budget === "number" ? `${budget} turns` : "too many turns";
     const node = el("li", "notice loop-brake", `Agents paused after ${turns} without a person; say something to let them continue.`);
@@ -173,7 +177,17 @@ export class RunCards {
     const body = el("div", "run-body");
     const subruns = el("ol", "subruns");
     node.append(el("div", "meta run-head"), body, subruns);
-    return { node, body, subruns, run, timer: null, last: -Infinity };
+    return { node, body, subruns, run, timer: null, last: -Infinity, stopping: false, problem: null };
+  }
+
+  async _stop(card) {
+    card.stopping = true;
+    card.problem = null;
+    this._render(card);
+    const problem = await this.onCancel(card.run);
+    card.stopping = false;
+    card.problem = problem;
+    if (this.cards.get(card.run.run_id) === card) this.timeline.pinned(() => this._render(card));
   }
 
   _render(card) {
@@ -187,10 +201,11 @@ export class RunCards {
     const badge = el("span", `status run-status ${run.status}`, runBadge(run, (id) => this._who(id)));
     head.append(badge);
     if (ACTIVE.has(run.status)) {
-      const stop = el("button", "stop btn small", "Stop");
+      const stop = el("button", "stop btn small", card.stopping ? "Stopping…" : "Stop");
       stop.type = "button";
       stop.title = "Cancel this run";
-      stop.addEventListener("click", () => this.onCancel(run, stop));
+      stop.disabled = card.stopping;
+      stop.addEventListener("click", () => this._stop(card));
       head.append(stop);
     }
     node.querySelector(":scope > .run-head").replaceWith(head);
@@ -199,8 +214,9 @@ export class RunCards {
     const parts = run.lanes().map((lane) => this._lane(lane, open));
     for (const requestId of run.requests) {
       const request = this.requestOf(requestId);
-      if (request) parts.push(this._request(request, node, typed.get(requestId)));
+      if (request) parts.push(this._request(request, typed.get(requestId)));
     }
+    if (card.problem) parts.push(Object.assign(el("div", "problem", card.problem), { role: "alert" }));
     const focused = card.body.contains(document.activeElement) && document.activeElement.dataset.requestId;
     card.body.replaceChildren(...parts);
     // A reader typing an answer while the run streams keeps the box, its text and the caret.
@@ -243,7 +259,7 @@ export class RunCards {
     return details;
   }
 
-  _request(request, card, typed = undefined) {
+  _request(request, typed = undefined) {
     const box = el("div", `input-request ${request.status}`);
     box.dataset.requestId = request.request_id;
     box.dataset.status = request.status;
