@@ -23,6 +23,7 @@ from tests.test_browser import (  # noqa: F401 (fixtures)
     browser,
     http,
     message,
+    rest_publish,
     send,
     server,
     server_settings,
@@ -425,3 +426,27 @@ async def test_a_reload_mid_run_rebuilds_the_card_and_it_goes_on(
     await ok(planner, {"type": "run_end", "run_id": run_id, "status": "completed"})
     await expect(run.locator(".run-status")).to_have_text("completed")
     await expect(run.locator(".lane-text")).to_have_count(1)
+
+
+async def test_a_long_running_run_above_the_first_page_keeps_paging_whole(
+    visitors: Visitors, wires: Callable[..., Any], http: aiohttp.ClientSession
+) -> None:
+    """A run started before the newest page shows (from its snapshot) at its place, and scrolling up
+    still brings every older message once, in order around it."""
+    planner = await wires("planner")
+    run_id = await start_run(planner)
+    await rest_publish(http, visitors.server, "archivist", [f"note {n:03d}" for n in range(1, 81)])
+    ana = await visitors.open("ana")
+    await expect(card(ana, run_id).locator(".run-status")).to_have_text("running")
+    timeline = ana.locator("#timeline")
+    for _ in range(5):
+        if await ana.locator("#timeline-top").get_attribute("data-state") == "start":
+            break
+        shown = await ana.locator("#messages .msg").count()
+        await timeline.evaluate("e => { e.scrollTop = 0; }")
+        await ana.wait_for_function("n => document.querySelectorAll('#messages .msg').length > n", arg=shown)
+    await expect(ana.locator("#timeline-top")).to_have_attribute("data-state", "start")
+    order = await ana.locator("#messages > .msg, #messages > .run-card").evaluate_all(
+        "els => els.map(e => e.dataset.runId || e.querySelector('.text').textContent)"
+    )
+    assert order == [run_id] + [f"note {n:03d}" for n in range(1, 81)]

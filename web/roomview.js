@@ -100,6 +100,7 @@ export class RoomView {
         if (isAgentRecord(m)) this.showRecord(m);
         else this.showClaimOf(tl.addMessage(m), m.serial);
       }
+      if (page.messages.length) tl.reached(Math.min(...page.messages.map((m) => m.serial)));
       tl.hasMore = page.has_more;
       tl.setTop(page.has_more ? "more" : "start");
     };
