@@ -402,7 +402,7 @@ async def test_a_reload_mid_run_rebuilds_the_card_and_it_goes_on(
     visitors: Visitors, wires: Callable[..., Any]
 ) -> None:
     """Reloaded while a run writes its answer, the page rebuilds the card from history and the run's
-    snapshots (finished parts, the answer so far), then follows the run to its end."""
+    snapshots (finished parts, shared state, the answer so far), then follows the run to its end."""
     planner = await wires("planner")
     ana = await visitors.open("ana")
     run_id = await start_run(planner)
@@ -412,10 +412,18 @@ async def test_a_reload_mid_run_rebuilds_the_card_and_it_goes_on(
     await said(
         planner, ["10:00", "14:00"], LOBBY, run_id=run_id, lane="tool_result", tool_call={"id": "call_7"}
     )
+    await ok(planner, {"type": "run_state", "run_id": run_id, "snapshot": {"slots": ["10:00"]}})
+    add = {"op": "add", "path": "/slots/-", "value": "14:00"}
+    await ok(planner, {"type": "run_state", "run_id": run_id, "delta": [add]})
     text_id = await lane(planner, run_id, "text", ["Free at ", "10:00 "], end=False)
     await expect(card(ana, run_id).locator(".lane-text")).to_have_text("Free at 10:00")
     await ana.reload()
     run = card(ana, run_id)
+    state = run.locator("details.lane-state")
+    await state.locator("summary").click()  # the run's snapshot brought its state and deltas
+    await expect(state.locator(".run-state")).to_have_text(
+        '{\n  "slots": [\n    "10:00",\n    "14:00"\n  ]\n}'
+    )
     await expect(run.locator(".run-status")).to_have_text("running")
     await expect(run.locator(".lane-text")).to_have_text("Free at 10:00")
     await expect(run.locator("details.lane-reasoning")).to_have_count(1)

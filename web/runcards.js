@@ -212,6 +212,7 @@ export class RunCards {
     const open = new Set([...card.body.querySelectorAll("details[open]")].map((d) => d.dataset.key));
     const typed = new Map([...card.body.querySelectorAll(".answer-input")].map((i) => [i.dataset.requestId, i.value]));
     const parts = run.lanes().map((lane) => this._lane(lane, open));
+    if (run.state !== undefined && run.state !== null) parts.unshift(this._state(run, open));
     for (const requestId of run.requests) {
       const request = this.requestOf(requestId);
       if (request) parts.push(this._request(request, typed.get(requestId)));
@@ -256,6 +257,16 @@ export class RunCards {
       details.append(el("div", "lane-label", "Result"));
       details.append(el("pre", "tool-result", typeof lane.result === "string" ? lane.result : JSON.stringify(lane.result, null, 2)));
     }
+    return details;
+  }
+
+  _state(run, open) {
+    // Shared state (run_state) is live only: a snapshot plus deltas, never in history.
+    const details = el("details", "lane lane-state");
+    details.dataset.key = "state";
+    details.open = open.has("state");
+    details.append(el("summary", "", run.stale ? "State (waiting for a fresh snapshot)" : "State"));
+    details.append(el("pre", "run-state", JSON.stringify(run.state, null, 2)));
     return details;
   }
 
