@@ -251,17 +251,20 @@ export class AgentRoom {
 
   _status(f) {
     const run = this._run(f.run_id, f);
-    if (!(f.version > run.version)) return [];
-    if (run.ended && !isTerminal(f.status)) return [];
-    run.version = f.version;
-    run.status = f.status;
-    for (const key of RUN_FIELDS) if (f[key] !== undefined) run[key] = f[key];
-    if (f.type === "run_snapshot" && f.state !== undefined) {
+    // State changes without a new version: a snapshot's state is the current one whatever its version.
+    const state = f.type === "run_snapshot" && f.state !== undefined;
+    if (state) {
       run.state = f.state;
       run.stale = false;
       this._patch(run, f.deltas || []);
     }
-    return [{ type: "run", value: run }];
+    const newer = f.version > run.version && !(run.ended && !isTerminal(f.status));
+    if (newer) {
+      run.version = f.version;
+      run.status = f.status;
+      for (const key of RUN_FIELDS) if (f[key] !== undefined) run[key] = f[key];
+    }
+    return newer || state ? [{ type: "run", value: run }] : [];
   }
 
   _state(f) {

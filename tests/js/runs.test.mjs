@@ -103,3 +103,11 @@ test("a request closes with its answer, or with what a 40907 says, and its run h
   room.learn({ name: "agentchat.input_answer", request_id: "q2", client_id: "agentchat", data: { outcome: "expired" } });
   assert.equal(room.requests.get("q2").status, "expired");
 });
+
+test("a snapshot at a re-attach brings the current state even at the version already held", () => {
+  const room = new AgentRoom("room:x");
+  room.frame({ ...status(3, "running"), type: "run_snapshot", state: { n: 1 } });
+  const changes = room.frame({ ...status(3, "running"), type: "run_snapshot", state: { n: 5 }, deltas: [{ op: "replace", path: "/n", value: 6 }] });
+  assert.equal(changes.length, 1);
+  assert.deepEqual([room.run("r1").state, room.run("r1").version], [{ n: 6 }, 3]);
+});
