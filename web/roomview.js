@@ -17,7 +17,7 @@ const PAGE_SIZE = 50;
 const RECORDS = new Set(["agentchat.run", "agentchat.input_request", "agentchat.input_answer", "agentchat.loop_brake"]);
 
 /** Whether a message is an agent-room record (shown by runcards.js, not as a bubble). */
-export function isAgentRecord(m) {
+function isAgentRecord(m) {
   return Boolean(m.run_id) || RECORDS.has(m.name);
 }
 
@@ -171,6 +171,7 @@ export class RoomView {
     if (isAgentRecord(m)) {
       // The channel's AgentRoom took it in already ("run", "request" events); only the brake is shown here.
       if (m.name === "agentchat.loop_brake") app.timeline.pinned(() => app.cards.showLoopBrake(m));
+      if (m.client_id !== app.me()) app.unread.arrived();
       return;
     }
     if (m.thread) {

@@ -346,6 +346,7 @@ export class RunCards {
       if (card.node.parentElement !== parent.subruns) parent.subruns.append(card.node);
     } else if (Number.isFinite(serial) && Number(card.node.dataset.serial) !== serial) {
       this.timeline.place(card.node, serial);
+      this.timeline.observe?.(card.node); // read marks move as the card scrolls into view
     } else if (!card.node.isConnected) {
       this.timeline.live.append(card.node); // a run seen live before any of its records: below the list
     }
