@@ -84,7 +84,9 @@ export class RoomView {
       if (continuous && channel.attached) await channel.attach({ presence: true });
       else await channel.attach({ position: { serial: newest, epoch: null } });
       if (seq !== this.seq) return;
-      channel.claims().catch(() => {}); // claims held now; later changes come live
+      // Claims held now and requests still open (asked before the loaded page, too); then live frames.
+      channel.claims().catch(() => {});
+      channel.requests({ status: "pending", limit: 50 }).catch(() => {});
       await channel.enter({ kind: "human", display_name: app.myName() });
     } catch (err) {
       if (seq !== this.seq) return;
