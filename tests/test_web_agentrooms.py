@@ -148,8 +148,8 @@ async def test_a_run_renders_as_a_card_that_a_reload_rebuilds(
 async def test_approvals_and_questions_are_answered_from_the_card(
     visitors: Visitors, wires: Callable[..., Any]
 ) -> None:
-    """Approve on a run's request reaches the asking agent and both pages say who answered; a choice and
-    a text question are answered by their buttons; a late answer is told who answered first."""
+    """Approve on a run's request reaches the asking agent and both pages say who answered; a choice, a
+    text and a JSON question are answered by their controls; a late answer is told who answered first."""
     planner = await wires("planner")
     ana = await visitors.open("ana")
     bob = await visitors.open("bob")
@@ -208,6 +208,21 @@ async def test_approvals_and_questions_are_answered_from_the_card(
     assert named["data"] == {"outcome": "data", "data": "Aurora"}
     await expect(request_box(bob, question["request_id"]).locator(".answer-line")).to_have_text(
         "ana answered: Aurora"
+    )
+
+    shaped = {"type": "ask", "channel": LOBBY, "prompt": "Scale to?", "shape": {"kind": "json"}}
+    scale = await ok(planner, shaped)
+    json_box = request_box(bob, scale["request_id"])
+    await json_box.locator(".answer-input").fill("{nope")
+    await json_box.locator("button.primary").click()
+    await expect(json_box.locator(".problem")).to_have_text("That is not valid JSON.")
+    await expect(json_box.locator(".answer-input")).to_have_value("{nope")  # kept, to be fixed
+    await json_box.locator(".answer-input").fill('{"replicas": 3}')
+    await json_box.locator("button.primary").click()
+    scaled = await record(planner, "agentchat.input_answer", TIMEOUT, request_id=scale["request_id"])
+    assert scaled["data"] == {"outcome": "data", "data": {"replicas": 3}}
+    await expect(request_box(ana, scale["request_id"]).locator(".answer-line")).to_have_text(
+        'bob answered: {"replicas":3}'
     )
 
     await bob.reload()

@@ -118,7 +118,8 @@ export class RunCards {
       this.timeline.place(node, request.serial);
     }
     card.request = request;
-    card.node.querySelector(".run-body").replaceChildren(this._request(request));
+    const typed = card.node.querySelector(".answer-input")?.value;
+    card.node.querySelector(".run-body").replaceChildren(this._request(request, typed));
   }
 
   /** "planner is on it" under the claimed message while the claim is held; nothing otherwise. */
