@@ -184,9 +184,9 @@ export class Channel extends Emitter {
   /** Answers input request `requestId` (`outcome` "approve" | "deny" | "data"); resolves {serial}. A
    * closed request rejects with 40907, and the request shows who answered (a "request" event). */
   async answer(requestId, outcome, data = undefined) {
+    const frame = optional({ type: "answer", channel: this.name, request_id: requestId, outcome }, { data });
     try {
-      const ack = await this.client.request(optional({ type: "answer", channel: this.name, request_id: requestId, outcome }, { data }));
-      return { serial: ack.serial ?? null };
+      return { serial: (await this.client.request(frame)).serial ?? null };
     } catch (err) {
       if (err.code === 40907 && err.frame) this._agentChanges(this.agents.closed(requestId, err.frame));
       throw err;
@@ -198,16 +198,17 @@ export class Channel extends Emitter {
     return this.client.request({ type: "run_cancel", run_id: runId });
   }
 
-  /** The claims held now ({after?} a serial); each is taken into `agents` too. Resolves {claims, has_more}. */
+  /** The claims held now (after serial `after`), taken into `agents` too; resolves {claims, has_more}. */
   async claims({ after } = {}) {
     const ack = await this.client.request(optional({ type: "claims", channel: this.name }, { after }));
-    for (const claim of ack.claims || []) this._agentChanges(this.agents.claim({ channel: this.name, state: "held", ...claim }));
+    for (const claim of ack.claims || []) this._agentChanges(this.agents.claim({ state: "held", ...claim }));
     return { claims: ack.claims || [], has_more: Boolean(ack.has_more) };
   }
 
-  /** Input requests ({status?, mine?, after?, limit?}); each is taken into `agents` too. {requests, has_more}. */
+  /** Input requests ({status?, mine?, after?, limit?}), taken into `agents` too; {requests, has_more}. */
   async requests({ status, mine, after, limit } = {}) {
-    const ack = await this.client.request(optional({ type: "requests", channel: this.name }, { status, mine, after, limit }));
+    const frame = optional({ type: "requests", channel: this.name }, { status, mine, after, limit });
+    const ack = await this.client.request(frame);
     for (const request of ack.requests || []) this._agentChanges(this.agents.listed(request));
     return { requests: ack.requests || [], has_more: Boolean(ack.has_more) };
   }

@@ -157,7 +157,8 @@ export class AgentRoom {
   /** A claim (a live frame, or an entry of the `claims` list); a change when it is newer. */
   claim(f) {
     const held = this.claims.get(f.serial);
-    const newer = !held || f.token > held.token || (f.token === held.token && held.state === "held" && f.state !== "held");
+    const ends = held && f.token === held.token && held.state === "held" && f.state !== "held";
+    const newer = !held || f.token > held.token || ends;
     if (!newer) return [];
     this.claims.set(f.serial, { ...f });
     return [{ type: "claim", value: this.claims.get(f.serial) }];
@@ -203,7 +204,8 @@ export class AgentRoom {
 
   /** An entry of the `requests` list (with its `answer` when closed); the changes. */
   listed(r) {
-    const changes = this.learn({ ...r, name: "agentchat.input_request", data: { prompt: r.prompt, shape: r.shape, deadline: r.deadline, data: r.data } });
+    const data = { prompt: r.prompt, shape: r.shape, deadline: r.deadline, data: r.data };
+    const changes = this.learn({ ...r, name: "agentchat.input_request", data });
     if (!r.answer) return changes;
     const answer = { ...r.answer, name: "agentchat.input_answer", request_id: r.request_id, run_id: r.run_id };
     return this.learn({ ...answer, data: { outcome: r.answer.outcome, data: r.answer.data } });
@@ -242,8 +244,9 @@ export class AgentRoom {
   _lane(run, key) {
     let lane = run.lanesByKey.get(key);
     if (!lane) {
-      lane = { key, lane: "text", tool_call: null, text: "", status: "open", error: null, serial: null, ts: 0, result: undefined };
-      if (key.startsWith("tool:")) lane.lane = "tool_call";
+      const kind = key.startsWith("tool:") ? "tool_call" : "text";
+      lane = { key, lane: kind, tool_call: null, text: "", status: "open", error: null, serial: null, ts: 0 };
+      lane.result = undefined; // a tool call's result, once its tool_result arrives
       run.lanesByKey.set(key, lane);
     }
     return lane;
@@ -305,7 +308,9 @@ export class AgentRoom {
     run.cancelled_by = data.cancelled_by || null;
     run.result = data.result;
     run.pending = 0;
-    for (const lane of run.lanesByKey.values()) if (lane.status === "open") lane.status = data.status === "completed" ? "complete" : data.status;
+    // Lanes whose final message we missed end with the run, as the server ends them.
+    const ended = data.status === "completed" ? "complete" : data.status;
+    for (const lane of run.lanesByKey.values()) if (lane.status === "open") lane.status = ended;
   }
 
   _request(m) {

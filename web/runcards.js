@@ -46,6 +46,13 @@ function displayData(data) {
   return typeof data === "string" ? data : JSON.stringify(data);
 }
 
+/** Where a tool call stands: its arguments streaming, waiting for its result, done (or how it ended). */
+function toolState(lane) {
+  if (lane.result !== undefined) return "done";
+  if (lane.status === "open") return "calling…";
+  return lane.status === "complete" ? "waiting for the result" : lane.status;
+}
+
 /** A tool call's arguments: pretty JSON once they parse, else the text so far. */
 function prettyArgs(text) {
   try {
@@ -140,7 +147,8 @@ export class RunCards {
     this.brakes.add(m.serial);
     const budget = m.data && typeof m.data === "object" && m.data.budget;
     const turns = typeof budget === "number" ? `${budget} turns` : "too many turns";
-    const node = el("li", "notice loop-brake", `Agents paused after ${turns} without a person; say something to let them continue.`);
+    const text = `Agents paused after ${turns} without a person; say something to let them continue.`;
+    const node = el("li", "notice loop-brake", text);
     this.timeline.place(node, m.serial);
   }
 
@@ -250,13 +258,13 @@ export class RunCards {
     }
     const name = (lane.tool_call && lane.tool_call.name) || "tool";
     details.dataset.tool = name;
-    const state = lane.result !== undefined ? "done" : lane.status === "open" ? "calling…" : lane.status === "complete" ? "waiting for the result" : lane.status;
-    summary.append(el("span", "lane-title", `Tool call: ${name}`), el("span", "tool-state", state));
+    summary.append(el("span", "lane-title", `Tool call: ${name}`), el("span", "tool-state", toolState(lane)));
     details.append(summary, el("div", "lane-label", "Arguments"));
     details.append(el("pre", "tool-args", lane.status === "open" ? lane.text : prettyArgs(lane.text)));
     if (lane.result !== undefined) {
       details.append(el("div", "lane-label", "Result"));
-      details.append(el("pre", "tool-result", typeof lane.result === "string" ? lane.result : JSON.stringify(lane.result, null, 2)));
+      const result = typeof lane.result === "string" ? lane.result : JSON.stringify(lane.result, null, 2);
+      details.append(el("pre", "tool-result", result));
     }
     return details;
   }
@@ -353,7 +361,8 @@ export class RunCards {
     }
     // Sub-runs shown before their parent move into it now.
     for (const other of this.cards.values()) {
-      if (other.run.parent_run_id === run.run_id && other.node.parentElement !== card.subruns) card.subruns.append(other.node);
+      const child = other.run.parent_run_id === run.run_id;
+      if (child && other.node.parentElement !== card.subruns) card.subruns.append(other.node);
     }
   }
 }
