@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { AgentRoom, applyPatch } from "../../web/agentchat.js";
+import { AgentRoom, Channel, applyPatch } from "../../web/agentchat.js";
 
 test("applyPatch does add, remove, replace, move, copy and test without changing its input", () => {
   const doc = { plan: ["a"], n: 1, nested: { x: 1 } };
@@ -110,4 +110,24 @@ test("a snapshot at a re-attach brings the current state even at the version alr
   const changes = room.frame({ ...status(3, "running"), type: "run_snapshot", state: { n: 5 }, deltas: [{ op: "replace", path: "/n", value: 6 }] });
   assert.equal(changes.length, 1);
   assert.deepEqual([room.run("r1").state, room.run("r1").version], [{ n: 6 }, 3]);
+});
+
+test("a channel feeds its AgentRoom: run frames, lanes and records become run, claim and request events", () => {
+  const client = { state: "connected", sent: [], request(frame) { this.sent.push(frame); return new Promise(() => {}); } };
+  const channel = new Channel(client, "room:x");
+  channel.position = { serial: 0, epoch: "e" };
+  const seen = [];
+  for (const type of ["message", "run", "claim", "request"]) channel.on(type, (d) => seen.push(type));
+  const base = { channel: "room:x", client_id: "planner", kind: "agent" };
+  channel.receive({ ...base, type: "message", serial: 1, name: "agentchat.run", run_id: "r1", data: { status: "running" } });
+  channel.receive({ ...base, type: "run_status", run_id: "r1", version: 1, status: "running", serial: 1 });
+  channel.receive({ ...base, type: "stream_open", stream_id: "s1", run_id: "r1", lane: "text", ts: 2 });
+  channel.receive({ type: "stream_chunk", channel: "room:x", stream_id: "s1", i: 0, d: "Hi" });
+  channel.receive({ ...base, type: "claim", serial: 1, token: 1, state: "held" });
+  channel.receive({ ...base, type: "message", serial: 2, name: "agentchat.input_request", request_id: "q1", data: { prompt: "ok?" } });
+  assert.deepEqual(seen, ["run", "message", "run", "run", "run", "claim", "request", "message"]);
+  assert.deepEqual(channel.agents.run("r1").lanes().map((l) => l.text), ["Hi"]);
+  channel.cancelRun("r1");
+  channel.publish("hi @planner", { to: ["planner"] });
+  assert.deepEqual(client.sent.map((f) => [f.type, f.run_id ?? f.to]), [["run_cancel", "r1"], ["publish", ["planner"]]]);
 });
