@@ -48,7 +48,10 @@ export class Channel extends Emitter {
     this._epoch = null;
     this.members = new Map();
     this.streams = new Map();
-    this.agents = new AgentRoom(name);
+    this.agents = new AgentRoom(name, {
+      request: (frame) => client.request(frame),
+      changed: (changes) => changes.forEach(({ type, value }) => emit(this, type, { [type]: value })),
+    });
     this._wanted = false;
     this._withPresence = true;
     this._presenceData = undefined;
@@ -181,16 +184,9 @@ export class Channel extends Emitter {
     return { serial: ack.serial ?? null };
   }
 
-  /** Answers input request `requestId` (`outcome` "approve" | "deny" | "data"); resolves {serial}. A
-   * closed request rejects with 40907, and the request shows who answered (a "request" event). */
-  async answer(requestId, outcome, data = undefined) {
-    const frame = optional({ type: "answer", channel: this.name, request_id: requestId, outcome }, { data });
-    try {
-      return { serial: (await this.client.request(frame)).serial ?? null };
-    } catch (err) {
-      if (err.code === 40907 && err.frame) this._agentChanges(this.agents.closed(requestId, err.frame));
-      throw err;
-    }
+  /** Answers input request `requestId` ("approve", "deny", or "data" with `data`); see AgentRoom.answer. */
+  answer(requestId, outcome, data = undefined) {
+    return this.agents.answer(requestId, outcome, data);
   }
 
   /** Stops a run (it ends `cancelled`, with you as `cancelled_by`); resolves with the ack. */
@@ -198,19 +194,14 @@ export class Channel extends Emitter {
     return this.client.request({ type: "run_cancel", run_id: runId });
   }
 
-  /** The claims held now (after serial `after`), taken into `agents` too; resolves {claims, has_more}. */
-  async claims({ after } = {}) {
-    const ack = await this.client.request(optional({ type: "claims", channel: this.name }, { after }));
-    for (const claim of ack.claims || []) this._agentChanges(this.agents.claim({ state: "held", ...claim }));
-    return { claims: ack.claims || [], has_more: Boolean(ack.has_more) };
+  /** The claims held now ({after?}), and input requests ({status?, mine?, after?, limit?}), taken into
+   * `agents` too; resolve {claims, has_more} and {requests, has_more}. */
+  claims(options) {
+    return this.agents.fetchClaims(options);
   }
 
-  /** Input requests ({status?, mine?, after?, limit?}), taken into `agents` too; {requests, has_more}. */
-  async requests({ status, mine, after, limit } = {}) {
-    const frame = optional({ type: "requests", channel: this.name }, { status, mine, after, limit });
-    const ack = await this.client.request(frame);
-    for (const request of ack.requests || []) this._agentChanges(this.agents.listed(request));
-    return { requests: ack.requests || [], has_more: Boolean(ack.has_more) };
+  requests(options) {
+    return this.agents.fetchRequests(options);
   }
 
   /**
@@ -275,7 +266,7 @@ export class Channel extends Emitter {
       case "run_snapshot":
       case "run_state":
       case "claim":
-        this._agentChanges(this.agents.frame(frame));
+        this.agents.frame(frame);
         break;
       default:
         break;
@@ -353,17 +344,13 @@ export class Channel extends Emitter {
         this.streams.delete(frame.stream_id);
         stream.finish(frame);
       }
-      this._agentChanges(this.agents.learn(frame));
+      this.agents.learn(frame);
       emit(this, "message", frame);
       emit(this, "stream_end", { stream: stream || null, message: frame });
       return;
     }
-    if (!frame.ephemeral) this._agentChanges(this.agents.learn(frame));
+    if (!frame.ephemeral) this.agents.learn(frame);
     emit(this, "message", frame);
-  }
-
-  _agentChanges(changes) {
-    for (const { type, value } of changes) emit(this, type, { [type]: value });
   }
 
   _onPresenceSync(frame) {
@@ -400,7 +387,7 @@ export class Channel extends Emitter {
     stream.stale = false;
     if (isSnapshot) stream.adopt(frame.content, frame.next);
     emit(this, "stream", { stream, event: isSnapshot ? "snapshot" : "open" });
-    this._agentChanges(this.agents.stream(stream));
+    this.agents.stream(stream);
   }
 
   _onChunk(frame) {
@@ -408,7 +395,7 @@ export class Channel extends Emitter {
     if (!stream) return; // its snapshot comes with the next attach
     if (!stream.add(frame.i, frame.d)) return;
     emit(this, "stream", { stream, event: "chunk" });
-    this._agentChanges(this.agents.stream(stream));
+    this.agents.stream(stream);
   }
 
   _dropStreams() {

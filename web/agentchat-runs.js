@@ -13,6 +13,8 @@
 // - A tool call lane is keyed by its tool call id, so its result (lane `tool_result`) finds it whichever
 //   arrives first; other lanes by their stream id, or their record's serial when published whole.
 
+import { applyPatch } from "./agentchat-patch.js";
+
 const TERMINAL = new Set(["completed", "failed", "cancelled", "aborted"]);
 const RUN_FIELDS = ["client_id", "kind", "display_name", "serial", "ts", "pending", "writer", "parent_run_id",
   "reply_to", "requester", "error", "cancelled_by"];
@@ -22,101 +24,12 @@ export function isTerminal(status) {
   return TERMINAL.has(status);
 }
 
-function pointer(path) {
-  if (path === "") return [];
-  if (!path.startsWith("/")) throw new Error(`bad JSON pointer ${path}`);
-  return path.slice(1).split("/").map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"));
-}
-
-function parentOf(doc, parts) {
-  let node = doc;
-  for (const key of parts.slice(0, -1)) {
-    if (node === null || typeof node !== "object" || !(key in node)) throw new Error(`no ${key} in the state`);
-    node = node[key];
-  }
-  if (node === null || typeof node !== "object") throw new Error("the path's parent is not a container");
-  return node;
-}
-
-function index(array, key, adding) {
-  if (adding && key === "-") return array.length;
-  const n = Number(key);
-  if (!/^(0|[1-9][0-9]*)$/.test(key) || n > array.length - (adding ? 0 : 1)) throw new Error(`bad index ${key}`);
-  return n;
-}
-
-function read(doc, parts) {
-  if (!parts.length) return doc;
-  const parent = parentOf(doc, parts);
-  const key = parts.at(-1);
-  if (Array.isArray(parent)) return parent[index(parent, key, false)];
-  if (!(key in parent)) throw new Error(`no ${key} in the state`);
-  return parent[key];
-}
-
-function put(doc, parts, value, replace) {
-  if (!parts.length) return value;
-  const parent = parentOf(doc, parts);
-  const key = parts.at(-1);
-  if (Array.isArray(parent)) {
-    const i = index(parent, key, !replace);
-    if (replace) parent[i] = value;
-    else parent.splice(i, 0, value);
-  } else {
-    if (replace && !(key in parent)) throw new Error(`no ${key} to replace`);
-    parent[key] = value;
-  }
-  return doc;
-}
-
-function remove(doc, parts) {
-  const parent = parentOf(doc, parts);
-  const key = parts.at(-1);
-  if (Array.isArray(parent)) parent.splice(index(parent, key, false), 1);
-  else if (key in parent) delete parent[key];
-  else throw new Error(`no ${key} to remove`);
-  return doc;
-}
-
-/** `doc` after the RFC 6902 operations `ops` (add, remove, replace, move, copy, test); a new value, the
- * input is not changed. Throws an Error when an operation does not apply (a failed `test` too). */
-export function applyPatch(doc, ops) {
-  let out = structuredClone(doc);
-  for (const op of ops) {
-    const parts = pointer(op.path);
-    switch (op.op) {
-      case "add":
-        out = put(out, parts, structuredClone(op.value), false);
-        break;
-      case "replace":
-        out = put(out, parts, structuredClone(op.value), true);
-        break;
-      case "remove":
-        out = remove(out, parts);
-        break;
-      case "move": {
-        const value = read(out, pointer(op.from));
-        out = put(remove(out, pointer(op.from)), parts, value, false);
-        break;
-      }
-      case "copy":
-        out = put(out, parts, structuredClone(read(out, pointer(op.from))), false);
-        break;
-      case "test":
-        if (JSON.stringify(read(out, parts)) !== JSON.stringify(op.value)) throw new Error(`test failed at ${op.path}`);
-        break;
-      default:
-        throw new Error(`unknown operation ${op.op}`);
-    }
-  }
-  return out;
-}
-
 /**
  * The agent side of one channel: `runs` (Map run_id -> run), `claims` (Map serial -> claim frame) and
  * `requests` (Map request_id -> request). Feed it with `frame(f)` (run_status, run_snapshot, run_state,
  * claim), `stream(liveStream)` and `learn(message)`; each returns the changes as
- * [{type: "run" | "claim" | "request", value}].
+ * [{type: "run" | "claim" | "request", value}] and hands them to `changed` (the Channel emits them).
+ * `request(frame)` sends a request frame (the client's); it carries the agent-room requests.
  *
  * A run: {run_id, channel, client_id, kind, display_name, status, version, serial, ts, pending, writer,
  * parent_run_id, reply_to, requester, error, cancelled_by, result, state, stale, lanes, requests}. Its
@@ -127,11 +40,41 @@ export function applyPatch(doc, ops) {
  * ("pending" | "answered" | "expired"), answer ({outcome, data, client_id, ts, serial} or null)}.
  */
 export class AgentRoom {
-  constructor(channel) {
+  constructor(channel, { request = null, changed = () => {} } = {}) {
     this.channel = channel;
     this.runs = new Map();
     this.claims = new Map();
     this.requests = new Map();
+    this._send = request;
+    this._changed = changed;
+  }
+
+  /** Answers input request `requestId` (`outcome` "approve" | "deny" | "data"); resolves {serial}. A
+   * closed request rejects with 40907, and the request takes the answer the refusal carries. */
+  async answer(requestId, outcome, data = undefined) {
+    const frame = { type: "answer", channel: this.channel, request_id: requestId, outcome };
+    if (data !== undefined) frame.data = data;
+    try {
+      return { serial: (await this._send(frame)).serial ?? null };
+    } catch (err) {
+      if (err.code === 40907 && err.frame) this.closed(requestId, err.frame);
+      throw err;
+    }
+  }
+
+  /** The claims held now (after serial `after`), taken in; resolves {claims, has_more}. */
+  async fetchClaims({ after } = {}) {
+    const ack = await this._send(withFields({ type: "claims", channel: this.channel }, { after }));
+    for (const claim of ack.claims || []) this.claim({ state: "held", ...claim });
+    return { claims: ack.claims || [], has_more: Boolean(ack.has_more) };
+  }
+
+  /** Input requests ({status?, mine?, after?, limit?}), taken in; resolves {requests, has_more}. */
+  async fetchRequests({ status, mine, after, limit } = {}) {
+    const frame = withFields({ type: "requests", channel: this.channel }, { status, mine, after, limit });
+    const ack = await this._send(frame);
+    for (const request of ack.requests || []) this.listed(request);
+    return { requests: ack.requests || [], has_more: Boolean(ack.has_more) };
   }
 
   /** The run with this id, or null. */
@@ -144,9 +87,9 @@ export class AgentRoom {
     switch (f.type) {
       case "run_status":
       case "run_snapshot":
-        return this._status(f);
+        return this._tell(this._status(f));
       case "run_state":
-        return this._state(f);
+        return this._tell(this._state(f));
       case "claim":
         return this.claim(f);
       default:
@@ -161,7 +104,7 @@ export class AgentRoom {
     const newer = !held || f.token > held.token || ends;
     if (!newer) return [];
     this.claims.set(f.serial, { ...f });
-    return [{ type: "claim", value: this.claims.get(f.serial) }];
+    return this._tell([{ type: "claim", value: this.claims.get(f.serial) }]);
   }
 
   /** A live lane of a run grew or opened (a LiveStream with `run_id`); the run's change. */
@@ -173,12 +116,16 @@ export class AgentRoom {
       Object.assign(lane, { lane: stream.lane || "text", ts: stream.ts, text: stream.text() });
       if (stream.tool_call) lane.tool_call = { ...lane.tool_call, ...stream.tool_call };
     }
-    return [{ type: "run", value: run }];
+    return this._tell([{ type: "run", value: run }]);
   }
 
   /** A durable message (live, replayed or from history); the changes it makes (none for others). */
   learn(m) {
-    if (m.name === "agentchat.input_request") return this._request(m);
+    return this._tell(this._learn(m));
+  }
+
+  _learn(m) {
+    if (m.name === "agentchat.input_request") return this._asked(m);
     if (m.name === "agentchat.input_answer") return this._answer(m);
     if (!m.run_id) return [];
     const run = this._run(m.run_id, m);
@@ -205,10 +152,10 @@ export class AgentRoom {
   /** An entry of the `requests` list (with its `answer` when closed); the changes. */
   listed(r) {
     const data = { prompt: r.prompt, shape: r.shape, deadline: r.deadline, data: r.data };
-    const changes = this.learn({ ...r, name: "agentchat.input_request", data });
-    if (!r.answer) return changes;
+    const changes = this._learn({ ...r, name: "agentchat.input_request", data });
+    if (!r.answer) return this._tell(changes);
     const answer = { ...r.answer, name: "agentchat.input_answer", request_id: r.request_id, run_id: r.run_id };
-    return this.learn({ ...answer, data: { outcome: r.answer.outcome, data: r.answer.data } });
+    return this._tell(this._learn({ ...answer, data: { outcome: r.answer.outcome, data: r.answer.data } }));
   }
 
   /** A closed request as a `40907` refusal tells it (`status`, `answer`); its change. */
@@ -217,10 +164,15 @@ export class AgentRoom {
     if (!request || request.status !== "pending") return [];
     request.status = nack.status === "expired" ? "expired" : "answered";
     request.answer = nack.answer || request.answer;
-    return this._requestChanged(request);
+    return this._tell(this._requestChanged(request));
   }
 
   // --- internals ----------------------------------------------------------------------------------
+
+  _tell(changes) {
+    if (changes.length) this._changed(changes);
+    return changes;
+  }
 
   _run(runId, from) {
     let run = this.runs.get(runId);
@@ -313,7 +265,7 @@ export class AgentRoom {
     for (const lane of run.lanesByKey.values()) if (lane.status === "open") lane.status = ended;
   }
 
-  _request(m) {
+  _asked(m) {
     const data = m.data && typeof m.data === "object" ? m.data : {};
     const request = this._requestOf(m.request_id);
     Object.assign(request, {
@@ -352,6 +304,11 @@ export class AgentRoom {
     }
     return changes;
   }
+}
+
+function withFields(frame, fields) {
+  for (const [key, value] of Object.entries(fields)) if (value !== undefined && value !== null) frame[key] = value;
+  return frame;
 }
 
 function laneKey(lane, toolCall, fallback) {

@@ -206,10 +206,11 @@ export class RoomView {
     app.unread.render();
   }
 
-  /** A record from a history page: into the AgentRoom (idempotent with live frames), then its card. */
+  /** A record from a history page: into the AgentRoom (idempotent with live frames), whose changes
+   * come back as the channel's run and request events, which show the cards. */
   showRecord(m) {
     if (m.name === "agentchat.loop_brake") this.app.cards.showLoopBrake(m);
-    else this.app.cards.apply(this.channel.agents.learn(m));
+    else this.channel.agents.learn(m);
   }
 
   showClaimOf(node, serial) {
