@@ -7,7 +7,8 @@
 // - A run keeps the `run_status`/`run_snapshot` with the highest `version`; its end record (or a terminal
 //   status) is never taken back by an older, non-terminal frame.
 // - State is a snapshot plus RFC 6902 JSON Patch deltas applied in order; a delta that does not apply
-//   leaves the state as it was and marks it `stale` until the next snapshot.
+//   leaves the state as it was and marks it `stale` until the next snapshot. State changes do not bump
+//   the version, so a `run_snapshot`'s state is taken whatever its version.
 // - A message's claim is the frame with the highest `token`; for the same token, a held claim may end
 //   (released, expired, done) but an ended one never comes back.
 // - A tool call lane is keyed by its tool call id, so its result (lane `tool_result`) finds it whichever
@@ -28,8 +29,9 @@ export function isTerminal(status) {
  * The agent side of one channel: `runs` (Map run_id -> run), `claims` (Map serial -> claim frame) and
  * `requests` (Map request_id -> request). Feed it with `frame(f)` (run_status, run_snapshot, run_state,
  * claim), `stream(liveStream)` and `learn(message)`; each returns the changes as
- * [{type: "run" | "claim" | "request", value}] and hands them to `changed` (the Channel emits them).
- * `request(frame)` sends a request frame (the client's); it carries the agent-room requests.
+ * [{type: "run" | "claim" | "request", value}] and hands them to the `changed` option (the Channel
+ * emits them). The `request` option sends a request frame (the client's): answer, fetchClaims and
+ * fetchRequests use it.
  *
  * A run: {run_id, channel, client_id, kind, display_name, status, version, serial, ts, pending, writer,
  * parent_run_id, reply_to, requester, error, cancelled_by, result, state, stale, lanes, requests}. Its
