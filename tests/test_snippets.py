@@ -46,6 +46,7 @@ CHECKED: dict[tuple[str, str], str] = {
     ("docs/web.md", "lobby.openStream("): "test_the_agentchat_js_examples_run_in_a_browser",
     ("docs/web.md", "applyEvent, countReply"): "test_the_agentchat_js_examples_run_in_a_browser",
     ("docs/web.md", "pytest -q tests/test_browser.py"): "runs part of this suite: recursion",
+    ("docs/web.md", "lobby.answer("): "agent rooms: run by tests/test_web_agentrooms.py",
     # docs/sdk.md: run by tests/test_snippets_sdk.py.
     ("docs/sdk.md", "asyncio.run(main())"): "sdk: test_the_quick_start_program_answers_a_mention",
     ("docs/sdk.md", "room.streams()"): "sdk: test_the_stream_examples_run",

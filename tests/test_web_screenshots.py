@@ -1,6 +1,7 @@
 """Screenshots of the web app in use, for the README and docs/web.md: a room with people, agents, a live
 answer, reactions, a thread, an edited message, a topic and room badges; the same room on a phone; an
-open thread. They land in tests/artifacts/; the ones in docs/ are copies."""
+open thread; an agent's run waiting for an approval. They land in tests/artifacts/; the ones in docs/
+are copies."""
 
 # The fixtures come from test_browser.py by import, so test parameters shadow the imported names.
 # ruff: noqa: F811
@@ -16,6 +17,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser_helpers import publish, quoted, react, rest
+from tests.room_helpers import member, ok, record, said
 from tests.test_browser import (  # noqa: F401 (fixtures)
     ARTIFACTS,
     LOBBY,
@@ -119,3 +121,64 @@ async def test_screenshots_of_the_app_in_use(
     await ana.mouse.move(0, 0)  # no message hovered in the picture
     await ana.screenshot(path=str(ARTIFACTS / "thread.png"))
     assert (ARTIFACTS / "screenshot.png").stat().st_size > 10_000
+
+
+async def test_screenshot_of_an_agent_run(visitors: Visitors, http: aiohttp.ClientSession) -> None:
+    """Saves a run card (reasoning, a tool call opened with its result, a sub-run, the answer so far)
+    waiting for an approval, beside a message another agent is on (for docs/web.md)."""
+    server = visitors.server
+    await rest(http, server, "admin", "PUT", f"/v1/channels/{quoted(LOBBY)}/room", {"title": "Lobby"})
+    planner = await member(server, "planner", channel=LOBBY)
+    writer = await member(server, "writer", channel=LOBBY)
+    ana = await visitors.open("ana", viewport={"width": 1280, "height": 1180})
+    await send(ana, "@planner can we ship v2 to production today?")
+    question = await record(planner, "message", 10, data="@planner can we ship v2 to production today?")
+    run_id = (await ok(planner, {"type": "run_start", "channel": LOBBY, "reply_to": question["serial"]}))[
+        "run_id"
+    ]
+
+    async def lane(run: str, kind: str, text: str, **fields: Any) -> None:
+        opened = await ok(
+            planner, {"type": "stream_open", "channel": LOBBY, "run_id": run, "lane": kind, **fields}
+        )
+        await ok(planner, {"type": "stream_append", "stream_id": opened["stream_id"], "i": 0, "d": text})
+        await ok(planner, {"type": "stream_end", "stream_id": opened["stream_id"], "chunks": 1})
+
+    await lane(run_id, "reasoning", "The release needs green CI on main and no open blockers.")
+    call = {"id": "call_1", "name": "ci_status"}
+    await lane(run_id, "tool_call", '{"branch": "main", "checks": ["tests", "load"]}', tool_call=call)
+    result = {"tests": "passed", "load": "passed", "blockers": 0}
+    await said(planner, result, LOBBY, run_id=run_id, lane="tool_result", tool_call={"id": "call_1"})
+    sub_id = (await ok(planner, {"type": "run_start", "channel": LOBBY, "parent": run_id}))["run_id"]
+    await lane(sub_id, "text", "Release notes drafted from 14 merged pull requests.")
+    await ok(planner, {"type": "run_end", "run_id": sub_id, "status": "completed"})
+    await lane(
+        run_id,
+        "text",
+        "CI is **green** on `main` and nothing blocks the release. Deploying needs your approval.",
+    )
+    ask = {
+        "type": "ask",
+        "channel": LOBBY,
+        "prompt": "Deploy v2 to production?",
+        "shape": {"kind": "approval"},
+    }
+    await ok(planner, {**ask, "run_id": run_id})
+    await send(ana, "Can someone draft the announcement for after the deploy?")
+    task = await record(
+        writer, "message", 10, data="Can someone draft the announcement for after the deploy?"
+    )
+    await ok(writer, {"type": "claim", "channel": LOBBY, "serial": task["serial"]})
+
+    card = ana.locator(f'.run-card[data-run-id="{run_id}"]')
+    await expect(card.locator(":scope > .run-head .run-status")).to_have_text("needs input")
+    await card.locator("details.lane-tool-call summary").click()
+    await expect(card.locator(".tool-result")).to_contain_text('"blockers": 0')
+    await expect(ana.locator(".claim-note")).to_have_text("writer is on it")
+    await ana.mouse.move(0, 0)
+    await ana.locator("#timeline").evaluate("e => { e.scrollTop = e.scrollHeight; }")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await ana.screenshot(path=str(ARTIFACTS / "runs.png"))
+    assert (ARTIFACTS / "runs.png").stat().st_size > 10_000
+    for wire in (planner, writer):
+        await wire.close()

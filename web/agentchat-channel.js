@@ -9,6 +9,7 @@
 
 import { Emitter, emit, randomId } from "./agentchat-base.js";
 import { Sequencer } from "./agentchat-rules.js";
+import { AgentRoom } from "./agentchat-runs.js";
 import { LiveStream, StreamWriter } from "./agentchat-streams.js";
 
 function optional(frame, fields) {
@@ -20,7 +21,8 @@ function optional(frame, fields) {
  * One channel of a client. Create it with `client.channel(name)`.
  *
  * Properties: name, attached (bool), position ({serial, epoch} of the last durable message delivered),
- * members (Map connection_id -> presence member), streams (Map stream_id -> LiveStream).
+ * members (Map connection_id -> presence member), streams (Map stream_id -> LiveStream), agents (the
+ * AgentRoom of runs, claims and input requests).
  *
  * Events (use `channel.on(type, fn)`):
  *   attached         the `attached` frame (after every (re)attach)
@@ -33,6 +35,7 @@ function optional(frame, fields) {
  *   stream_gone      {stream}: a stream vanished without its end reaching us (after a continuity loss)
  *   stream_cancelled the `stream_cancelled` frame (tells a writer to stop)
  *   room             a live `room` frame: the room's title or topic changed
+ *   run, claim, request  {run} / {claim} / {request}: agents' work changed (agentchat-runs.js, `agents`)
  *   detached         the server detached us ({code, message})
  */
 export class Channel extends Emitter {
@@ -45,6 +48,10 @@ export class Channel extends Emitter {
     this._epoch = null;
     this.members = new Map();
     this.streams = new Map();
+    this.agents = new AgentRoom(name, {
+      request: (frame) => client.request(frame),
+      changed: (changes) => changes.forEach(({ type, value }) => emit(this, type, { [type]: value })),
+    });
     this._wanted = false;
     this._withPresence = true;
     this._presenceData = undefined;
@@ -95,10 +102,10 @@ export class Channel extends Emitter {
   /**
    * Publishes one durable message (or an ephemeral one with `ephemeral: true`). An `id` is generated when
    * not given, so the retry after a reconnect cannot double it. `thread`: the serial of a root message
-   * this is a reply in. Resolves with {serial, id, duplicate}.
+   * this is a reply in; `to`: the client ids it is addressed to. Resolves with {serial, id, duplicate}.
    */
-  async publish(data, { name, id, reply_to, thread, ephemeral = false } = {}) {
-    const frame = optional({ type: "publish", channel: this.name, data }, { name, reply_to, thread });
+  async publish(data, { name, id, reply_to, thread, to, ephemeral = false } = {}) {
+    const frame = optional({ type: "publish", channel: this.name, data }, { name, reply_to, thread, to });
     if (ephemeral) frame.ephemeral = true;
     else frame.id = id || randomId(`${this.client.clientId || "c"}-`);
     if (id && ephemeral) frame.id = id;
@@ -177,6 +184,26 @@ export class Channel extends Emitter {
     return { serial: ack.serial ?? null };
   }
 
+  /** Answers input request `requestId` ("approve", "deny", or "data" with `data`); see AgentRoom.answer. */
+  answer(requestId, outcome, data = undefined) {
+    return this.agents.answer(requestId, outcome, data);
+  }
+
+  /** Stops a run (it ends `cancelled`, with you as `cancelled_by`); resolves with the ack. */
+  cancelRun(runId) {
+    return this.client.request({ type: "run_cancel", run_id: runId });
+  }
+
+  /** The claims held now ({after?}), and input requests ({status?, mine?, after?, limit?}), taken into
+   * `agents` too; resolve {claims, has_more} and {requests, has_more}. */
+  claims(options) {
+    return this.agents.fetchClaims(options);
+  }
+
+  requests(options) {
+    return this.agents.fetchRequests(options);
+  }
+
   /**
    * Opens a token stream written by this client; resolves with a StreamWriter. Options: name, reply_to,
    * thread, id (idempotency key of the final message), meta, format ("text" | "json").
@@ -234,6 +261,12 @@ export class Channel extends Emitter {
         break;
       case "room":
         emit(this, "room", frame);
+        break;
+      case "run_status":
+      case "run_snapshot":
+      case "run_state":
+      case "claim":
+        this.agents.frame(frame);
         break;
       default:
         break;
@@ -311,10 +344,12 @@ export class Channel extends Emitter {
         this.streams.delete(frame.stream_id);
         stream.finish(frame);
       }
+      this.agents.learn(frame);
       emit(this, "message", frame);
       emit(this, "stream_end", { stream: stream || null, message: frame });
       return;
     }
+    if (!frame.ephemeral) this.agents.learn(frame);
     emit(this, "message", frame);
   }
 
@@ -352,12 +387,15 @@ export class Channel extends Emitter {
     stream.stale = false;
     if (isSnapshot) stream.adopt(frame.content, frame.next);
     emit(this, "stream", { stream, event: isSnapshot ? "snapshot" : "open" });
+    this.agents.stream(stream);
   }
 
   _onChunk(frame) {
     const stream = this.streams.get(frame.stream_id);
     if (!stream) return; // its snapshot comes with the next attach
-    if (stream.add(frame.i, frame.d)) emit(this, "stream", { stream, event: "chunk" });
+    if (!stream.add(frame.i, frame.d)) return;
+    emit(this, "stream", { stream, event: "chunk" });
+    this.agents.stream(stream);
   }
 
   _dropStreams() {

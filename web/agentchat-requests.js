@@ -12,7 +12,7 @@ import { AgentChatError } from "./agentchat-base.js";
 
 const RATE_LIMITED = 42900;
 /** Requests that only read, retried when refused as one too many in flight. */
-const READS = new Set(["history", "rooms", "unread", "room_get", "presence_get", "occupancy"]);
+const READS = new Set(["history", "rooms", "unread", "room_get", "presence_get", "occupancy", "claims", "requests"]);
 const READ_RETRIES = 20;
 
 export class Requests {

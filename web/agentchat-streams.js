@@ -6,7 +6,7 @@ const MAX_EARLY_CHUNKS = 1000; // chunks held ahead of a gap; beyond that they a
 
 /**
  * The live state of a stream being read: stream_id, channel, client_id, kind, display_name, name,
- * reply_to, thread, meta, format, ts, content (text so far, or the list of JSON chunks), next (index of
+ * reply_to, thread, meta, run_id, lane, tool_call (for a run's lane), format, ts, content (text so far, or the list of JSON chunks), next (index of
  * the next chunk), status ("open", then "complete" | "cancelled" | "aborted"), message (the final durable
  * message). `stale` is the Channel's mark for a stream not yet confirmed by the latest attach.
  */
@@ -21,6 +21,9 @@ export class LiveStream {
     this.reply_to = frame.reply_to ?? null;
     this.thread = frame.thread ?? null;
     this.meta = frame.meta ?? null;
+    this.run_id = frame.run_id ?? null; // a lane of this run (agentchat-runs.js keeps it)
+    this.lane = frame.lane ?? null;
+    this.tool_call = frame.tool_call ?? null;
     this.format = frame.format || "text";
     this.ts = frame.ts;
     this.content = this.format === "json" ? [] : "";

@@ -24,6 +24,8 @@ import { reconnectPolicy } from "./agentchat-rules.js";
 export { AgentChatError } from "./agentchat-base.js";
 export { Channel } from "./agentchat-channel.js";
 export { applyEvent, countReply } from "./agentchat-events.js";
+export { applyPatch } from "./agentchat-patch.js";
+export { AgentRoom, isTerminal } from "./agentchat-runs.js";
 export { DEFAULT_RECONNECT, RECONNECT_POLICY, Sequencer, reconnectPolicy } from "./agentchat-rules.js";
 export { LiveStream, StreamWriter } from "./agentchat-streams.js";
 

@@ -13,6 +13,7 @@ import { Names, cleanDisplayName, legacyName, loadIdentity, saveIdentity } from 
 import { People } from "./people.js";
 import { Picker } from "./reactions.js";
 import { RoomView } from "./roomview.js";
+import { RunCards } from "./runcards.js";
 import { LocalRooms, isChannel, roomFromTyped } from "./rooms.js";
 import { Shell } from "./shell.js";
 import { ThreadPanel } from "./threads.js";
@@ -20,6 +21,7 @@ import { Timeline } from "./timeline.js";
 import { NoTokenSource, configFetcher, devToken, embeddedConfig, tokenFunction } from "./tokens.js";
 import { Unread } from "./unread.js";
 
+const MENTION_ID = /(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_\-.@]{0,63})/g; // the server's mention pattern
 const ROOM_HINT = 'Type any name: "Design Review" opens room:design-review.';
 const $ = (id) => document.getElementById(id);
 
@@ -54,6 +56,13 @@ class App {
       top: $("timeline-top"),
       ctx,
       observe: (node) => this.unread.watch(node),
+    });
+    this.cards = new RunCards({
+      timeline: this.timeline,
+      ctx,
+      onAnswer: (request, outcome, data) => this.view.answer(request, outcome, data),
+      onCancel: (run) => this.view.cancelRun(run),
+      requestOf: (requestId) => this.channel?.agents.requests.get(requestId),
     });
     this.unread = new Unread({
       timeline: this.timeline,
@@ -220,8 +229,17 @@ class App {
     );
   }
 
+  /** The client ids a text @mentions by the server's mention rule (core/mentions.py), for a message's
+   * `to`, so the server counts the same mentions; undefined when none, or more than `to` may hold (32). */
+  addressees(text) {
+    const ids = [...String(text).matchAll(MENTION_ID)].map((match) => match[1].replace(/\.+$/, ""));
+    const to = [...new Set(ids)].filter((id) => id && id !== this.me());
+    return to.length && to.length <= 32 ? to : undefined;
+  }
+
   /** Refreshes author labels everywhere (a name was learnt). */
   relabel() {
+    this.cards.relabel();
     this.timeline.relabel();
     this.threads.timeline.relabel();
   }

@@ -16,6 +16,7 @@ export { el };
 const STATUS_TITLE = {
   cancelled: "The answer was cancelled before it finished",
   aborted: "The writer went away before finishing; this is the text so far",
+  failed: "The writer's model or tool failed; this is the text so far",
 };
 
 /** Text shown for a message's data: strings as they are, {text} objects by their text, else JSON. */
@@ -221,6 +222,7 @@ export function fillReplies(node, msg, ctx) {
 
 function statusLabel(msg, ctx) {
   if (msg.status === "aborted") return "interrupted";
+  if (msg.status === "failed") return `failed: ${(msg.error && msg.error.message) || "error"}`;
   if (msg.status !== "cancelled") return msg.status;
   // cancelled_by (and its display_name) come with servers that record who pressed Stop.
   const by = typeof msg.cancelled_by === "string" ? msg.cancelled_by : "";

@@ -75,7 +75,8 @@ export class Composer {
 
   send(text) {
     const id = `${this.app.me()}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    this.sendAs(id, { text, replyTo: this.replying, thread: this.thread() });
+    // The @client ids in it become its addressees (`to`), which agents and the server act on.
+    this.sendAs(id, { text, replyTo: this.replying, thread: this.thread(), to: this.app.addressees(text) });
     this.replyTo(null);
   }
 

@@ -6,12 +6,20 @@
 // events in it that a loaded message already includes (its `rev`) change nothing. After that the client
 // module keeps the room continuous across reconnects; a continuity loss reloads the view. Thread
 // replies never enter the room's timeline: they count onto their root and go to the thread panel.
-// A refused request is shown in words under its message.
+// A refused request is shown in words under its message. What agents do (runs, their lanes, input
+// requests, claims, the loop brake) is kept by the channel's AgentRoom and shown by runcards.js: their
+// records never become bubbles.
 
 import { showProblem } from "./bubble.js";
 import { messageProblem, publishProblem, retryable, stopProblem } from "./errors.js";
 
 const PAGE_SIZE = 50;
+const RECORDS = new Set(["agentchat.run", "agentchat.input_request", "agentchat.input_answer", "agentchat.loop_brake"]);
+
+/** Whether a message is an agent-room record (shown by runcards.js, not as a bubble). */
+function isAgentRecord(m) {
+  return Boolean(m.run_id) || RECORDS.has(m.name);
+}
 
 export class RoomView {
   /** app: the App and its parts (client, timeline, unread, people, threads, rooms, composer, names, shell). */
@@ -35,6 +43,7 @@ export class RoomView {
     this.room = room;
     app.threads.close();
     app.timeline.clear();
+    app.cards.clear();
     app.composer.reset();
     const channel = app.client.channel(room);
     this.channel = channel;
@@ -54,6 +63,9 @@ export class RoomView {
       app.updateHint();
     });
     on("room", (frame) => app.rooms.apply(frame));
+    for (const type of ["run", "request", "claim"]) {
+      on(type, (detail) => app.timeline.pinned(() => app.cards.apply([{ type, value: detail[type] }])));
+    }
     on("continuity_lost", ({ reason }) => this.onContinuityLost(reason));
     on("detached", (frame) => app.timeline.addNotice(`Detached from the room: ${frame.message || frame.code}`,
       channel.position ? channel.position.serial : 0));
@@ -72,6 +84,9 @@ export class RoomView {
       if (continuous && channel.attached) await channel.attach({ presence: true });
       else await channel.attach({ position: { serial: newest, epoch: null } });
       if (seq !== this.seq) return;
+      // Claims held now and requests still open (asked before the loaded page, too); then live frames.
+      channel.claims().catch(() => {});
+      channel.requests({ status: "pending", limit: 50 }).catch(() => {});
       await channel.enter({ kind: "human", display_name: app.myName() });
     } catch (err) {
       if (seq !== this.seq) return;
@@ -84,8 +99,10 @@ export class RoomView {
     const add = () => {
       for (const m of page.messages) {
         this.app.names.learnFrom(m);
-        tl.addMessage(m);
+        if (isAgentRecord(m)) this.showRecord(m);
+        else this.showClaimOf(tl.addMessage(m), m.serial);
       }
+      if (page.messages.length) tl.reached(Math.min(...page.messages.map((m) => m.serial)));
       tl.hasMore = page.has_more;
       tl.setTop(page.has_more ? "more" : "start");
     };
@@ -127,6 +144,7 @@ export class RoomView {
     app.shell.markContinuityLost(app.client.state);
     const seq = this.seq;
     app.timeline.clear();
+    app.cards.clear();
     app.unread.reset(app.client, this.channel);
     app.threads.reload();
     for (const stream of this.channel.streams.values()) this.onStream(stream);
@@ -152,6 +170,12 @@ export class RoomView {
     }
     if (app.names.learnFrom(m)) app.relabel();
     app.people.spoke(m.client_id);
+    if (isAgentRecord(m)) {
+      // The channel's AgentRoom took it in already ("run", "request" events); only the brake is shown here.
+      if (m.name === "agentchat.loop_brake") app.timeline.pinned(() => app.cards.showLoopBrake(m));
+      if (m.client_id !== app.me()) app.unread.arrived();
+      return;
+    }
     if (m.thread) {
       app.timeline.pinned(() => app.timeline.countReply(m)); // a root that grows keeps the bottom in view
       app.threads.onMessage(m);
@@ -173,12 +197,25 @@ export class RoomView {
 
   onStream(stream) {
     const app = this.app;
+    if (stream.run_id) return; // a run's lane: its card follows the run ("run" events)
     if (stream.thread) {
       app.threads.onStream(stream);
       return;
     }
     app.timeline.pinned(() => app.timeline.updateStream(stream));
     app.unread.render();
+  }
+
+  /** A record from a history page: into the AgentRoom (idempotent with live frames), whose changes
+   * come back as the channel's run and request events, which show the cards. */
+  showRecord(m) {
+    if (m.name === "agentchat.loop_brake") this.app.cards.showLoopBrake(m);
+    else this.channel.agents.learn(m);
+  }
+
+  showClaimOf(node, serial) {
+    const claim = node && this.channel.agents.claims.get(serial);
+    if (claim) this.app.cards.showClaim(claim);
   }
 
   // --- requests on messages -------------------------------------------------------------------------
@@ -188,7 +225,8 @@ export class RoomView {
     const channel = this.channel;
     try {
       // The id makes the publish idempotent: the client resends it after a drop, the room keeps one.
-      await channel.publish(entry.text, { id, reply_to: entry.replyTo ?? undefined, thread: entry.thread ?? undefined });
+      const options = { id, reply_to: entry.replyTo ?? undefined, thread: entry.thread ?? undefined, to: entry.to };
+      await channel.publish(entry.text, options);
       timeline.settlePending(id);
       return true;
     } catch (err) {
@@ -218,6 +256,32 @@ export class RoomView {
         const node = tl.streamElement(streamId);
         if (node) tl.pinned(() => showProblem(node, stopProblem(err)));
       }
+    }
+  }
+
+  /** Answers an input request from its card; a refusal is said on the card (40907: who answered). */
+  async answer(request, outcome, data) {
+    const channel = this.channel;
+    try {
+      await channel.answer(request.request_id, outcome, data);
+    } catch (err) {
+      if (channel !== this.channel) return;
+      const closed = err.code === 40907 && err.frame;
+      const answer = closed && err.frame.answer;
+      const who = answer && (answer.client_id === this.app.me() ? "you" : this.app.names.label(answer.client_id));
+      const text = !closed ? `Could not answer: ${err.message}` : err.frame.status === "expired"
+        ? "This request expired before your answer." : `Already answered${who ? ` by ${who}` : ""}.`;
+      this.app.timeline.pinned(() => this.app.cards.problem(request, text));
+    }
+  }
+
+  /** Stops a run from its card's Stop button; resolves with the refusal in words, or null. */
+  async cancelRun(run) {
+    try {
+      await this.channel.cancelRun(run.run_id);
+      return null;
+    } catch (err) {
+      return err.code === 40404 ? null : `Could not stop it: ${err.message}`; // 40404: it ended meanwhile
     }
   }
 

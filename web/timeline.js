@@ -183,11 +183,20 @@ export class Timeline {
 
   /** A line in the timeline that is not a message (continuity notices), after serial `afterSerial`. */
   addNotice(text, afterSerial, className = "notice") {
-    const node = el("li", className, text);
-    const serial = (afterSerial ?? 0) + 0.5;
+    return this.place(el("li", className, text), (afterSerial ?? 0) + 0.5);
+  }
+
+  /** Puts an element that is not a bubble (a run card, a notice) at `serial`'s place. */
+  place(node, serial) {
     node.dataset.serial = String(serial);
     this._insertSorted(node, serial);
     return node;
+  }
+
+  /** A history page down to `serial` is in (its records may have shown as cards): paging back goes on
+   * below it. */
+  reached(serial) {
+    if (this.oldest === null || serial < this.oldest) this.oldest = serial;
   }
 
   /** Puts the "new messages" divider just before the message with this serial (one divider at a time). */

@@ -86,9 +86,11 @@ class RoomRules:
     def stream_end(self, stream: Stream, status: str) -> RoomWrite | None:
         """The rules of a stream's end: none, unless it answers a claim or is a run's lane. Its
         end is never refused: a lost claim or run stores it as aborted (`soft`); a complete end
-        makes the claim done, any other releases it."""
+        makes the claim done, any other releases it. A lane leaves its run's claim to the run's
+        end, so a run that fails after a complete lane still releases it."""
         if stream.token is None and stream.run_id is None:
             return None
+        finish = None if stream.run_id is not None else "done" if status == "complete" else "released"
         return self.write(
             stream,
             stream.channel,
@@ -97,7 +99,7 @@ class RoomRules:
             token=stream.token,
             run_id=stream.run_id,
             session=stream.writer,
-            finish="done" if status == "complete" else "released",
+            finish=finish,
             soft=True,
         )
 
