@@ -54,7 +54,8 @@ async def role_conns(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]:
     live: list[WsClient] = []
 
     async def factory(i: int) -> WsClient:
-        conn, replies = await dialect.connect(shared, f"c{i}")
+        # Source addresses spread over 127.0.0.2-201, so ephemeral ports never run out.
+        conn, replies = await dialect.connect(shared, f"c{i}", source=f"127.0.0.{2 + i % 200}")
         live.append(conn)
         await dialect.attach(conn, replies, f"room:conns-{i % n_channels}")
         conn.on_payload = on_payload
