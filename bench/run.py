@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import cwrite, report, scenarios
+from bench import cwrite, report, report_agentchat, scenarios
 from bench.env import (
     AGENTCHAT,
     BENCH_DIR,
@@ -31,7 +31,14 @@ from bench.env import (
 )
 from bench.harness import postgres_available, throwaway_postgres
 from bench.scenarios import Config
-from bench.servers import AGENTCHAT_FORMAT, Target, agentchat_target, machine_busy_seconds, peer_targets
+from bench.servers import (
+    AGENTCHAT_FORMAT,
+    AGENTCHAT_FRAME_BYTES,
+    Target,
+    agentchat_target,
+    machine_busy_seconds,
+    peer_targets,
+)
 
 SCENARIOS = ["cwrite", "fanout", "latency", "rooms", "memory", "streams", "durable", "conns"]
 
@@ -174,8 +181,9 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
         chosen = [t for t in [*peers, *ours] if t.name != "agentchat-ephemeral-json"]
         await each_run("rooms", chosen, lambda t: scenarios.rooms(t, cfg), 1)
     if "memory" in only:
-        # The smoke run keeps only the peer the memory target is a ratio to.
-        floor = [t for t in peers if t.name == "floor-write"] if cfg.quick else peers
+        # The peer the memory target is a ratio to, and Node socket.io for scale (the smoke run: the first).
+        keep = {"floor-write"} if cfg.quick else {"floor-write", "node-socket.io"}
+        floor = [t for t in peers if t.name in keep]
         await each_run("memory", [*floor, *ours[:1]], lambda t: scenarios.memory(t, cfg), cfg.runs)
     if "streams" in only and ours:
         per_mode: dict[str, list[dict[str, Any]]] = {"streams": [], "ephemeral": []}
@@ -222,38 +230,49 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
         # One run: holding the connections takes a minute or more, and each run is a long hold already.
         runs = [await attempt("conns run 1/1", lambda: scenarios.connections(held, cfg))]
         results["conns"] = {"agentchat": runs}
-    return results, {"labels": labels, "node": node}
+    return results, {"labels": labels, "node": node, "measured": commit()}
 
 
 def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: str, elapsed: float) -> str:
     rep = report.Report()
     labels = meta["labels"]
+    c_us = None
+    if "cwrite" in results:
+        c_us = report.cwrite_section(rep, results["cwrite"]["cwrite"])
     if "fanout" in results:
         report.fanout_section(rep, results["fanout"], labels)
+    if "rooms" in results:
+        report.rooms_section(rep, results["rooms"], labels, cfg, c_us)
     if "latency" in results:
-        report.latency_section(rep, results["latency"], labels, cfg.latency_rate * cfg.subs)
-    if "memory" in results:
-        report.memory_section(rep, results["memory"], labels, cfg.memory_n)
-    if "streams" in results:
-        report.streams_section(rep, results["streams"], cfg.streams, cfg.stream_readers, cfg.tokens_per_s)
+        offered = cfg.latency_rate * cfg.latency_subs
+        report.latency_section(rep, results["latency"], labels, offered, cfg.latency_subs)
     if "durable" in results:
-        report.durable_section(rep, results["durable"], cfg.durable_latency_rate)
+        report_agentchat.durable_section(rep, results["durable"], cfg.durable_latency_rate)
     if "conns" in results:
-        report.conns_section(rep, results["conns"]["agentchat"], cfg.conns)
+        report_agentchat.conns_section(rep, results["conns"]["agentchat"], cfg.conns)
+    if "memory" in results:
+        report_agentchat.memory_section(rep, results["memory"], labels, cfg.memory_n)
+    if "streams" in results:
+        report_agentchat.streams_section(
+            rep, results["streams"], cfg.streams, cfg.stream_readers, cfg.tokens_per_s
+        )
     machine = machine_info()
     vers = versions(meta["node"])
     mode = (
-        "quick smoke run (`make bench-quick`), 1 run each, short durations"
+        "quick smoke run (`make bench-quick`), 1 run each, short durations, small sizes"
         if cfg.quick
-        else (f"full run, median of {cfg.runs} runs")
+        else f"full run: {cfg.runs} runs per figure ({cfg.latency_runs} for latency, 1 for the rooms "
+        "sweep and the held connections)"
     )
     out = [
         "# Performance",
         "",
         "Written by `python -m bench.run` (do not edit by hand; rerun to refresh). "
-        f"This file: {mode}, started {started}, took {elapsed / 60:.1f} min.",
+        f"This file: {mode}, started {started}, took {elapsed / 60:.1f} min, measuring "
+        f"{meta['measured']}.",
         "",
-        "Reproduce: `make bench` (full, medians of 3 runs, about 20 minutes) or `make bench-quick` (smoke).",
+        "Reproduce: `make bench` (full, about 25 minutes) or `make bench-quick` (smoke, a few minutes). "
+        "Raw figures of every run are kept in bench/results/*.json.",
         "",
         "## Machine and versions",
         "",
@@ -264,40 +283,40 @@ def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: 
         "## How it is measured",
         "",
         "- Every server runs as its own process pinned to CPU 0; the load generator (`bench/loadgen.py`, "
-        "raw asyncio sockets on uvloop) runs in separate process(es) pinned to CPU 1. The machine has "
-        "2 cores, so server and load each get one; the load generator's own cost is part of every "
-        "figure alike. The machine may be shared with other work: each measurement first waits (bounded) "
-        "for other processes to fall under a quarter of a core, and the tables show the CPU that other "
-        "processes still used meanwhile ('other load', in % of one core).",
-        "- The peers run in the same invocation, one after another for each run, and every ratio is taken "
-        "between figures of the same run; the tables show the median and each run's value.",
-        "- Payloads carry a marker and a monotonic send timestamp; subscribers count markers per connection "
-        "(loss and duplicates) and read timestamps for latency. Server frames are counted from raw bytes, "
-        "so the client's parsing does not cap the measured rate.",
-        "- Fan-out is closed loop: the publisher keeps at most "
-        f"{cfg.fanout_window} messages not yet delivered to every subscriber, so the rate is the server's "
-        "sustained rate with no loss (a server that drops or disconnects shows as lost/stalled).",
-        "- Idle agentchat load clients send a `ping` every 5 s each, spread over the period as "
-        "independent clients would; the floors and socket.io need none (socket.io pings from the server).",
-        "- Python peers and floors run on uvloop; python-socketio and Node socket.io use websocket transport "
-        f"only, room emit. agentchat uses {AGENTCHAT_FORMAT['format']} frames, its default outbox bound, "
-        "and raised publish-rate and "
-        "per-client connection limits (AGENTCHAT_PUBLISH_RATE/BURST, MAX_CONNECTIONS_PER_CLIENT).",
+        "raw asyncio sockets on uvloop) runs in its own process pinned to CPU 1. Each gets one core. The "
+        "machine may be shared: each measurement first waits (bounded) until other processes use under a "
+        "quarter of a core, and is repeated (bounded) when they used more meanwhile; 'other load' shows "
+        "what they still used, in % of one core.",
+        "- The peers run in the same invocation, one after another in each run, and every ratio is "
+        "taken between figures of the same run; tables show the median and each run's value.",
+        "- Payloads carry a marker and a monotonic timestamp; subscribers count markers in the raw bytes "
+        "per connection (loss and duplicates) and read the timestamps for latency, so client-side parsing "
+        "does not cap the measured rate. Every counted delivery is a whole message in its own WebSocket "
+        "frame (Redis: its own RESP message).",
+        "- agentchat runs as `agentchat serve --log-level WARNING` with its default outbox bound, "
+        "raised publish-rate and per-client connection limits (AGENTCHAT_PUBLISH_RATE/BURST, "
+        "MAX_CONNECTIONS_PER_CLIENT), and the loop brake off for bench rooms "
+        '(`AGENTCHAT_NAMESPACES=\'{"*": {"loop_budget": null}}\'`), since bench publishers count as '
+        f"agents. Load clients speak {AGENTCHAT_FORMAT['format']} unless the row says JSON.",
+        "- Peers: the aiohttp floors (`bench/peers/floor.py`) and python-socketio run on uvloop; "
+        "python-socketio and Node socket.io use the websocket transport only and room emit; Redis is a "
+        "throwaway `redis-server` without persistence. The per-tick floor pads each frame to "
+        f"{AGENTCHAT_FRAME_BYTES} bytes, agentchat's msgpack frame for these messages, so both move the "
+        "same bytes; the other peers send their own protocol's frame (bytes/delivery column).",
+        "- Cost figures: server CPU microseconds per delivery (user+system time of the server process "
+        "from /proc/PID/stat over the measured window, divided by its deliveries) and deliveries per "
+        "write system call (/proc/PID/io `syscw`), for every server in the fan-out, rooms and latency "
+        "scenarios; the C write() section gives the physical reference from the same run.",
+        "- Idle agentchat load clients send a `ping` every 5 s each, spread over the period; the floors "
+        "and Redis need none, socket.io pings from the server and the load clients answer.",
         "- Diagnosis tools beside the bench: `python -m bench.profile SCENARIO` (py-spy on the server "
-        "under one load), `python -m bench.gcprobe [--freeze]` (garbage-collector pauses under the latency "
-        "load), `python -m bench.memprobe` (tracemalloc growth per idle connection).",
-        "- What the floors do and agentchat adds: the coalescing floor builds each frame once and queues it "
-        "per subscriber, writing each subscriber's queue once per loop tick. agentchat also batches per "
-        "channel: the live frames of one loop tick, and the messages of one group commit, are joined once "
-        "per wire format and pushed to each live reader as one piece, so its per-subscriber work is per "
-        "tick, not per message. It still checks each reader's position (serials in order, gaps filled "
-        "from the Store) and its outbox bound on every push.",
-        "- Bytes per delivery differ by protocol (an agentchat message frame carries serial, id, name, "
-        "client_id, kind, ts besides the data); the fan-out table shows them.",
+        "under one load), `python -m bench.gcprobe [--freeze]`, `python -m bench.memprobe`.",
         "",
-        "## Targets (issue 9), as ratios within the same run",
+        "## Targets, as ratios within the same run",
         "",
-        "| target | goal | measured | result |",
+        "Where a target is missed the result says by how much (the median ratio against the goal).",
+        "",
+        "| target | goal | measured (median, then each run) | result |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rep.targets],
         "",
