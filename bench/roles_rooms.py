@@ -29,7 +29,7 @@ async def role_rooms(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]:
     # generator's cost per delivery low enough to offer the higher rates.
     for i, sub in enumerate(subs):
         sub.switch("sample" if i % members == 0 else "count")
-    keepalive = asyncio.create_task(pinger(dialect, [*subs, *pubs], 5.0))
+    keepalive = asyncio.create_task(pinger(dialect, [*subs, *pubs], spec.get("ping_every", 5.0)))
     emit("READY", {"connected": len(subs) + len(pubs), "connect_s": connect_s})
     await asyncio.sleep(1.0)
     probe = ServerProbe(spec.get("server_pid"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -16,6 +17,7 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from bench import cwrite, report, report_agentchat, scenarios
@@ -139,14 +141,12 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
     if problem:
         cfg.notes.append(f"agentchat could not be started, its rows are missing: {problem.strip()[:300]}")
         print(f"bench: agentchat not runnable: {problem}", flush=True)
-    ac_eph = agentchat_target(
-        "agentchat-ephemeral", "agentchat, ephemeral lane (SQLite store)", ephemeral=True
-    )
+    ac_eph = agentchat_target("agentchat-ephemeral", "agentchat, ephemeral", ephemeral=True)
     ac_json = agentchat_target(
-        "agentchat-ephemeral-json", "agentchat, ephemeral lane, JSON frames", ephemeral=True, wire="json"
+        "agentchat-ephemeral-json", "agentchat, ephemeral, JSON", ephemeral=True, wire="json"
     )
     ac_dur = agentchat_target(
-        "agentchat-durable", "agentchat, durable lane after commit (SQLite)", ephemeral=False
+        "agentchat-durable", "agentchat, durable (after SQLite commit)", ephemeral=False
     )
     ours = [] if problem else [ac_eph, ac_json, ac_dur]
     labels = {t.name: t.label for t in [*peers, *ours]}
@@ -187,11 +187,11 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
         await each_run("memory", [*floor, *ours[:1]], lambda t: scenarios.memory(t, cfg), cfg.runs)
     if "streams" in only and ours:
         per_mode: dict[str, list[dict[str, Any]]] = {"streams": [], "ephemeral": []}
-        for i in range(cfg.runs):
+        for i in range(cfg.own_runs):
             for mode, key in (("stream", "streams"), ("ephemeral", "ephemeral")):
                 per_mode[key].append(
                     await attempt(
-                        f"streams run {i + 1}/{cfg.runs} {mode}",
+                        f"streams run {i + 1}/{cfg.own_runs} {mode}",
                         functools.partial(scenarios.streams, ac_eph, cfg, mode),
                     )
                 )
@@ -205,10 +205,10 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
         per_store: dict[str, list[dict[str, Any]]] = {"SQLite": []}
         if pg:
             per_store["PostgreSQL"] = []
-        for i in range(cfg.runs):
+        for i in range(cfg.own_runs):
             per_store["SQLite"].append(
                 await attempt(
-                    f"durable run {i + 1}/{cfg.runs} sqlite", lambda: scenarios.durable(sqlite, cfg)
+                    f"durable run {i + 1}/{cfg.own_runs} sqlite", lambda: scenarios.durable(sqlite, cfg)
                 )
             )
             if pg:
@@ -218,7 +218,7 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
                         return await scenarios.durable(postgres, cfg, db_url=url)
 
                 per_store["PostgreSQL"].append(
-                    await attempt(f"durable run {i + 1}/{cfg.runs} postgres", on_pg)
+                    await attempt(f"durable run {i + 1}/{cfg.own_runs} postgres", on_pg)
                 )
         results["durable"] = per_store
     if "conns" in only and ours:
@@ -236,33 +236,57 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
 def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: str, elapsed: float) -> str:
     rep = report.Report()
     labels = meta["labels"]
+
+    def section(name: str, draw: Callable[[], Any]) -> Any:
+        # A section that cannot be drawn (unexpected figures) is named in the notes; the rest still print.
+        try:
+            return draw()
+        except Exception as exc:
+            traceback.print_exc()
+            cfg.notes.append(f"The {name} section could not be written: {type(exc).__name__}: {exc}")
+            return None
+
     c_us = None
     if "cwrite" in results:
-        c_us = report.cwrite_section(rep, results["cwrite"]["cwrite"])
+        c_us = section("C write()", lambda: report.cwrite_section(rep, results["cwrite"]["cwrite"]))
     if "fanout" in results:
-        report.fanout_section(rep, results["fanout"], labels)
+        section("hot channel", lambda: report.fanout_section(rep, results["fanout"], labels))
     if "rooms" in results:
-        report.rooms_section(rep, results["rooms"], labels, cfg, c_us)
+        section("rooms", lambda: report.rooms_section(rep, results["rooms"], labels, cfg, c_us))
     if "latency" in results:
         offered = cfg.latency_rate * cfg.latency_subs
-        report.latency_section(rep, results["latency"], labels, offered, cfg.latency_subs)
-    if "durable" in results:
-        report_agentchat.durable_section(rep, results["durable"], cfg.durable_latency_rate)
-    if "conns" in results:
-        report_agentchat.conns_section(rep, results["conns"]["agentchat"], cfg.conns)
-    if "memory" in results:
-        report_agentchat.memory_section(rep, results["memory"], labels, cfg.memory_n)
-    if "streams" in results:
-        report_agentchat.streams_section(
-            rep, results["streams"], cfg.streams, cfg.stream_readers, cfg.tokens_per_s
+        section(
+            "latency",
+            lambda: report.latency_section(rep, results["latency"], labels, offered, cfg.latency_subs),
         )
-    machine = machine_info()
-    vers = versions(meta["node"])
+    if "durable" in results:
+        section(
+            "durable",
+            lambda: report_agentchat.durable_section(rep, results["durable"], cfg.durable_latency_rate),
+        )
+    if "conns" in results:
+        section(
+            "connections",
+            lambda: report_agentchat.conns_section(rep, results["conns"]["agentchat"], cfg.conns),
+        )
+    if "memory" in results:
+        section(
+            "memory", lambda: report_agentchat.memory_section(rep, results["memory"], labels, cfg.memory_n)
+        )
+    if "streams" in results:
+        section(
+            "streams",
+            lambda: report_agentchat.streams_section(
+                rep, results["streams"], cfg.streams, cfg.stream_readers, cfg.tokens_per_s
+            ),
+        )
+    machine = meta.get("machine") or machine_info()
+    vers = meta.get("versions") or versions(meta["node"])
     mode = (
         "quick smoke run (`make bench-quick`), 1 run each, short durations, small sizes"
         if cfg.quick
-        else f"full run: {cfg.runs} runs per figure ({cfg.latency_runs} for latency, 1 for the rooms "
-        "sweep and the held connections)"
+        else f"full run: {cfg.runs} runs per figure ({cfg.latency_runs} for latency, {cfg.own_runs} for "
+        "durable publish and streams, 1 for the rooms sweep and the held connections)"
     )
     out = [
         "# Performance",
@@ -307,7 +331,8 @@ def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: 
         "from /proc/PID/stat over the measured window, divided by its deliveries) and deliveries per "
         "write system call (/proc/PID/io `syscw`), for every server in the fan-out, rooms and latency "
         "scenarios; the C write() section gives the physical reference from the same run.",
-        "- Idle agentchat load clients send a `ping` every 5 s each, spread over the period; the floors "
+        "- Idle agentchat load clients send a `ping` every 5 s each (every 7.5 s in the rooms scenario, "
+        "as the SDK does with the default 15 s heartbeat interval), spread over the period; the floors "
         "and Redis need none, socket.io pings from the server and the load clients answer.",
         "- Diagnosis tools beside the bench: `python -m bench.profile SCENARIO` (py-spy on the server "
         "under one load), `python -m bench.gcprobe [--freeze]`, `python -m bench.memprobe`.",
@@ -353,6 +378,31 @@ def _exclusive() -> Any:
     return handle  # held until the process exits
 
 
+def publish(text: str, quick: bool, no_write: bool) -> None:
+    """Write the report where it belongs: the smoke file for quick runs, else docs/performance.md."""
+    if quick:
+        (BENCH_DIR / "results" / "performance-quick.md").write_text(text)
+    elif not no_write:
+        (REPO_DIR / "docs" / "performance.md").write_text(text)
+
+
+def rerender(raw: Path, quick: bool, no_write: bool) -> None:
+    """The report of an earlier run, from its raw results (after a report-only fix, nothing remeasured)."""
+    data = json.loads(raw.read_text())
+    known = {f.name for f in dataclasses.fields(Config)}
+    cfg = Config(
+        **{
+            k: tuple(v) if isinstance(v, list) and k != "notes" else v
+            for k, v in data["config"].items()
+            if k in known
+        }
+    )
+    run_info = data["run"]
+    text = render(cfg, data["results"], run_info, run_info["started"], run_info["elapsed"])
+    publish(text, quick or cfg.quick, no_write)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one-minute smoke run")
@@ -364,7 +414,13 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument("--write", action="store_true", help="rewrite docs/performance.md even when --quick")
+    parser.add_argument(
+        "--render", metavar="RAW_JSON", help="only write the report again from a run's bench/results/*.json"
+    )
     args = parser.parse_args()
+    if args.render:
+        rerender(Path(args.render), args.quick and not args.write, args.no_write)
+        return
     lock = _exclusive()
     if lock is None:
         print("bench: another bench run holds bench/results/.lock; two at once spoil each other's figures")
@@ -390,12 +446,15 @@ def main() -> None:
     out_dir = BENCH_DIR / "results"
     out_dir.mkdir(exist_ok=True)
     raw = out_dir / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if cfg.quick else ''}.json"
-    raw.write_text(json.dumps({"config": cfg.__dict__, "results": results}, indent=1, default=str))
+    meta.update(machine=machine_info(), versions=versions(meta["node"]))
+    run_info = {"started": started, "elapsed": elapsed, **meta}
+    raw.write_text(
+        json.dumps({"config": cfg.__dict__, "results": results, "run": run_info}, indent=1, default=str)
+    )
+    notes = list(cfg.notes)
     text = render(cfg, results, meta, started, elapsed)
-    if args.quick and not args.write:
-        (out_dir / "performance-quick.md").write_text(text)
-    elif not args.no_write:
-        (REPO_DIR / "docs" / "performance.md").write_text(text)
+    cfg.notes = notes
+    publish(text, args.quick and not args.write, args.no_write)
     print(text)
     print(f"bench: raw results in {raw}", flush=True)
     sys.exit(0)

@@ -36,6 +36,8 @@ class Config:
     tokens_per_s: float = 50.0
     stream_duration: float = 10.0
     stream_chunk: int = 40
+    # Runs of the agentchat-only scenarios (durable, streams): each is long, and no peer shares them.
+    own_runs: int = 2
     durable_conns: int = 20
     durable_window: int = 50
     durable_channels: int = 1
@@ -52,9 +54,21 @@ class Config:
     room_members: int = 5
     rooms_publishers: int = 20
     rooms_rates: tuple[int, ...] = (
-        *(1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 14000, 16000),
-        *(20000, 24000, 28000, 32000, 40000, 50000),
+        1000,
+        2000,
+        3000,
+        4000,
+        6000,
+        8000,
+        10000,
+        13000,
+        16000,
+        20000,
+        25000,
+        32000,
     )
+    # Idle members ping as the SDK does: after half the heartbeat interval (15 s) without sending.
+    rooms_ping_every: float = 7.5
     rooms_step_s: float = 2.0
     rooms_p99_ms: float = 50.0
     conns: int = 100_000
@@ -77,6 +91,7 @@ class Config:
             rooms=200,
             rooms_step_s=1.0,
             rooms_rates=(1000, 4000, 8000, 16000, 32000),
+            own_runs=1,
             memory_warm=50,
             memory_n=500,
             streams=50,
@@ -172,6 +187,7 @@ async def rooms(target: Target, cfg: Config) -> dict[str, Any]:
             rates=list(cfg.rooms_rates),
             step_s=cfg.rooms_step_s,
             p99_ms=cfg.rooms_p99_ms,
+            ping_every=cfg.rooms_ping_every,
             timeout=900,
         )
         async with LoadGen(spec) as load:

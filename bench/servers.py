@@ -185,26 +185,25 @@ def peer_targets(node: bool) -> list[Target]:
     targets = [
         Target(
             "floor-tick",
-            f"per-tick floor: a room's frames joined once per tick, one write per subscriber, "
-            f"padded to {AGENTCHAT_FRAME_BYTES} bytes",
+            f"per-tick floor (aiohttp, frames padded to {AGENTCHAT_FRAME_BYTES} bytes)",
             "floor",
             floor("tick", "--pad-to", str(AGENTCHAT_FRAME_BYTES)),
         ),
         Target(
             "floor-coalesce",
-            "coalescing floor: frame built once, queued per subscriber, one write per subscriber per tick",
+            "coalescing floor (aiohttp)",
             "floor",
             floor("coalesce"),
         ),
         Target(
             "floor-write",
-            "one-write floor: one aiohttp send_bytes per subscriber per message",
+            "one-write floor (aiohttp)",
             "floor",
             floor("write"),
         ),
         Target(
             "python-socketio",
-            "python-socketio on aiohttp (room emit: one send per subscriber per message)",
+            "python-socketio 5 on aiohttp",
             "socketio",
             lambda _w: [py, "-m", "bench.peers.sio_server", "--port", "0"],
         ),
@@ -213,7 +212,7 @@ def peer_targets(node: bool) -> list[Target]:
         targets.append(
             Target(
                 "node-socket.io",
-                "Node socket.io 4 (room emit: one write per subscriber per message)",
+                "Node socket.io 4",
                 "socketio",
                 lambda _w: ["node", str(BENCH_DIR / "peers" / "sio_server.js"), "0"],
             )
@@ -222,8 +221,7 @@ def peer_targets(node: bool) -> list[Target]:
         targets.append(
             Target(
                 "redis",
-                "Redis pub/sub (throwaway redis-server; replies buffered per client, written once per "
-                "event-loop pass)",
+                "Redis pub/sub",
                 "redis",
                 lambda w: [py, "-m", "bench.peers.redis_peer", "--dir", str(w)],
             )
