@@ -137,6 +137,10 @@ async def run_all(cfg: Config, only: list[str], with_peers: bool) -> tuple[dict[
     ensure_python_env()
     node = ensure_node_env() if with_peers else False
     peers = peer_targets(node) if with_peers else []
+    if with_peers and not any(t.name == "redis" for t in peers):
+        cfg.notes.append("redis-server was not found on this machine: the Redis rows are missing.")
+    if with_peers and not node:
+        cfg.notes.append("Node.js or npm was not found (or npm install failed): Node socket.io is missing.")
     problem = agentchat_runs()
     if problem:
         cfg.notes.append(f"agentchat could not be started, its rows are missing: {problem.strip()[:300]}")
@@ -298,6 +302,16 @@ def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: 
         "Reproduce: `make bench` (full, about 25 minutes) or `make bench-quick` (smoke, a few minutes). "
         "Raw figures of every run are kept in bench/results/*.json.",
         "",
+        *(
+            [
+                "**This is a smoke run**: small sizes, one run each, no waiting for a quiet machine. It "
+                "shows what the report holds, not how fast anything is; `make bench` on a quiet machine "
+                "writes the figures to quote.",
+                "",
+            ]
+            if cfg.quick
+            else []
+        ),
         "## Machine and versions",
         "",
         f"- {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram']} RAM, Linux {machine['kernel']}; "

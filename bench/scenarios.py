@@ -54,6 +54,7 @@ class Config:
     room_members: int = 5
     rooms_publishers: int = 20
     rooms_rates: tuple[int, ...] = (
+        500,
         1000,
         2000,
         3000,
