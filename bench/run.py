@@ -124,7 +124,15 @@ async def attempt(
 
 
 def summary(result: dict[str, Any]) -> str:
-    keys = ("error", "deliveries_per_s", "lost", "kb_per_conn", "alive_after_hold", "latency_ms")
+    keys = (
+        "error",
+        "deliveries_per_s",
+        "best_msgs_per_s",
+        "lost",
+        "kb_per_conn",
+        "alive_after_hold",
+        "latency_ms",
+    )
     picked = {k: result[k] for k in keys if k in result}
     if "throughput" in result:
         picked["acks_per_s"] = result["throughput"].get("acks_per_s")
@@ -400,7 +408,7 @@ def publish(text: str, quick: bool, no_write: bool) -> None:
         (REPO_DIR / "docs" / "performance.md").write_text(text)
 
 
-def rerender(raw: Path, quick: bool, no_write: bool) -> None:
+def rerender(raw: Path, write: bool, no_write: bool) -> None:
     """The report of an earlier run, from its raw results (after a report-only fix, nothing remeasured)."""
     data = json.loads(raw.read_text())
     known = {f.name for f in dataclasses.fields(Config)}
@@ -413,7 +421,7 @@ def rerender(raw: Path, quick: bool, no_write: bool) -> None:
     )
     run_info = data["run"]
     text = render(cfg, data["results"], run_info, run_info["started"], run_info["elapsed"])
-    publish(text, quick or cfg.quick, no_write)
+    publish(text, cfg.quick and not write, no_write)
     print(text)
 
 
@@ -433,7 +441,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.render:
-        rerender(Path(args.render), args.quick and not args.write, args.no_write)
+        rerender(Path(args.render), args.write, args.no_write)
         return
     lock = _exclusive()
     if lock is None:
