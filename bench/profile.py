@@ -135,7 +135,6 @@ async def _profile_once(
                 "raw",
                 "-o",
                 str(raw),
-                "--nonblocking",
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
