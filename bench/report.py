@@ -134,7 +134,7 @@ def cwrite_section(rep: Report, runs: Runs) -> float | None:
     """The C write() reference; returns its median CPU us per write."""
     us = med(runs, lambda r: r["cpu_us_per_write"])
     good = [r for r in runs if _ok(r)]
-    shape = f"{good[0]['sockets']:,} sockets, {good[0]['frame_bytes']} -byte frames" if good else ""
+    shape = f"{good[0]['sockets']:,} sockets, {good[0]['frame_bytes']}-byte frames" if good else ""
     rep.add(
         "## The physical reference: C write() on loopback\n\n"
         "`bench/peers/cwrite.c`, compiled with gcc -O2 at bench time and pinned to the server CPU, "

@@ -170,7 +170,8 @@ def conns_section(rep: Report, runs: Runs, requested: int) -> None:
         "before connecting and raises its own open-file limit (`resource.setrlimit`, not the system "
         "configuration). Each connection joins one of 100 channels and pings every half heartbeat "
         "interval; the server sends a heartbeat when a connection has been silent for an interval. "
-        "'On time' means no connection heard nothing from the server for longer than twice the interval. "
+        "'On time' means every connection heard from the server at least once in every stretch of twice "
+        "the interval (the protocol's limit). "
         "Server CPU while held is the cost of the heartbeats and pings; KB per connection is RSS growth "
         "divided by the connections." + bound + "\n\n" + "\n".join(rows)
     )
