@@ -142,6 +142,7 @@ class RespClient(WsClient):
         self.discard = False
 
     async def open_resp(self, host: str, port: int, first: bytes, wait_s: float = 30.0) -> None:
+        """Connect (retrying while redis-server starts) and wait for the reply to `first`."""
         loop = asyncio.get_running_loop()
         self._confirmed: asyncio.Future[None] = loop.create_future()
         for attempt in range(50):

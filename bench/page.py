@@ -30,6 +30,7 @@ def disturbance(result: dict[str, Any]) -> float:
 
 
 def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: str, elapsed: float) -> str:
+    """The markdown page of one run: method, machine, targets, then one section per scenario."""
     rep = report.Report()
     labels = meta["labels"]
 

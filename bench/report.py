@@ -150,6 +150,7 @@ def cwrite_section(rep: Report, runs: Runs) -> float | None:
 
 
 def fanout_section(rep: Report, res: dict[str, Runs], labels: dict[str, str]) -> None:
+    """Hot channel table (rate and cost per server, with its batching) and agentchat's ratios."""
     rows = [
         "| server | batching | deliveries/s (median) | per run | lost | bytes/delivery | CPU us/delivery "
         "| deliveries/write | server CPU | other load |",
@@ -204,6 +205,7 @@ def fanout_section(rep: Report, res: dict[str, Runs], labels: dict[str, str]) ->
 def latency_section(
     rep: Report, res: dict[str, Runs], labels: dict[str, str], offered: float, subs: int
 ) -> None:
+    """Open-loop latency per server: p50, p99 with its spread over runs, publisher lag, cost."""
     rows = [
         "| server | runs | delivered/s | p50 | p99: median (min-max) | p99.9 | max | publisher lag p99 "
         "| lag max | lost | CPU us/delivery | other load |",
@@ -261,6 +263,7 @@ def _failed_step(run: dict[str, Any]) -> dict[str, Any] | None:
 def rooms_section(
     rep: Report, res: dict[str, Runs], labels: dict[str, str], cfg: Any, c_us: float | None
 ) -> None:
+    """Many-small-rooms sweep per server, and the rooms targets (vs Node socket.io, vs C write())."""
     rows = [
         "| server | highest rate kept (msgs/s) | deliveries/s | p99 there | CPU us/delivery there* "
         "| deliveries/write* | publisher lag p99 | load generator CPU | next step: rate, p99, lost |",

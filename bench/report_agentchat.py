@@ -11,6 +11,7 @@ Runs = list[dict[str, Any]]
 
 
 def memory_section(rep: Report, res: dict[str, Runs], labels: dict[str, str], n: int) -> None:
+    """RSS per idle connection per server, and its target against the one-write floor."""
     rows = ["| server | KB per idle connection | per run | RSS after (MB) |", "|---|---|---|---|"]
     for name, runs in res.items():
         per = ", ".join(fmt(v, 1) for v in values(runs, lambda r: r["kb_per_conn"]))
@@ -33,6 +34,7 @@ def memory_section(rep: Report, res: dict[str, Runs], labels: dict[str, str], n:
 
 
 def streams_section(rep: Report, res: dict[str, Runs], streams: int, readers: int, rate: float) -> None:
+    """Token streams against the same chunks as ephemeral messages; Store writes per stream."""
     rows = [
         "| load | chunks sent/s | p50 | p99 | max | lost | Store writes per stream (metrics) "
         "| rows per stream | server CPU |",
@@ -74,6 +76,7 @@ def streams_section(rep: Report, res: dict[str, Runs], streams: int, readers: in
 
 
 def durable_section(rep: Report, res: dict[str, Runs], rate: float) -> None:
+    """Durable acks at each in-flight count per store, then latency at a fixed rate; targets."""
     rows = [
         "| store | publishes in flight | acks/s (median) | per run | ack p50 | ack p99 | mean commit batch "
         "| server CPU per ack |",
@@ -135,6 +138,7 @@ def durable_section(rep: Report, res: dict[str, Runs], rate: float) -> None:
 
 
 def conns_section(rep: Report, runs: Runs, requested: int) -> None:
+    """Held connections: count, heartbeats on time, memory and CPU, and what bounds the count."""
     rows = [
         "| connections | connect time | alive after hold | closes | heartbeats/conn | longest server silence "
         "(allowed) | ping RTT p99 | server CPU while held | server RSS held | KB per connection |",

@@ -109,6 +109,7 @@ class TickJoiner:
 
 
 def build_app(mode: str, pad_to: int = 0) -> web.Application:
+    """The floor server: `/ws` joins rooms and fans publishes out in the chosen `mode`."""
     rooms: dict[str, dict[web.WebSocketResponse, asyncio.Transport]] = {}
     coalescer = Coalescer()
     joiner = TickJoiner(rooms)

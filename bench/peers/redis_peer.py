@@ -15,6 +15,7 @@ import sys
 
 
 def free_port() -> int:
+    """A loopback TCP port free at this moment."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -22,6 +23,7 @@ def free_port() -> int:
 
 
 def main() -> None:
+    """Print the listening line, then exec redis-server on that port."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dir", default=".")
