@@ -83,7 +83,10 @@ async def _step(
         now = time.monotonic_ns()
         due = min(count, (now - start_ns) // interval_ns + 1)
         if due <= sent:
-            await asyncio.sleep((start_ns + sent * interval_ns - now) / 1e9)
+            # uvloop's timers count whole milliseconds: a shorter sleep would wake at once and spin.
+            # Sleeping at least 1 ms sends what fell due meanwhile together; each message still
+            # carries its own scheduled time, so the wait counts in its latency.
+            await asyncio.sleep(max(0.001, (start_ns + sent * interval_ns - now) / 1e9))
             continue
         # Every message due by now goes out in this pass, one joined write per publisher connection.
         batches: dict[int, list[bytes]] = {}
