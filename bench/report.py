@@ -17,7 +17,7 @@ BATCHING = {
     "floor-coalesce": "frame built once; each subscriber's frames of one tick joined, one write each",
     "floor-write": "none: one aiohttp send_bytes (one write) per subscriber per message",
     "python-socketio": "none: one send per subscriber per message",
-    "node-socket.io": "none: one write per subscriber per message (libuv may merge queued writes)",
+    "node-socket.io": "none: one write per subscriber per message",
     "redis": "replies buffered per client, written once per event-loop pass",
     "agentchat-ephemeral": "a channel's frames of one loop tick joined once per format; one write per reader",
     "agentchat-ephemeral-json": "as above, JSON text frames",
