@@ -120,6 +120,7 @@ def summary(result: dict[str, Any]) -> str:
         "error",
         "deliveries_per_s",
         "best_msgs_per_s",
+        "cpu_us_per_write",
         "lost",
         "kb_per_conn",
         "alive_after_hold",
