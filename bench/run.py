@@ -56,6 +56,11 @@ def agentchat_runs() -> str | None:
 
 QUIET_CORES = 0.25  # busy cores allowed to other processes before a measurement starts
 QUIET_WAIT = {"seconds": 30.0}
+RETRIES = {"n": 2}
+# Repeats stop once the run is this old, so a busy machine cannot push a full run past ~25 minutes;
+# the report counts the measurements left over the disturbance limit.
+RETRY_UNTIL = {"monotonic": float("inf")}
+RETRY_BUDGET_S = 17 * 60.0
 
 
 async def wait_quiet() -> float:
@@ -68,16 +73,10 @@ async def wait_quiet() -> float:
         # Half a second is enough to see a busy machine and adds under a minute to a full run.
         await asyncio.sleep(0.5)
         load = (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
-        if load < QUIET_CORES or time.monotonic() > deadline:
+        # Past the retry budget a busy machine is measured as it is (the 'other load' column shows it).
+        if load < QUIET_CORES or time.monotonic() > min(deadline, RETRY_UNTIL["monotonic"]):
             return load
         print(f"bench: machine busy ({load:.2f} cores used by others), waiting", flush=True)
-
-
-RETRIES = {"n": 2}
-# Repeats stop once the run is this old, so a busy machine cannot push a full run past ~25 minutes;
-# the report counts the measurements left over the disturbance limit.
-RETRY_UNTIL = {"monotonic": float("inf")}
-RETRY_BUDGET_S = 17 * 60.0
 
 
 async def attempt(
