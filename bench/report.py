@@ -249,6 +249,25 @@ def _best_step(run: dict[str, Any]) -> dict[str, Any] | None:
     return good[-1] if good else None
 
 
+def _step_at(run: dict[str, Any], rate: float) -> dict[str, Any] | None:
+    """The step at `rate` (its second try when it had one), None when the sweep did not reach it."""
+    found = [s for s in run.get("steps", []) if s.get("rate_msgs_per_s") == rate]
+    return found[-1] if found else None
+
+
+def _common_rate(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    """The highest rate both sweeps kept, else the lowest rate both ran: a load to compare costs at."""
+    kept = {s["rate_msgs_per_s"] for s in a.get("steps", []) if s.get("ok")} & {
+        s["rate_msgs_per_s"] for s in b.get("steps", []) if s.get("ok")
+    }
+    if kept:
+        return max(kept)
+    ran = {s["rate_msgs_per_s"] for s in a.get("steps", [])} & {
+        s["rate_msgs_per_s"] for s in b.get("steps", [])
+    }
+    return min(ran) if ran else None
+
+
 def _cost_step(run: dict[str, Any]) -> dict[str, Any] | None:
     """The step whose server cost is reported: the highest kept, else the first (no step kept)."""
     steps = run.get("steps", [])
@@ -307,6 +326,7 @@ def rooms_section(
         "/proc) is the figure to compare then. *At the highest rate kept, or at the first step when "
         "none was kept.\n\n" + "\n".join(rows)
     )
+    rep.add(_rooms_cost_table(res, labels, cfg))
     ours, node = res.get("agentchat-ephemeral", []), res.get("node-socket.io", [])
     if ours and node:
         rs = ratios(ours, node, lambda r: r.get("best_msgs_per_s") or None)
@@ -316,11 +336,17 @@ def rooms_section(
             fmt_ratio(rs),
             shortfall(rs, 2.0),
         )
-        cost = ratios(node, ours, lambda r: (_cost_step(r) or {}).get("cpu_us_per_delivery"))
+        a, b = ours[0], node[0]
+        rate = _common_rate(a, b) if _ok(a) and _ok(b) else None
+        sa, sb = (_step_at(a, rate), _step_at(b, rate)) if rate is not None else (None, None)
+        ca, cb = (sa or {}).get("cpu_us_per_delivery"), (sb or {}).get("cpu_us_per_delivery")
+        measured = "n/a"
+        if ca and cb:
+            measured = f"**{cb / ca:.2f}x** at {fmt(rate)} msgs/s ({fmt(cb, 1)} us vs {fmt(ca, 1)} us)"
         rep.target(
-            "many small rooms, Node's CPU per delivery / agentchat's (same load, reported)",
+            "many small rooms, Node's CPU per delivery / agentchat's at the same offered rate (reported)",
             "-",
-            fmt_ratio(cost),
+            measured,
             "-",
         )
     if ours and c_us:
@@ -332,3 +358,30 @@ def rooms_section(
             fmt_ratio(rs) + f" ({fmt(mine[0] if mine else None, 1)} us vs {fmt(c_us, 2)} us)",
             shortfall(rs, 2.0, higher_is_better=False),
         )
+
+
+def _rooms_cost_table(res: dict[str, Runs], labels: dict[str, str], cfg: Any) -> str:
+    """Each server's CPU per delivery and p99 at every rate its sweep reached (equal loads side by side)."""
+    rates = [
+        r for r in cfg.rooms_rates if any(_ok(rs[0]) and _step_at(rs[0], r) for rs in res.values() if rs)
+    ]
+    rows = ["| server | " + " | ".join(fmt(r) for r in rates) + " |", "|---" * (len(rates) + 1) + "|"]
+    for name, runs in res.items():
+        run = runs[0] if runs else {}
+        cells = []
+        for rate in rates:
+            step = _step_at(run, rate) if _ok(run) else None
+            if step is None:
+                cells.append("")
+                continue
+            mark = "" if step.get("ok") else (f" lost {fmt(step['lost'])}" if step.get("lost") else " over")
+            cells.append(
+                f"{fmt(step.get('cpu_us_per_delivery'), 1)} us, {fmt(_lat(step, 'p99'), 0)} ms{mark}"
+            )
+        rows.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
+    return (
+        "Server CPU per delivery and p99 at each offered rate (messages/s) the sweep reached; 'over' "
+        f"marks a step whose p99 was at or over {cfg.rooms_p99_ms:.0f} ms. CPU per delivery falls as the "
+        "rate rises (fixed costs such as heartbeats spread over more deliveries), so compare servers "
+        "within one column.\n\n" + "\n".join(rows)
+    )
