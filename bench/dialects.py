@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import msgpack
@@ -66,7 +67,7 @@ class Floor(Dialect):
 
     async def subscriber(self, shared: Shared, channel: str, index: int) -> WsClient:
         conn = WsClient(shared)
-        await conn.open(HOST, self.port, "/ws?role=sub")
+        await conn.open(HOST, self.port, f"/ws?role=sub&room={quote(channel)}")
         return conn
 
     async def publisher(self, shared: Shared, index: int) -> WsClient:
@@ -75,7 +76,8 @@ class Floor(Dialect):
         return conn
 
     def publish_frame(self, channel: str, payload: str, ref: int | None = None) -> bytes:
-        return mask_frame(OP_BINARY, payload.encode())
+        # The room travels as a first line the floor strips; subscribers get the payload alone.
+        return mask_frame(OP_BINARY, f"@{channel}\n{payload}".encode())
 
 
 class SocketIO(Dialect):
@@ -83,24 +85,89 @@ class SocketIO(Dialect):
 
     name = "socketio"
 
-    async def _open(self, shared: Shared, role: str) -> WsClient:
+    async def _open(self, shared: Shared, role: str, room: str = "") -> WsClient:
         replies = _Replies(lambda p: p.decode())
         conn = WsClient(shared, replies)
         conn.eio = True
         await conn.open(HOST, self.port, "/socket.io/?EIO=4&transport=websocket")
         await replies.until(lambda m: m.startswith("0"))
-        conn.send_text("40" + json.dumps({"role": role}))
+        conn.send_text("40" + json.dumps({"role": role, "room": room}))
         await replies.until(lambda m: m.startswith("40"))
         return conn
 
     async def subscriber(self, shared: Shared, channel: str, index: int) -> WsClient:
-        return await self._open(shared, "sub")
+        return await self._open(shared, "sub", channel)
 
     async def publisher(self, shared: Shared, index: int) -> WsClient:
         return await self._open(shared, "pub")
 
     def publish_frame(self, channel: str, payload: str, ref: int | None = None) -> bytes:
-        return mask_frame(OP_TEXT, ("42" + json.dumps(["pub", payload])).encode())
+        return mask_frame(OP_TEXT, ("42" + json.dumps(["pub", payload, channel])).encode())
+
+
+class Redis(Dialect):
+    """Redis pub/sub over RESP: subscribers SUBSCRIBE to the channel, publishers send PUBLISH."""
+
+    name = "redis"
+
+    async def subscriber(self, shared: Shared, channel: str, index: int) -> WsClient:
+        conn = RespClient(shared)
+        await conn.open_resp(HOST, self.port, resp_command(b"SUBSCRIBE", channel.encode()))
+        return conn
+
+    async def publisher(self, shared: Shared, index: int) -> WsClient:
+        conn = RespClient(shared)
+        await conn.open_resp(HOST, self.port, resp_command(b"PING"))
+        conn.discard = True
+        return conn
+
+    def publish_frame(self, channel: str, payload: str, ref: int | None = None) -> bytes:
+        return resp_command(b"PUBLISH", channel.encode(), payload.encode())
+
+
+def resp_command(*parts: bytes) -> bytes:
+    """One RESP array command."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+class RespClient(WsClient):
+    """A plain TCP connection to Redis: the first reply (to SUBSCRIBE or PING) completes `open_resp`;
+    later bytes go to the counting modes (markers are found in raw bytes whatever the framing)."""
+
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
+        self.discard = False
+
+    async def open_resp(self, host: str, port: int, first: bytes, wait_s: float = 30.0) -> None:
+        """Connect (retrying while redis-server starts) and wait for the reply to `first`."""
+        loop = asyncio.get_running_loop()
+        self._confirmed: asyncio.Future[None] = loop.create_future()
+        for attempt in range(50):
+            try:
+                await asyncio.wait_for(loop.create_connection(lambda: self, host, port), wait_s)
+                break
+            except ConnectionRefusedError:
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.1)
+        assert self.transport is not None
+        self.transport.write(first)
+        await asyncio.wait_for(self._confirmed, wait_s)
+
+    def data_received(self, data: bytes) -> None:
+        if self.discard:
+            return
+        if not self._confirmed.done():
+            self._buf += data
+            # SUBSCRIBE's reply ends with the subscription count (`:1`), PING's is `+PONG`.
+            if self._buf.endswith(b"\r\n") and (b"\r\n:" in self._buf or self._buf.startswith(b"+")):
+                self._buf.clear()
+                self._confirmed.set_result(None)
+            return
+        super().data_received(data)
 
 
 def mint_token(key_name: str, secret: str, client_id: str, ttl: int = 3600) -> str:
@@ -139,10 +206,12 @@ class Agentchat(Dialect):
             tok = self._tokens[client_id] = mint_token(self.key_name, self.secret, client_id)
         return tok
 
-    async def connect(self, shared: Shared, client_id: str) -> tuple[WsClient, _Replies]:
+    async def connect(
+        self, shared: Shared, client_id: str, source: str | None = None
+    ) -> tuple[WsClient, _Replies]:
         replies = _Replies(self.decode)
         conn = WsClient(shared, replies)
-        await conn.open(HOST, self.port, f"/v1/ws?format={self.format}")
+        await conn.open(HOST, self.port, f"/v1/ws?format={self.format}", source=source)
         conn.write_raw(self.encode({"type": "connect", "token": self.token(client_id)}))
         await replies.until(lambda m: m.get("type") == "connected")
         return conn, replies
@@ -172,4 +241,9 @@ class Agentchat(Dialect):
         return self.encode({"type": "ping"})
 
 
-DIALECTS: dict[str, type[Dialect]] = {"floor": Floor, "socketio": SocketIO, "agentchat": Agentchat}
+DIALECTS: dict[str, type[Dialect]] = {
+    "floor": Floor,
+    "socketio": SocketIO,
+    "agentchat": Agentchat,
+    "redis": Redis,
+}

@@ -120,10 +120,12 @@ def machine_info() -> dict[str, str]:
 
 
 def commit() -> str:
-    """The measured source: the last commit that touched channels/, marked when it has uncommitted changes."""
-    head = _output(["git", "-C", str(REPO_DIR), "log", "-1", "--format=%h", "--", "channels"])
-    dirty = _output(["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no", "channels"])
-    return f"(commit {head}{', channels/ modified' if dirty else ''})"
+    """The measured source: the checked-out commit, marked when the server or bench has changes."""
+    head = _output(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"])
+    dirty = _output(
+        ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no", "channels", "bench"]
+    )
+    return f"commit {head}{' with uncommitted changes in channels/ or bench/' if dirty else ''}"
 
 
 def versions(node: bool) -> dict[str, str]:
@@ -134,9 +136,11 @@ def versions(node: bool) -> dict[str, str]:
         "aiohttp": _pkg_version(main_py, "aiohttp"),
         "uvloop": _pkg_version(main_py, "uvloop"),
         "msgpack": _pkg_version(main_py, "msgpack"),
-        "agentchat": _pkg_version(main_py, "agentchat") + " " + commit(),
+        "agentchat": _pkg_version(main_py, "agentchat") + f" ({commit()})",
         "python-socketio": _pkg_version(BENCH_PYTHON, "python-socketio"),
         "python-engineio": _pkg_version(BENCH_PYTHON, "python-engineio"),
+        "redis-server": _output(["redis-server", "--version"]).split(" sha=")[0],
+        "gcc": _output(["gcc", "-dumpfullversion"]),
         "aiohttp (bench env)": _pkg_version(BENCH_PYTHON, "aiohttp"),
     }
     if node:

@@ -14,11 +14,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import roles_agentchat
+from bench import roles_agentchat, roles_rooms
 from bench.dialects import DIALECTS, Agentchat, Dialect
 from bench.loadkit import (
     AckTracker,
     ErrorCounter,
+    ServerProbe,
     bytes_per_delivery,
     drain,
     emit,
@@ -48,6 +49,8 @@ async def role_fanout(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]:
 
     published = 0
     stalled = False
+    probe = ServerProbe(spec.get("server_pid"))
+    cost0 = None
     t_start = time.monotonic()
     t_warm = t_start + spec["warmup"]
     t_end = t_warm + spec["duration"]
@@ -56,6 +59,7 @@ async def role_fanout(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]:
         now = time.monotonic()
         if warm_total is None and now >= t_warm:
             warm_total, t_warm = shared.total, now
+            cost0 = probe.sample()
             shared.latencies_us.clear()
         if now >= t_end:
             break
@@ -79,11 +83,13 @@ async def role_fanout(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(0)
     t_stop = time.monotonic()
     end_total = shared.total
+    cost = ServerProbe.cost(cost0, probe.sample(), end_total - (warm_total or 0))
     await drain(shared, published * n)
     keepalive.cancel()
     counts = [s.count for s in subs]
     received = sum(counts)
     result = {
+        **cost,
         "deliveries_per_s": (end_total - (warm_total or 0)) / max(1e-9, t_stop - t_warm),
         "published": published,
         "expected": published * n,
@@ -120,43 +126,52 @@ async def role_latency(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]
     keepalive = asyncio.create_task(pinger(dialect, [*subs, pub], 5.0))
     await asyncio.sleep(0.5)
 
-    interval = 1.0 / rate
+    interval_ns = int(1e9 / rate)
     total_s = spec["warmup"] + spec["duration"]
     count = int(total_s * rate)
     warm_count = int(spec["warmup"] * rate)
-    t0 = time.monotonic()
-    lag_max = 0.0
+    probe = ServerProbe(spec.get("server_pid"))
+    cost0 = None
+    lag_us: list[int] = []
+    t0_ns = time.monotonic_ns()
     warm_total = 0
+    t_warm = time.monotonic()
     for i in range(count):
-        due = t0 + i * interval
-        delay = due - time.monotonic()
+        due_ns = t0_ns + i * interval_ns
+        delay = (due_ns - time.monotonic_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
-        else:
-            lag_max = max(lag_max, -delay)
         if i == warm_count:
             shared.latencies_us.clear()
             acks.ack_us.clear()
+            lag_us.clear()
             warm_total = shared.total
             t_warm = time.monotonic()
+            cost0 = probe.sample()
         ref = i + 1 if with_refs else None
+        now_ns = time.monotonic_ns()
+        lag_us.append(max(0, now_ns - due_ns) // 1000)
         if ref is not None:
-            acks.sent_at[ref] = time.monotonic_ns()
-        pub.write_raw(dialect.publish_frame(channel, make_payload(size, i), ref))
+            acks.sent_at[ref] = due_ns
+        # Open loop: the payload carries the scheduled send time, so a late send counts as latency.
+        pub.write_raw(dialect.publish_frame(channel, make_payload(size, i, due_ns), ref))
     t_stop = time.monotonic()
     end_total = shared.total
     await drain(shared, count * n)
+    cost = ServerProbe.cost(cost0, probe.sample(), shared.total - warm_total)
     keepalive.cancel()
     counts = [s.count for s in subs]
     received = sum(counts)
     result = {
+        **cost,
         "offered_per_s": rate * n,
+        "measured_messages": count - warm_count,
         "deliveries_per_s": (end_total - warm_total) / max(1e-9, t_stop - t_warm),
         "published": count,
         "lost": count * n - received,
         "closed": shared.closed,
         "close_codes": dict(shared.close_codes),
-        "publisher_lag_max_ms": lag_max * 1000,
+        "publisher_lag_ms": percentiles(lag_us),
         "bytes_per_delivery": bytes_per_delivery(subs, received),
         "latency_ms": percentiles(shared.latencies_us),
         "ack_ms": percentiles(acks.ack_us) if with_refs else None,
@@ -209,6 +224,7 @@ ROLES: dict[str, Callable[[Dialect, dict[str, Any]], Awaitable[dict[str, Any]]]]
     "stream_readers": roles_agentchat.role_stream_readers,
     "stream_writers": roles_agentchat.role_stream_writers,
     "durable": roles_agentchat.role_durable,
+    "rooms": roles_rooms.role_rooms,
 }
 
 

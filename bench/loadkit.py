@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,8 @@ from typing import Any
 
 from bench.dialects import Dialect
 from bench.wsclient import Shared, WsClient
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def emit(kind: str, data: dict[str, Any]) -> None:
@@ -153,3 +156,43 @@ class AckTracker:
                 self.on_ack(conn)
         if not self.sent_at:
             self.drained.set()
+
+
+class ServerProbe:
+    """The server process's CPU time and write-syscall count from /proc, read by the load generator at
+    the edges of its measurement window (so connection setup is never part of a cost figure)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+
+    def sample(self) -> tuple[float, int] | None:
+        """(utime + stime in seconds, syscw) of the server so far; None when it cannot be read."""
+        if not self.pid:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+            syscw = 0
+            with open(f"/proc/{self.pid}/io") as f:
+                for line in f:
+                    if line.startswith("syscw:"):
+                        syscw = int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return cpu, syscw
+
+    @staticmethod
+    def cost(
+        before: tuple[float, int] | None, after: tuple[float, int] | None, deliveries: int
+    ) -> dict[str, float | None]:
+        """CPU microseconds per delivery and deliveries per write syscall over one window."""
+        if before is None or after is None or deliveries <= 0:
+            return {"cpu_us_per_delivery": None, "deliveries_per_write": None, "server_writes": None}
+        writes = after[1] - before[1]
+        return {
+            "cpu_us_per_delivery": 1e6 * (after[0] - before[0]) / deliveries,
+            "deliveries_per_write": deliveries / writes if writes > 0 else None,
+            "server_writes": writes,
+            "server_cpu_s": after[0] - before[0],
+        }

@@ -1,4 +1,4 @@
-"""Profile agentchat under one bench load: `python -m bench.profile fanout|latency|streams|durable|conns`.
+"""Profile agentchat under one bench load: `python -m bench.profile fanout|latency|rooms|durable|...`.
 
 py-spy (from the bench environment) samples the server for the middle of the load; the top functions
 by self time and by inclusive time are printed, and the raw samples are kept in bench/results/.
@@ -29,6 +29,8 @@ SCENARIOS = [
     "durable-pg",
     "durable-latency",
     "ephemeral-many",
+    "rooms",
+    "rooms-durable",
 ]
 
 
@@ -40,7 +42,23 @@ def specs(name: str, cfg: Config, running: Any) -> dict[str, Any]:
             running, "fanout", subs=cfg.subs, channel="room:bench", window=cfg.fanout_window, **common
         )
     if name == "latency":
-        return _spec(running, "latency", subs=cfg.subs, channel="room:bench", rate=cfg.latency_rate, **common)
+        return _spec(
+            running, "latency", subs=cfg.latency_subs, channel="room:bench", rate=cfg.latency_rate, **common
+        )
+    if name in ("rooms", "rooms-durable"):
+        # One long step of the many-small-rooms load at a rate every server kept in the smoke runs.
+        return _spec(
+            running,
+            "rooms",
+            rooms=cfg.rooms,
+            members=cfg.room_members,
+            publishers=cfg.rooms_publishers,
+            size=cfg.size,
+            rates=[2000],
+            step_s=15.0,
+            p99_ms=cfg.rooms_p99_ms,
+            timeout=900,
+        )
     if name == "durable-latency":
         return _spec(
             running,
@@ -81,7 +99,7 @@ def summarize(raw: Path, top: int) -> str:
 async def profile(name: str, seconds: float, top: int) -> None:
     ensure_python_env()
     cfg = Config()
-    ephemeral = name not in ("fanout-durable", "durable", "durable-pg", "durable-latency")
+    ephemeral = name not in ("fanout-durable", "durable", "durable-pg", "durable-latency", "rooms-durable")
     async with contextlib.AsyncExitStack() as stack:
         db_url = None
         if name == "durable-pg":
@@ -103,6 +121,8 @@ async def _profile_once(
     raw.parent.mkdir(exist_ok=True)
     try:
         async with LoadGen(specs(name, cfg, running)) as load:
+            if name.startswith("rooms"):
+                await load.ready(wait_s=600)
             await asyncio.sleep(3.0)
             spy = await asyncio.create_subprocess_exec(
                 str(PY_SPY),
@@ -115,7 +135,6 @@ async def _profile_once(
                 "raw",
                 "-o",
                 str(raw),
-                "--nonblocking",
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -123,7 +142,8 @@ async def _profile_once(
             result = await load.result()
     finally:
         stop(running)
-    print({k: v for k, v in result.items() if k in ("deliveries_per_s", "acks_per_s", "latency_ms", "lost")})
+    keys = ("deliveries_per_s", "acks_per_s", "latency_ms", "lost", "steps")
+    print({k: v for k, v in result.items() if k in keys})
     print(summarize(raw, top))
     print(f"raw samples: {raw}")
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from bench.dialects import Agentchat, Dialect
-from bench.loadkit import AckTracker, emit, open_many, percentiles, pinger, wait_line
+from bench.loadkit import AckTracker, ServerProbe, emit, open_many, percentiles, pinger, wait_line
 from bench.wsclient import MARK, MARK_FULL, Shared, WsClient, make_payload
 
 
@@ -54,7 +54,8 @@ async def role_conns(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]:
     live: list[WsClient] = []
 
     async def factory(i: int) -> WsClient:
-        conn, replies = await dialect.connect(shared, f"c{i}")
+        # Source addresses spread over 127.0.0.2-201, so ephemeral ports never run out.
+        conn, replies = await dialect.connect(shared, f"c{i}", source=f"127.0.0.{2 + i % 200}")
         live.append(conn)
         await dialect.attach(conn, replies, f"room:conns-{i % n_channels}")
         conn.on_payload = on_payload
@@ -253,11 +254,14 @@ async def role_durable(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]
     for i, conn in enumerate(conns):
         for _ in range(window):
             send_one(conn, i)
+    probe = ServerProbe(spec.get("server_pid"))
     await asyncio.sleep(spec["warmup"])
     warm_acked, t_warm = acks.acked, time.monotonic()
+    cost0 = probe.sample()
     acks.ack_us.clear()
     await asyncio.sleep(spec["duration"])
     end_acked, t_end = acks.acked, time.monotonic()
+    cost = ServerProbe.cost(cost0, probe.sample(), end_acked - warm_acked)
     sending[0] = False
     if acks.sent_at:
         acks.drained.clear()
@@ -266,6 +270,7 @@ async def role_durable(dialect: Dialect, spec: dict[str, Any]) -> dict[str, Any]
     for conn in conns:
         conn.close()
     return {
+        **cost,
         "acks_per_s": (end_acked - warm_acked) / (t_end - t_warm),
         "acked": acks.acked,
         "unanswered": len(acks.sent_at),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -26,10 +27,15 @@ BENCH_KEY = "bench:" + secrets.token_hex(24)
 
 
 def pin(cpus: set[int]) -> Callable[[], None]:
+    """A preexec function: pin the child to `cpus` and raise its open-file limit to the hard limit
+    (servers and load generators hold many sockets; the system configuration is left alone)."""
+
     def apply() -> None:
         available = os.sched_getaffinity(0)
         if cpus <= available:
             os.sched_setaffinity(0, cpus)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     return apply
 
@@ -106,7 +112,10 @@ def agentchat_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def agentchat_command(db: str) -> Callable[[Path], list[str]]:
     def build(workdir: Path) -> list[str]:
         url = db.replace("{workdir}", str(workdir))
-        return [str(AGENTCHAT), "serve", "--port", "0", "--db", url, "--keys", BENCH_KEY]
+        return [
+            *[str(AGENTCHAT), "serve", "--port", "0", "--db", url, "--keys", BENCH_KEY],
+            *["--log-level", "WARNING"],
+        ]
 
     return build
 
@@ -161,38 +170,61 @@ def stop(running: Running, keep_log: Path | None = None) -> None:
     shutil.rmtree(running.workdir, ignore_errors=True)
 
 
+# agentchat's bytes per delivery for a 100-byte message (msgpack frame: serial, id, name, client_id,
+# kind, ts and the data); the per-tick floor pads its frames to it so both move the same bytes.
+AGENTCHAT_FRAME_BYTES = 215
+
+
 def peer_targets(node: bool) -> list[Target]:
-    """The peers of issue 9, each in the bench environment (never the main virtualenv)."""
+    """The peers, each in the bench environment (never the main virtualenv)."""
     py = str(BENCH_PYTHON)
+
+    def floor(mode: str, *extra: str) -> Callable[[Path], list[str]]:
+        return lambda _w: [py, "-m", "bench.peers.floor", "--mode", mode, "--port", "0", *extra]
+
     targets = [
         Target(
-            "python-socketio",
-            "python-socketio on aiohttp (room emit)",
-            "socketio",
-            lambda _w: [py, "-m", "bench.peers.sio_server", "--port", "0"],
-        ),
-        Target(
-            "floor-write",
-            "aiohttp floor: encoded once, one send_bytes per subscriber",
+            "floor-tick",
+            f"per-tick floor (aiohttp, frames padded to {AGENTCHAT_FRAME_BYTES} bytes)",
             "floor",
-            lambda _w: [py, "-m", "bench.peers.floor", "--mode", "write", "--port", "0"],
+            floor("tick", "--pad-to", str(AGENTCHAT_FRAME_BYTES)),
         ),
         Target(
             "floor-coalesce",
-            "aiohttp floor: frame built once, writes coalesced per tick",
+            "coalescing floor (aiohttp)",
             "floor",
-            lambda _w: [py, "-m", "bench.peers.floor", "--mode", "coalesce", "--port", "0"],
+            floor("coalesce"),
+        ),
+        Target(
+            "floor-write",
+            "one-write floor (aiohttp)",
+            "floor",
+            floor("write"),
+        ),
+        Target(
+            "python-socketio",
+            "python-socketio 5 on aiohttp",
+            "socketio",
+            lambda _w: [py, "-m", "bench.peers.sio_server", "--port", "0"],
         ),
     ]
     if node:
-        targets.insert(
-            1,
+        targets.append(
             Target(
                 "node-socket.io",
-                "Node socket.io 4 (room emit)",
+                "Node socket.io 4",
                 "socketio",
                 lambda _w: ["node", str(BENCH_DIR / "peers" / "sio_server.js"), "0"],
-            ),
+            )
+        )
+    if shutil.which("redis-server"):
+        targets.append(
+            Target(
+                "redis",
+                "Redis pub/sub",
+                "redis",
+                lambda w: [py, "-m", "bench.peers.redis_peer", "--dir", str(w)],
+            )
         )
     return targets
 
@@ -207,13 +239,16 @@ def agentchat_target(
     ephemeral: bool = True,
     db: str = "sqlite+aiosqlite:///{workdir}/bench.db",
     env: dict[str, str] | None = None,
+    wire: str | None = None,
 ) -> Target:
+    """agentchat as a target; `wire` overrides the load clients' format (msgpack or json)."""
+    fmt = {"format": wire} if wire else AGENTCHAT_FORMAT
     return Target(
         name,
         label,
         "agentchat",
         agentchat_command(db),
         env=agentchat_env(env),
-        options={"key": BENCH_KEY, "ephemeral": ephemeral, **AGENTCHAT_FORMAT},
+        options={"key": BENCH_KEY, "ephemeral": ephemeral, **fmt},
         db=db,
     )

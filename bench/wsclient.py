@@ -26,11 +26,14 @@ MARK_FULL = len(MARK) + TS_LEN
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 # An Engine.IO ping ("2") as a whole text frame; socket.io clients must answer "3".
 EIO_PING_FRAME = b"\x81\x012"
+ZERO_KEY = b"\x00\x00\x00\x00"
 
 
-def make_payload(size: int, seq: int = 0) -> str:
-    """A text payload of `size` bytes: marker, send time, sequence number, padding."""
-    head = f"{MARK.decode()}{time.monotonic_ns():016d}{seq:010d}"
+def make_payload(size: int, seq: int = 0, stamp_ns: int | None = None) -> str:
+    """A text payload of `size` bytes: marker, send time (or the scheduled one when given: open loop, so a
+    late publisher counts against latency), sequence number, padding."""
+    stamp = time.monotonic_ns() if stamp_ns is None else stamp_ns
+    head = f"{MARK.decode()}{stamp:016d}{seq:010d}"
     return head + "x" * max(0, size - len(head))
 
 
@@ -43,13 +46,10 @@ def mask_frame(opcode: int, payload: bytes) -> bytes:
         header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
     else:
         header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    key = os.urandom(4)
-    if n:
-        repeated = (key * (n // 4 + 1))[:n]
-        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-    else:
-        masked = b""
-    return header + key + masked
+    # An all-zero masking key is valid (RFC 6455 asks browsers, not load generators, for unpredictable
+    # keys): the server still unmasks every byte, and the load generator skips the XOR, so its one core
+    # can offer the open-loop rates of the many-rooms sweep.
+    return header + ZERO_KEY + payload
 
 
 @dataclass
@@ -86,10 +86,14 @@ class WsClient(asyncio.Protocol):
         self.closed = False
         self.close_code: int | None = None
 
-    async def open(self, host: str, port: int, path: str, wait_s: float = 30.0) -> None:
+    async def open(
+        self, host: str, port: int, path: str, wait_s: float = 30.0, source: str | None = None
+    ) -> None:
+        """Connect (from `source`, a loopback address to bind before connecting, when given) and upgrade."""
         loop = asyncio.get_running_loop()
         self._upgraded = loop.create_future()
-        await asyncio.wait_for(loop.create_connection(lambda: self, host, port), wait_s)
+        local = (source, 0) if source else None
+        await asyncio.wait_for(loop.create_connection(lambda: self, host, port, local_addr=local), wait_s)
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -181,9 +185,12 @@ class WsClient(asyncio.Protocol):
         self._buf.clear()
         self._tail = b""
         self.mode = mode
-        if mode == "count" and not self.eio:
-            # The hot path: a subclass whose data_received does nothing but count.
+        if mode == "count" and not self.eio and type(self) is WsClient:
+            # The hot path: a subclass whose data_received does nothing but count. uvloop keeps the
+            # bound data_received of the protocol it was given, so hand it the protocol again.
             self.__class__ = CountingClient
+            if self.transport is not None:
+                self.transport.set_protocol(self)
         if leftover and mode != "frames":
             self.bytes_in -= len(leftover)
             self.data_received(leftover)

@@ -18,6 +18,8 @@ def test_mentions_follow_one_rule() -> None:
     assert mentioned("mail ana@bob.example, @@bob", "ana") == ()
     assert mentioned("@ana talks to herself", "ana") == ()
     assert mentioned({"no": "text"}, "ana") == ()
+    assert mentioned("plain text, no names", "ana") == ()  # no `@`: the regex is skipped
+    assert mentioned("no @ alone", "ana", to=["bob"]) == ("bob",)  # the list needs no `@` in text
     assert mentioned("@bob", "ana", to=["cy", "ana", "cy"]) == ("cy",)  # an addressee list wins
     many = " ".join(f"@m{i}" for i in range(MAX_MENTIONS + 10))
     assert len(mentioned(many, "ana")) == MAX_MENTIONS

@@ -1,10 +1,12 @@
-"""python-socketio on aiohttp (uvloop), the Python peer: `role=sub` clients join a room, `pub` events
-are emitted to the room (`sio.emit(..., room=...)`, the library's own fan-out)."""
+"""python-socketio on aiohttp (uvloop), the Python peer: `role=sub` clients join their room (`auth.room`,
+default `bench`), a `pub` event (data, room) is emitted to that room (`sio.emit(..., room=...)`, the
+library's own fan-out)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 from typing import Any
 
 import socketio  # type: ignore[import-not-found,import-untyped,unused-ignore]
@@ -18,10 +20,10 @@ def build_app() -> web.Application:
 
     async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any] | None) -> None:
         if auth and auth.get("role") == "sub":
-            await sio.enter_room(sid, ROOM)
+            await sio.enter_room(sid, auth.get("room") or ROOM)
 
-    async def pub(sid: str, data: Any) -> None:
-        await sio.emit("m", data, room=ROOM)
+    async def pub(sid: str, data: Any, room: str | None = None) -> None:
+        await sio.emit("m", data, room=room or ROOM)
 
     sio.on("connect", connect)
     sio.on("pub", pub)
@@ -45,6 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     import uvloop
 
     uvloop.run(serve(args.port))
