@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Generator, Mapping
 from types import TracebackType
 from typing import Any
@@ -21,7 +21,7 @@ from agentchat.events import (
     RunChanged,
     StreamChanged,
 )
-from agentchat.feeds import LatestFeed
+from agentchat.feeds import Feed, LatestFeed
 from agentchat.models import LiveEvent, Message
 from agentchat.ports import ChannelView, Filter
 from agentchat.roommodels import ClaimEvent, RunUpdate
@@ -194,7 +194,7 @@ class Subscription:
         # Otherwise: more pages, or messages committed meanwhile: the next read goes on from `newest`.
 
 
-class EventFeed:
+class EventFeed(Feed[LiveEvent]):
     """An async iterator over live-only frames (stream chunks, ephemeral messages, presence diffs).
 
     Bounded: when more than `max_buffer` events wait, the oldest are dropped (they are previews;
@@ -202,55 +202,25 @@ class EventFeed:
     """
 
     def __init__(self, channel: ChannelView, max_buffer: int) -> None:
-        self.channel = channel
         self._events: deque[LiveEvent] = deque(maxlen=max_buffer)
-        self._wakeup = asyncio.Event()
-        self._end: BaseException | None = None
-        self.dropped = 0
-        self._unlisten = channel.listen(self._on_event)
+        super().__init__(channel)
 
-    async def start(self) -> EventFeed:
-        """Wait until the channel is attached; events from then on are kept for this feed."""
-        await self.channel.attach()
-        return self
+    def _take(self, event: ChannelEvent) -> bool:
+        if not isinstance(event, Live):
+            return False
+        if len(self._events) == self._events.maxlen:
+            self.dropped += 1
+        self._events.append(event.event)
+        return True
 
-    def __await__(self) -> Generator[Any, None, EventFeed]:
-        return self.start().__await__()
+    def _ready(self) -> bool:
+        return bool(self._events)
 
-    def __aiter__(self) -> EventFeed:
-        return self
-
-    async def __anext__(self) -> LiveEvent:
-        if self._end is None:
-            await self.channel.attach()
-        while not self._events:
-            if self._end is not None:
-                raise self._end
-            self._wakeup.clear()
-            await self._wakeup.wait()
+    def _pop(self) -> LiveEvent:
         return self._events.popleft()
 
-    def close(self) -> None:
-        """Stop this feed; a waiting `__anext__` ends the iteration."""
-        self._finish(StopAsyncIteration())
 
-    def _on_event(self, event: ChannelEvent) -> None:
-        if isinstance(event, Live):
-            if len(self._events) == self._events.maxlen:
-                self.dropped += 1
-            self._events.append(event.event)
-            self._wakeup.set()
-        elif isinstance(event, Ended):
-            self._finish(event.error)
-
-    def _finish(self, error: BaseException) -> None:
-        if self._end is None:
-            self._end = error
-            self._unlisten()
-        self._wakeup.set()
-
-
-class StreamFeed:
+class StreamFeed(LatestFeed[str, StreamUpdate]):
     """An async iterator of `StreamUpdate`s: the streams being written in a channel, as a reader shows them.
 
     It starts with the streams open now, then yields an update each time one grows (a snapshot or
@@ -260,56 +230,14 @@ class StreamFeed:
     skips previews, never an end. Bounded by `max_streams` streams waiting (oldest dropped).
     """
 
+    attaches = True
+
     def __init__(self, channel: ChannelView, current: list[StreamUpdate], max_streams: int = 1000) -> None:
-        self.channel = channel
-        self._waiting: OrderedDict[str, StreamUpdate] = OrderedDict((u.stream_id, u) for u in current)
-        self._max = max_streams
-        self._wakeup = asyncio.Event()
-        self._end: BaseException | None = None
-        self.dropped = 0
-        self._unlisten = channel.listen(self._on_event)
+        super().__init__(channel, _stream_change, max_streams, ((u.stream_id, u) for u in current))
 
-    async def start(self) -> StreamFeed:
-        """Wait until the channel is attached."""
-        await self.channel.attach()
-        return self
 
-    def __await__(self) -> Generator[Any, None, StreamFeed]:
-        return self.start().__await__()
-
-    def __aiter__(self) -> StreamFeed:
-        return self
-
-    async def __anext__(self) -> StreamUpdate:
-        if self._end is None:
-            await self.channel.attach()
-        while not self._waiting:
-            if self._end is not None:
-                raise self._end
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._waiting.popitem(last=False)[1]
-
-    def close(self) -> None:
-        """Stop this feed; a waiting `__anext__` ends the iteration."""
-        self._finish(StopAsyncIteration())
-
-    def _on_event(self, event: ChannelEvent) -> None:
-        if isinstance(event, StreamChanged):
-            update = event.update
-            if update.stream_id not in self._waiting and len(self._waiting) >= self._max:
-                self._waiting.popitem(last=False)
-                self.dropped += 1
-            self._waiting[update.stream_id] = update
-            self._wakeup.set()
-        elif isinstance(event, Ended):
-            self._finish(event.error)
-
-    def _finish(self, error: BaseException) -> None:
-        if self._end is None:
-            self._end = error
-            self._unlisten()
-        self._wakeup.set()
+def _stream_change(event: ChannelEvent) -> tuple[str, StreamUpdate] | None:
+    return (event.update.stream_id, event.update) if isinstance(event, StreamChanged) else None
 
 
 def _claim_change(event: ChannelEvent) -> tuple[int, ClaimEvent] | None:
