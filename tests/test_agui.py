@@ -217,11 +217,12 @@ async def test_the_docs_examples_run(make_server: Callable[..., Any]) -> None:
     assert normalised(got, RECORDING) == RECORDING
 
 
-async def test_a_client_is_a_link_and_state_reaches_readers_of_a_served_room(
+async def test_a_client_is_a_link_and_state_reaches_a_later_reader(
     make_server: Callable[..., Any],
 ) -> None:
-    """An SDK Client carries send_agui (a refusal raises its RequestError). State a writer shares
-    before any reader is on the node is not in the run's snapshot; a fresh STATE_SNAPSHOT reaches it."""
+    """An SDK Client carries send_agui (a refusal raises its RequestError). State a writer shared
+    before any reader was on the node is in the run's snapshot (the writer's node keeps it); a fresh
+    STATE_SNAPSHOT reaches the reader live."""
     srv: TestServer = await make_server()
     async with Client(srv.url, token=srv.token("planner", kind="agent")) as client:
         with pytest.raises(RequestError):
@@ -229,8 +230,10 @@ async def test_a_client_is_a_link_and_state_reaches_readers_of_a_served_room(
         translator = await send_agui(client, ROOM, RECORDING[:2])  # RUN_STARTED, STATE_SNAPSHOT
         late = await member(srv, "late", kind="human")
         reader = FramesToAgui()
-        (started,) = await read_until(late, reader, started_a_run)
-        assert started["type"] == "RUN_STARTED"
+        has_state = lambda events: any(e["type"] == "STATE_SNAPSHOT" for e in events)  # noqa: E731
+        joined = await read_until(late, reader, has_state)
+        assert [e["type"] for e in joined] == ["RUN_STARTED", "STATE_SNAPSHOT"]
+        assert joined[1]["snapshot"] == RECORDING[1]["snapshot"]
         await send_agui(client, translator, [RECORDING[1]])
         assert await read_until(late, reader, lambda events: len(events) == 1) == [RECORDING[1]]
     await late.close()
