@@ -146,7 +146,9 @@ def render(cfg: Config, results: dict[str, Any], meta: dict[str, Any], started: 
         "",
         "## Targets, as ratios within the same run",
         "",
-        "Where a target is missed the result says by how much (the median ratio against the goal).",
+        "Where a target is missed the result says by how much (the median ratio against the goal); "
+        "[performance-bounds.md](performance-bounds.md) shows what bounds it, from profiles of the server "
+        "under the same loads.",
         "",
         "| target | goal | measured (median, then each run) | result |",
         "|---|---|---|---|",
