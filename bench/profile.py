@@ -34,7 +34,7 @@ SCENARIOS = [
 ]
 
 
-def specs(name: str, cfg: Config, running: Any) -> dict[str, Any]:
+def specs(name: str, cfg: Config, running: Any, rate: float = 2000.0) -> dict[str, Any]:
     """The load generator for a scenario, long enough to sample."""
     common = {"size": cfg.size, "warmup": 1.0, "duration": 12.0}
     if name in ("fanout", "fanout-durable"):
@@ -46,7 +46,7 @@ def specs(name: str, cfg: Config, running: Any) -> dict[str, Any]:
             running, "latency", subs=cfg.latency_subs, channel="room:bench", rate=cfg.latency_rate, **common
         )
     if name in ("rooms", "rooms-durable"):
-        # One long step of the many-small-rooms load at a rate every server kept in the smoke runs.
+        # One long step of the many-small-rooms load (`--rate`: 2,000 msgs/s, which every server keeps).
         return _spec(
             running,
             "rooms",
@@ -54,7 +54,7 @@ def specs(name: str, cfg: Config, running: Any) -> dict[str, Any]:
             members=cfg.room_members,
             publishers=cfg.rooms_publishers,
             size=cfg.size,
-            rates=[2000],
+            rates=[rate],
             step_s=15.0,
             p99_ms=cfg.rooms_p99_ms,
             timeout=900,
@@ -96,7 +96,7 @@ def summarize(raw: Path, top: int) -> str:
     return "\n".join(out)
 
 
-async def profile(name: str, seconds: float, top: int) -> None:
+async def profile(name: str, seconds: float, top: int, rate: float = 2000.0) -> None:
     ensure_python_env()
     cfg = Config()
     ephemeral = name not in ("fanout-durable", "durable", "durable-pg", "durable-latency", "rooms-durable")
@@ -110,17 +110,17 @@ async def profile(name: str, seconds: float, top: int) -> None:
             ephemeral=ephemeral,
             db="{db}" if db_url else "sqlite+aiosqlite:///{workdir}/bench.db",
         )
-        await _profile_once(name, target, db_url, cfg, seconds, top)
+        await _profile_once(name, target, db_url, cfg, seconds, top, rate)
 
 
 async def _profile_once(
-    name: str, target: Target, db_url: str | None, cfg: Config, seconds: float, top: int
+    name: str, target: Target, db_url: str | None, cfg: Config, seconds: float, top: int, rate: float
 ) -> None:
     running = await start(target, db_url=db_url)
     raw = BENCH_DIR / "results" / f"profile-{name}-{time.strftime('%Y%m%d-%H%M%S')}.txt"
     raw.parent.mkdir(exist_ok=True)
     try:
-        async with LoadGen(specs(name, cfg, running)) as load:
+        async with LoadGen(specs(name, cfg, running, rate)) as load:
             if name.startswith("rooms"):
                 await load.ready(wait_s=600)
             await asyncio.sleep(3.0)
@@ -153,10 +153,11 @@ def main() -> None:
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--rate", type=float, default=2000.0, help="rooms: messages/s offered")
     parser.add_argument("--format", choices=["msgpack", "json"], default="msgpack")
     args = parser.parse_args()
     AGENTCHAT_FORMAT["format"] = args.format
-    asyncio.run(profile(args.scenario, args.seconds, args.top))
+    asyncio.run(profile(args.scenario, args.seconds, args.top, args.rate))
 
 
 if __name__ == "__main__":
