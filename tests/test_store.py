@@ -368,3 +368,27 @@ async def test_a_version_2_database_migrates_to_group_chat(db_url: str) -> None:
     (room,) = await s.commit([PutRoom("room:old", "Old", None, "ana", 9)])
     assert isinstance(room, Room) and room.title == "Old"
     await s.close()
+
+
+async def test_top_level_messages_stay_out_of_the_thread_index(db_url: str, store: Store) -> None:
+    """The thread index holds thread replies only (a top-level message updates one index fewer), and
+    a thread's history is still found through it."""
+    from sqlalchemy import text
+
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            if db_url.startswith("sqlite"):
+                query = "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_thread'"
+            else:
+                query = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_thread'"
+            definition = (await conn.execute(text(query))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert "thread IS NOT NULL" in definition
+    reply = msg(2)
+    reply.thread = 1
+    await store.commit([Append("room:ix", [msg(1)])])
+    await store.commit([Append("room:ix", [reply])])
+    page = await store.history("room:ix", before=None, after=None, limit=10, forwards=True, thread=1)
+    assert [m.serial for m in page.messages] == [2]

@@ -66,7 +66,15 @@ messages_table = Table(
     # take (pre-empt) another client's message.
     UniqueConstraint("channel", "client_id", "id", name="uq_messages_channel_client_id"),
     Index("ix_messages_ts", "ts"),
-    Index("ix_messages_thread", "channel", "thread", "serial"),
+    # Thread replies only: most messages are top level, and an index they are not in costs them nothing.
+    Index(
+        "ix_messages_thread",
+        "channel",
+        "thread",
+        "serial",
+        sqlite_where=text("thread IS NOT NULL"),
+        postgresql_where=text("thread IS NOT NULL"),
+    ),
 )
 
 streams_table = Table(
@@ -247,8 +255,24 @@ def _migration_stream_leases(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_stream_markers_node ON stream_markers (node)"))
 
 
+def _migration_partial_thread_index(conn: Connection) -> None:
+    """The thread index holds thread replies only, so a top-level message (most of them) updates
+    one index fewer when it is stored; `thread = ?` lookups use it as before."""
+    conn.execute(text("DROP INDEX ix_messages_thread"))
+    conn.execute(
+        text("CREATE INDEX ix_messages_thread ON messages (channel, thread, serial) WHERE thread IS NOT NULL")
+    )
+
+
 # Schema migrations in order; the Nth entry takes the schema from version N-1 to N. Append only.
-MIGRATIONS = [_migration_1, _migration_2, _migration_stream_leases, _migration_chat, _migration_rooms]
+MIGRATIONS = [
+    _migration_1,
+    _migration_2,
+    _migration_stream_leases,
+    _migration_chat,
+    _migration_rooms,
+    _migration_partial_thread_index,
+]
 
 
 def row_to_marker(r: Any) -> StreamMarker:
