@@ -24,6 +24,7 @@ from agentchat_server.broker.connections import Connection
 from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.rooms import RoomRules, Writer, refused, wire_fields
 from agentchat_server.broker.run_records import appended, lost_writer, run_record
+from agentchat_server.broker.sessionindex import SessionIndex
 from agentchat_server.broker.streams import Streams
 from agentchat_server.core.runs import ENDED, RunRecord
 from agentchat_server.protocol import (
@@ -103,7 +104,7 @@ class Runs:
         self.writer_connection = writer_connection
         self.spend = spend
         self._live: dict[str, LiveRun] = {}
-        self._by_session: dict[str, set[str]] = {}
+        self._by_session = SessionIndex()
 
     def __len__(self) -> int:
         return len(self._live)
@@ -117,7 +118,7 @@ class Runs:
         session = conn.session_id
         assert session is not None
         limit = self.settings.max_runs_per_connection
-        if len(self._by_session.get(session, ())) >= limit:
+        if self._by_session.count(session) >= limit:
             raise ProtocolError(Code.TOO_MANY_RUNS, f"at most {limit} runs per connection")
         self.spend(conn)
         requester = None
@@ -327,7 +328,7 @@ class Runs:
     def writer_lost(self, session_id: str) -> list[asyncio.Future[Outcome]]:
         """The session's runs: parked when they wait for input, else ended aborted (their lanes first)."""
         pending = []
-        for run_id in list(self._by_session.get(session_id, ())):
+        for run_id in self._by_session.of(session_id):
             live = self._live[run_id]
             self.streams.end_lanes(run_id, "aborted")
             self._forget(run_id)
@@ -371,7 +372,7 @@ class Runs:
     async def abort_all(self) -> None:
         """Shutting down: every run written here loses its writer (parked or aborted)."""
         pending = []
-        for session_id in list(self._by_session):
+        for session_id in self._by_session.sessions():
             pending.extend(self.writer_lost(session_id))
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
@@ -415,14 +416,10 @@ class Runs:
         self._live[run.run_id] = LiveRun(
             run.run_id, run.channel, run.writer, run.client_id, run.kind, display_name
         )
-        self._by_session.setdefault(run.writer, set()).add(run.run_id)
+        self._by_session.add(run.writer, run.run_id)
 
     def _forget(self, run_id: str) -> None:
         live = self._live.pop(run_id, None)
         if live is None:
             return
-        owned = self._by_session.get(live.session)
-        if owned is not None:
-            owned.discard(run_id)
-            if not owned:
-                del self._by_session[live.session]
+        self._by_session.drop(live.session, run_id)

@@ -29,6 +29,7 @@ from agentchat_server.broker.members import now_ms
 from agentchat_server.broker.registry import ChannelRegistry
 from agentchat_server.broker.rooms import RoomRules
 from agentchat_server.broker.stream_ends import StreamEnds, content_of, end_message, extra_of, quiet
+from agentchat_server.broker.stream_table import StreamTable, marker_of, stream_of
 from agentchat_server.core.chat import as_target, check_root
 from agentchat_server.core.records import Message
 from agentchat_server.core.streams import Stream
@@ -81,16 +82,14 @@ class Streams:
         self.metrics = metrics
         self.ends = StreamEnds(store, buffer, committer, metrics, rules)
         self.lease_ms = int(max(settings.stream_grace, 0.3) * 1000)
-        self._live: dict[str, Stream] = {}
-        self._by_session: dict[str, set[str]] = {}
-        self._bytes_by_client: dict[str, int] = {}
+        self.table = StreamTable(registry, buffer, metrics, settings.max_stream_bytes_per_client)
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self.table)
 
     def open_count(self, session_id: str) -> int:
         """Streams the session writes now."""
-        return len(self._by_session.get(session_id, ()))
+        return self.table.sessions.count(session_id)
 
     # --- the writer's operations -------------------------------------------------------------
 
@@ -178,43 +177,17 @@ class Streams:
                 self.rules.settle(opened if isinstance(opened, AppendResult) else None)
         finally:
             ch.reserved_ids.discard(reserved)
-        self._hold(stream)
+        self.table.hold(stream)
         self.publish_live(name, stream.open_frame())
         if stream.run_id is not None:
             return {"stream_id": stream_id}  # a lane has no marker: it is resumed with its run
         return {"stream_id": stream_id, "resume_key": key}
 
-    def _hold(self, stream: Stream) -> None:
-        ch = self.registry.get(stream.channel)
-        if ch is not None:
-            ch.streams[stream.stream_id] = stream
-        self._live[stream.stream_id] = stream
-        self._by_session.setdefault(stream.writer, set()).add(stream.stream_id)
-        self._bytes_by_client[stream.client_id] = self._bytes_by_client.get(stream.client_id, 0) + stream.size
-        self.metrics.streams_open.set(len(self._live))
-        self.buffer.opened(stream.channel, stream.stream_id, stream.header())
-
     def _marker(self, stream: Stream, meta_json: str | None) -> StreamMarker:
-        return StreamMarker(
-            stream.stream_id,
-            stream.channel,
-            stream.message_id,
-            stream.client_id,
-            stream.kind,
-            stream.name,
-            stream.reply_to,
-            meta_json,
-            stream.format,
-            stream.ts,
-            self.node,
-            now_ms() + self.lease_ms,
-            stream.fence,
-            stream.secret,
-            thread=stream.thread,
-        )
+        return marker_of(stream, meta_json, self.node, now_ms() + self.lease_ms)
 
     def _writer_stream(self, conn: Connection, stream_id: str) -> Stream:
-        stream = self._live.get(stream_id)
+        stream = self.table.get(stream_id)
         if stream is None:
             raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found, moved or already ended")
         if conn.session_id is None or stream.writer != conn.session_id:
@@ -228,12 +201,8 @@ class Streams:
     def append(self, conn: Connection, stream_id: str, index: int, chunk: Any) -> None:
         """Accept the writer's chunk `index` and send it live; a resent chunk is ignored."""
         stream = self._writer_stream(conn, stream_id)
-        client = stream.client_id
-        used = self._bytes_by_client.get(client, 0)
-        before = stream.size
-        if not stream.append(index, chunk, self.settings.max_stream_bytes_per_client - used):
+        if not self.table.append(stream, index, chunk):
             return
-        self._bytes_by_client[client] = used + stream.size - before
         self.buffer.appended(stream_id, index, chunk)
         self.publish_live(stream.channel, frames.stream_chunk(stream.channel, stream_id, index, chunk))
 
@@ -272,9 +241,9 @@ class Streams:
         session_id = conn.session_id
         assert session_id is not None
         secret = key_hash(key)
-        stream = self._live.get(stream_id)
+        stream = self.table.get(stream_id)
         if stream is not None and stream.client_id == identity.client_id and stream.secret == secret:
-            self._rebind(stream, session_id)
+            self.table.rebind(stream, session_id)
             return {"stream_id": stream_id, "next": stream.next}
         marker = await self.store.take_over(
             stream_id, identity.client_id, secret, self.node, now_ms() + self.lease_ms
@@ -283,42 +252,16 @@ class Streams:
             raise ProtocolError(Code.STREAM_NOT_FOUND, "stream not found, not yours, or already ended")
         identity.require(marker.channel, "stream")
         await self.registry.load(marker.channel)
-        stream = Stream(
-            marker.stream_id,
-            marker.channel,
-            session_id,
-            marker.client_id,
-            marker.kind,
-            marker.name,
-            marker.message_id,
-            marker.reply_to,
-            None if marker.meta_json is None else json.loads(marker.meta_json),
-            marker.format,
-            marker.ts,
-            self.settings.max_stream_bytes,
-            identity.display_name,
-            fence=marker.fence,
-            secret=marker.secret,
-            thread=marker.thread,
-        )
+        stream = stream_of(marker, session_id, self.settings.max_stream_bytes, identity.display_name)
         chunks = await self.buffer.chunks(stream_id)
         if chunks is not None:
             stream.load(content_of(marker.format, chunks), len(chunks))
         elif marker.content_json is not None:
             stream.load(json.loads(marker.content_json), marker.chunks)
         self.publish_control(marker.channel, {"moved": stream_id, "fence": marker.fence})
-        self._hold(stream)
+        self.table.hold(stream)
         log.info("stream %s resumed by its writer at chunk %d", stream_id, stream.next)
         return {"stream_id": stream_id, "next": stream.next}
-
-    def _rebind(self, stream: Stream, session_id: str) -> None:
-        owned = self._by_session.get(stream.writer)
-        if owned is not None:
-            owned.discard(stream.stream_id)
-            if not owned:
-                del self._by_session[stream.writer]
-        stream.writer = session_id
-        self._by_session.setdefault(session_id, set()).add(stream.stream_id)
 
     # --- anyone's operations ------------------------------------------------------------------
 
@@ -326,7 +269,7 @@ class Streams:
         """Cancel an open stream (writer, or anyone with `cancel`), held here or on another node;
         the writer is told who did. Returns the final message's serial."""
         by = conn.identity.client_id
-        stream = self._live.get(stream_id)
+        stream = self.table.get(stream_id)
         if stream is not None:
             is_writer = conn.session_id is not None and stream.writer == conn.session_id
             if not is_writer:
@@ -356,33 +299,13 @@ class Streams:
         error: dict[str, Any] | None = None,
     ) -> asyncio.Future[int]:
         """Forget the stream and queue its one durable message; the future gives its serial."""
-        self._forget(stream)
+        self.table.forget(stream)
         meta_json = None if stream.meta is None else encode_value(stream.meta)
         message = end_message(
             self._marker(stream, meta_json), status, content, extra_of(stream, cancelled_by, error)
         )
         room = self.rules.stream_end(stream, status)
         return self.ends.commit(stream.stream_id, stream.channel, status, message, room)
-
-    def _forget(self, stream: Stream) -> None:
-        if self._live.pop(stream.stream_id, None) is None:
-            return
-        ch = self.registry.get(stream.channel)
-        if ch is not None:
-            ch.streams.pop(stream.stream_id, None)
-        owned = self._by_session.get(stream.writer)
-        if owned is not None:
-            owned.discard(stream.stream_id)
-            if not owned:
-                del self._by_session[stream.writer]
-        left = self._bytes_by_client.get(stream.client_id, 0) - stream.size
-        if left > 0:
-            self._bytes_by_client[stream.client_id] = left
-        else:
-            self._bytes_by_client.pop(stream.client_id, None)
-        self.metrics.streams_open.set(len(self._live))
-        if ch is not None:
-            self.registry.forget_if_idle(ch)
 
     def end_lanes(
         self,
@@ -394,27 +317,25 @@ class Streams:
     ) -> None:
         """End the open lanes of a run with the run's status, queued before the run's own end
         record so they precede it in history."""
-        for stream in [s for s in self._live.values() if s.run_id == run_id]:
+        for stream in self.table.of_run(run_id):
             ended = self._finish(stream, status, stream.content(), cancelled_by=cancelled_by, error=error)
             ended.add_done_callback(quiet)
 
     def abort_session(self, session_id: str, why: str) -> None:
         """End every stream the session writes as aborted, with the text so far."""
-        for stream_id in list(self._by_session.get(session_id, ())):
-            stream = self._live.get(stream_id)
-            if stream is not None:
-                log.info("stream %s aborted: %s", stream_id, why)
-                self._finish(stream, "aborted", stream.content()).add_done_callback(quiet)
+        for stream in self.table.of_session(session_id):
+            log.info("stream %s aborted: %s", stream.stream_id, why)
+            self._finish(stream, "aborted", stream.content()).add_done_callback(quiet)
 
     # --- news from other nodes ---------------------------------------------------------------
 
     def on_message(self, message: Message) -> None:
         """A durable message reached this node: if it ends a stream held here (ended elsewhere:
         cancelled by a member on another node), let go of it and tell its writer."""
-        stream = self._live.get(message.stream_id or "")
+        stream = self.table.get(message.stream_id or "")
         if stream is None:
             return
-        self._forget(stream)
+        self.table.forget(stream)
         writer = self.writer_connection(stream.writer)
         by = (message.extra or {}).get("cancelled_by")
         if writer is not None and message.status == "cancelled" and isinstance(by, str):
@@ -422,11 +343,11 @@ class Streams:
 
     def on_control(self, control: dict[str, Any]) -> None:
         """A node's news about a channel: a stream this node held was resumed elsewhere."""
-        stream = self._live.get(str(control.get("moved", "")))
+        stream = self.table.get(str(control.get("moved", "")))
         fence = control.get("fence")
         if stream is not None and isinstance(fence, int) and fence > stream.fence:
             log.info("stream %s moved to another node", stream.stream_id)
-            self._forget(stream)
+            self.table.forget(stream)
 
     # --- leases ------------------------------------------------------------------------------
 
@@ -436,18 +357,18 @@ class Streams:
 
     def holds(self, stream_id: str) -> bool:
         """True while this node holds the stream."""
-        return stream_id in self._live
+        return self.table.get(stream_id) is not None
 
     async def release_all(self) -> None:
         """Shutting down: let go of every stream, saving its content, so its writer can resume it
         on another node (or on this one after a restart) within the stream grace."""
         until = now_ms() + self.lease_ms
         await self.buffer.flush()
-        for stream in list(self._live.values()):
+        for stream in self.table.all():
             try:
                 await self.store.release(
                     stream.stream_id, stream.fence, encode_value(stream.content()), stream.next, until
                 )
             except Exception as exc:
                 log.warning("could not release stream %s: %s", stream.stream_id, exc)
-            self._forget(stream)
+            self.table.forget(stream)
