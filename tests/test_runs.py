@@ -4,6 +4,7 @@ cancelled and aborted stay distinct; only the run's writer writes to it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -303,3 +304,24 @@ async def test_a_runs_state_reaches_a_reader_joining_a_channel_nobody_watched(
         delta,
     )
     await late.close()
+
+
+async def test_runs_per_connection_are_bounded_and_counted_where_they_are_written(
+    make_server: Callable[..., Any],
+) -> None:
+    """A connection writing `max_runs_per_connection` runs is refused another (42905); ending one
+    frees its place, and a run taken over by another connection counts there, not here."""
+    srv: TestServer = await make_server(max_runs_per_connection=2)
+    writer = await member(srv, "planner")
+    other = await member(srv, "planner")
+    first = (await ok(writer, {"type": "run_start", "channel": ROOM}))["run_id"]
+    second = (await ok(writer, {"type": "run_start", "channel": ROOM}))["run_id"]
+    await refused(writer, {"type": "run_start", "channel": ROOM}, Code.TOO_MANY_RUNS)
+    await ok(writer, {"type": "run_end", "run_id": first, "status": "completed"})
+    third = (await ok(writer, {"type": "run_start", "channel": ROOM}))["run_id"]
+    await ok(other, {"type": "run_resume", "run_id": second})  # `other` writes it now
+    await ok(writer, {"type": "run_start", "channel": ROOM})
+    await ok(other, {"type": "run_start", "channel": ROOM})
+    await refused(other, {"type": "run_start", "channel": ROOM}, Code.TOO_MANY_RUNS)
+    await ok(writer, {"type": "run_end", "run_id": third, "status": "completed"})
+    await asyncio.gather(writer.close(), other.close())
